@@ -1,0 +1,100 @@
+// One thread per channel: the small steps between the streaming kernels. Forward training
+// merges the split partials, updates the running statistics and folds gamma/beta into a
+// per-channel scale and shift; inference folds the running statistics instead; backward
+// merges the gradient partials into dgamma/dbeta and the coefficients of dx.
+
+@group(0) @binding(0) var<uniform> p: Params;
+// [gamma | beta | running mean | running variance], C values each.
+@group(0) @binding(1) var<storage, read_write> chan: array<f32>;
+@group(0) @binding(2) var<storage, read_write> state: array<ChannelState>;
+@group(0) @binding(3) var<storage, read> partials: array<vec4<f32>>;
+// [dgamma | dbeta], C values each.
+@group(0) @binding(4) var<storage, read_write> grads: array<f32>;
+
+fn gamma(c: u32) -> f32 {
+    return select(1.0, chan[c], (p.flags & FLAG_SCALE) != 0u);
+}
+
+fn beta(c: u32) -> f32 {
+    return select(0.0, chan[p.channels + c], (p.flags & FLAG_CENTER) != 0u);
+}
+
+@compute @workgroup_size(64)
+fn finalize_training(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let c = gid.x;
+    if (c >= p.channels) {
+        return;
+    }
+    // Merge in split order: the result does not depend on scheduling.
+    var acc = vec4<f32>(0.0);
+    for (var s = 0u; s < p.total_splits; s++) {
+        acc = chan_merge(acc, partials[s * p.channels + c]);
+    }
+    let m2 = acc.z / acc.x;
+    let var_b = select(m2, 0.0, m2 < 0.0); // clamp at 0, NaN stays NaN
+    let inv_std = 1.0 / sqrt(var_b + p.eps);
+    let scale = gamma(c) * inv_std;
+    let old = state[c];
+    let pivot = old.fold.x;
+    let mean_d = acc.y;
+
+    let tracked = old.stats.w + 1.0;
+    var keep = p.keep;
+    var fresh = p.fresh;
+    if (fresh < 0.0) { // cumulative moving average (PyTorch momentum=None)
+        fresh = 1.0 / tracked;
+        keep = 1.0 - fresh;
+    }
+    let mean = pivot + mean_d;
+    let rm = 2u * p.channels + c;
+    let rv = 3u * p.channels + c;
+    chan[rm] = chan[rm] * keep + mean * fresh;
+    chan[rv] = chan[rv] * keep + var_b * p.var_correction * fresh;
+
+    state[c].fold = vec4<f32>(pivot, scale, beta(c) - mean_d * scale, 0.0);
+    state[c].grad.w = 1.0;
+    state[c].stats = vec4<f32>(mean_d, inv_std, var_b, tracked);
+}
+
+@compute @workgroup_size(64)
+fn finalize_inference(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let c = gid.x;
+    if (c >= p.channels) {
+        return;
+    }
+    let running_mean = chan[2u * p.channels + c];
+    let running_var = chan[3u * p.channels + c];
+    let inv_std = 1.0 / sqrt(running_var + p.eps);
+    let scale = gamma(c) * inv_std;
+    state[c].fold = vec4<f32>(running_mean, scale, beta(c), 0.0);
+    state[c].grad.w = 0.0;
+    state[c].stats = vec4<f32>(0.0, inv_std, running_var, state[c].stats.w);
+}
+
+@compute @workgroup_size(64)
+fn finalize_backward(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let c = gid.x;
+    if (c >= p.channels) {
+        return;
+    }
+    var acc = vec4<f32>(0.0);
+    for (var s = 0u; s < p.total_splits; s++) {
+        acc += partials[s * p.channels + c];
+    }
+    let dbeta = acc.x;
+    let dgamma = acc.y;
+    grads[c] = dgamma;
+    grads[p.channels + c] = dbeta;
+
+    let st = state[c];
+    let g = gamma(c) * st.stats.y;
+    if (st.grad.w == 1.0) {
+        // training: dx = g/n * (n dy - dbeta - x_hat dgamma), x_hat = (x - pivot - mean_d) inv_std
+        let b = -g * dgamma * st.stats.y / p.n;
+        let cc = -g * dbeta / p.n - b * st.stats.x;
+        state[c].grad = vec4<f32>(g, b, cc, 1.0);
+    } else {
+        // inference statistics are constants: dx = g dy
+        state[c].grad = vec4<f32>(g, 0.0, 0.0, 0.0);
+    }
+}

@@ -1,0 +1,166 @@
+// Kernels that stream over the tensor: per-channel statistics, the fused normalize-scale-shift
+// (+ReLU), and the backward pair. Entry points live in `entry_subgroup.wgsl` or
+// `entry_workgroup.wgsl` (whichever the adapter supports) hold the two reduction entry points.
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(2) var<storage, read> dy: array<f32>;
+@group(0) @binding(3) var<storage, read_write> out: array<f32>;
+@group(0) @binding(4) var<storage, read_write> state: array<ChannelState>;
+@group(0) @binding(5) var<storage, read_write> partials: array<vec4<f32>>;
+
+var<workgroup> tree: array<vec4<f32>, WG>;
+
+// The pivot of each channel is its first element in the batch (chunk 0).
+fn pivot_body(c: u32) {
+    if (c < p.channels) {
+        state[c].fold.x = x[element_index(0u, c)];
+    }
+}
+
+// Which channel and row-range a stats / reduce workgroup owns, and this thread's lanes.
+struct Tile {
+    valid: bool,   // the workgroup has work (uniform across the workgroup)
+    c: u32,        // channel of this thread
+    lane_r: u32,   // row lane of this thread
+    k0: u32,       // first row of this thread
+    k1: u32,       // end of the split's rows
+    step: u32,     // rows per step = WG / cw
+    split: u32,
+}
+
+fn tile(t: u32, g: u32) -> Tile {
+    var r: Tile;
+    let blocks = (p.channels + p.cw - 1u) / p.cw;
+    r.valid = g < p.stats_groups;
+    let block = g % blocks;
+    r.split = g / blocks;
+    r.c = block * p.cw + t % p.cw;
+    r.lane_r = t / p.cw;
+    r.step = WG / p.cw;
+    let start = r.split * p.rows_per_split;
+    r.k0 = start + r.lane_r;
+    r.k1 = min(start + p.rows_per_split, p.rows);
+    return r;
+}
+
+// Per-channel (count, mean - pivot, M2) of one split: Welford per thread on pivot-shifted
+// values, then Chan merges inside the subgroup and across the workgroup.
+fn stats_body(t: u32, g: u32, sg_size: u32) {
+    let w = tile(t, g);
+    let step = WG / p.cw;
+    var acc = vec4<f32>(0.0);
+    if (w.valid && w.c < p.channels) {
+        let pivot = state[w.c].fold.x;
+        var cnt = 0.0;
+        var mean = 0.0;
+        var m2 = 0.0;
+        for (var k = w.k0; k < w.k1; k += w.step) {
+            let d = x[element_index(k, w.c)] - pivot;
+            cnt += 1.0;
+            let delta = d - mean;
+            mean += delta / cnt;
+            m2 += delta * (d - mean);
+        }
+        acc = vec4<f32>(cnt, mean, m2, 0.0);
+    }
+    acc = subgroup_merge_stats(acc, p.cw, sg_size);
+    tree[t] = acc;
+    for (var s = step / 2u; s >= subgroup_span(p.cw, sg_size) && s > 0u; s /= 2u) {
+        workgroupBarrier();
+        if (w.lane_r < s) {
+            tree[t] = chan_merge(tree[t], tree[t + s * p.cw]);
+        }
+    }
+    workgroupBarrier();
+    if (w.valid && w.lane_r == 0u && w.c < p.channels) {
+        partials[(p.split_base + w.split) * p.channels + w.c] = tree[t];
+    }
+}
+
+// y = (x - pivot) * scale + shift, then ReLU when fused.
+fn normalize_body(t: u32, g: u32) {
+    if (g >= p.norm_groups) {
+        return;
+    }
+    let base = g * (WG * ELEMS_PER_THREAD) + t;
+    let fuse_relu = (p.flags & FLAG_RELU) != 0u;
+    for (var j = 0u; j < ELEMS_PER_THREAD; j++) {
+        let e = base + j * WG;
+        if (e < p.elems) {
+            let f = state[channel_of(e)].fold;
+            let v = fma(x[e] - f.x, f.y, f.z);
+            out[e] = select(v, relu(v), fuse_relu);
+        }
+    }
+}
+
+// dy with the ReLU mask applied (the mask is recomputed from x: y > 0).
+fn masked_dy(e: u32, xv: f32, f: vec4<f32>) -> f32 {
+    let g = dy[e];
+    if ((p.flags & FLAG_RELU) != 0u && !(fma(xv - f.x, f.y, f.z) > 0.0)) {
+        return 0.0;
+    }
+    return g;
+}
+
+// Per-channel partial sums (sum dy, sum dy * x_hat) of one split.
+fn reduce_body(t: u32, g: u32, sg_size: u32) {
+    let w = tile(t, g);
+    let step = WG / p.cw;
+    var acc = vec4<f32>(0.0);
+    if (w.valid && w.c < p.channels) {
+        let st = state[w.c];
+        for (var k = w.k0; k < w.k1; k += w.step) {
+            let e = element_index(k, w.c);
+            let xv = x[e];
+            let gy = masked_dy(e, xv, st.fold);
+            let xhat = ((xv - st.fold.x) - st.stats.x) * st.stats.y;
+            acc += vec4<f32>(gy, gy * xhat, 0.0, 0.0);
+        }
+    }
+    acc = subgroup_add(acc, p.cw, sg_size);
+    tree[t] = acc;
+    for (var s = step / 2u; s >= subgroup_span(p.cw, sg_size) && s > 0u; s /= 2u) {
+        workgroupBarrier();
+        if (w.lane_r < s) {
+            tree[t] = tree[t] + tree[t + s * p.cw];
+        }
+    }
+    workgroupBarrier();
+    if (w.valid && w.lane_r == 0u && w.c < p.channels) {
+        partials[(p.split_base + w.split) * p.channels + w.c] = tree[t];
+    }
+}
+
+// dx = a * dy + b * (x - pivot) + c with the coefficients the backward finalize folded.
+fn dx_body(t: u32, g: u32) {
+    if (g >= p.norm_groups) {
+        return;
+    }
+    let base = g * (WG * ELEMS_PER_THREAD) + t;
+    for (var j = 0u; j < ELEMS_PER_THREAD; j++) {
+        let e = base + j * WG;
+        if (e < p.elems) {
+            let st = state[channel_of(e)];
+            let xv = x[e];
+            let gy = masked_dy(e, xv, st.fold);
+            out[e] = fma(st.grad.x, gy, fma(st.grad.y, xv - st.fold.x, st.grad.z));
+        }
+    }
+}
+
+@compute @workgroup_size(64)
+fn pivot(@builtin(global_invocation_id) gid: vec3<u32>) {
+    pivot_body(gid.x);
+}
+
+@compute @workgroup_size(256)
+fn normalize(@builtin(local_invocation_index) t: u32, @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    normalize_body(t, linear_group(wid, nwg));
+}
+
+@compute @workgroup_size(256)
+fn dx(@builtin(local_invocation_index) t: u32, @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    dx_body(t, linear_group(wid, nwg));
+}

@@ -1,0 +1,552 @@
+//! The batch-norm layer: encode level (records into the caller's encoder, never submits) and
+//! a convenience level on top of it (submits, returns host data).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use crate::config::{BatchNormConfig, Mode, SingleSamplePolicy};
+use crate::context::Context;
+use crate::error::{Error, Result};
+use crate::geometry::Geometry;
+use crate::kernels::{Kernels, Params, CHANNEL_STATE_BYTES, FLAG_CENTER, FLAG_RELU, FLAG_SCALE};
+use crate::plan::{grid, Chunk, Plan, CHANNEL_WORKGROUP};
+use crate::tensor::{Tensor, TensorRef};
+
+/// Uniforms and the per-channel bind group of one geometry: immutable once built, so calls of
+/// different shapes can share one encoder.
+#[derive(Debug)]
+struct Prepared {
+    plan: Plan,
+    params: Vec<wgpu::Buffer>,
+    channel_group: wgpu::BindGroup,
+}
+
+/// A stream bind-group set is keyed by geometry and the three buffer regions bound.
+type StreamKey = (Geometry, [(wgpu::Buffer, u64); 3]);
+
+/// Bind groups kept per layer before the cache is cleared (it holds caller buffers alive).
+const STREAM_CACHE_LIMIT: usize = 64;
+
+/// What the last forward pass left for backward.
+#[derive(Debug, Clone)]
+struct LastForward {
+    mode: Mode,
+    shape: Vec<usize>,
+}
+
+/// Batch normalization over one channel axis, with running statistics, on the GPU.
+#[derive(Debug)]
+pub struct BatchNorm {
+    config: BatchNormConfig,
+    ctx: Context,
+    kernels: Arc<Kernels>,
+    /// `[gamma | beta | running mean | running variance]`.
+    chan: wgpu::Buffer,
+    /// `ChannelState` per channel.
+    state: wgpu::Buffer,
+    /// `[dgamma | dbeta]`.
+    grads: wgpu::Buffer,
+    /// Split partials; grows with the largest plan seen.
+    partials: wgpu::Buffer,
+    prepared: HashMap<Geometry, Arc<Prepared>>,
+    stream_groups: HashMap<StreamKey, Arc<Vec<wgpu::BindGroup>>>,
+    last: Option<LastForward>,
+    batches_tracked: u64,
+    trainable: bool,
+}
+
+fn region(t: &TensorRef<'_>) -> (wgpu::Buffer, u64) {
+    (t.buffer.clone(), t.offset)
+}
+
+impl BatchNorm {
+    /// Builds the layer: gamma 1, beta 0, running mean 0, running variance 1.
+    pub fn new(ctx: &Context, config: BatchNormConfig) -> Result<Self> {
+        config.validate()?;
+        let c = config.channels as u64;
+        let storage = wgpu::BufferUsages::STORAGE
+            | wgpu::BufferUsages::COPY_DST
+            | wgpu::BufferUsages::COPY_SRC;
+        let chan = ctx.create_buffer("bn.channel_params", 16 * c, storage)?;
+        let state = ctx.create_buffer("bn.state", CHANNEL_STATE_BYTES * c, storage)?;
+        let grads = ctx.create_buffer("bn.grads", 8 * c, storage)?;
+        let partials = ctx.create_buffer("bn.partials", 16 * c, storage)?;
+        let n = config.channels;
+        let mut init = vec![0.0f32; 4 * n];
+        init[..n].fill(1.0);
+        init[3 * n..].fill(1.0);
+        ctx.queue()
+            .write_buffer(&chan, 0, bytemuck::cast_slice(&init));
+        Ok(Self {
+            kernels: ctx.kernels().clone(),
+            ctx: ctx.clone(),
+            config,
+            chan,
+            state,
+            grads,
+            partials,
+            prepared: HashMap::new(),
+            stream_groups: HashMap::new(),
+            last: None,
+            batches_tracked: 0,
+            trainable: true,
+        })
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &BatchNormConfig {
+        &self.config
+    }
+
+    /// A frozen layer (`false`) runs training-mode calls in inference mode, as Keras does
+    /// with `trainable = False`.
+    pub fn set_trainable(&mut self, trainable: bool) {
+        self.trainable = trainable;
+    }
+
+    /// Whether training-mode calls use batch statistics.
+    pub fn trainable(&self) -> bool {
+        self.trainable
+    }
+
+    /// The mode the last forward pass ran in (after the frozen-layer rule), if any.
+    pub fn last_mode(&self) -> Option<Mode> {
+        self.last.as_ref().map(|l| l.mode)
+    }
+
+    /// Training forward passes so far (PyTorch's `num_batches_tracked`).
+    pub fn batches_tracked(&self) -> u64 {
+        self.batches_tracked
+    }
+
+    fn geometry(&self, shape: &[usize]) -> Result<Geometry> {
+        Geometry::new(shape, self.config.layout, self.config.channels)
+    }
+
+    fn prepared(&mut self, g: Geometry) -> Result<Arc<Prepared>> {
+        if let Some(p) = self.prepared.get(&g) {
+            return Ok(p.clone());
+        }
+        let plan = Plan::new(g, self.ctx.plan_limits())?;
+        let needed = plan.total_splits as u64 * g.channels as u64 * 16;
+        if needed > self.partials.size() {
+            self.partials =
+                self.ctx
+                    .create_buffer("bn.partials", needed, wgpu::BufferUsages::STORAGE)?;
+            // Everything bound to the old partials buffer is stale.
+            self.prepared.clear();
+            self.stream_groups.clear();
+        }
+        let cfg = &self.config;
+        let n = g.per_channel();
+        let (keep, fresh) = cfg.running_weights();
+        let flags = (cfg.relu as u32 * FLAG_RELU)
+            | (cfg.center as u32 * FLAG_CENTER)
+            | (cfg.scale as u32 * FLAG_SCALE);
+        let mut params = Vec::with_capacity(plan.chunks.len());
+        for chunk in &plan.chunks {
+            let p = Params {
+                channels: g.channels as u32,
+                inner: g.inner as u32,
+                rows: chunk.rows,
+                cw: plan.cw,
+                splits: chunk.splits,
+                split_base: chunk.split_base,
+                total_splits: plan.total_splits,
+                rows_per_split: chunk.rows_per_split,
+                stats_groups: chunk.stats_groups,
+                norm_groups: chunk.norm_groups,
+                elems: chunk.elems,
+                flags,
+                n: n as f32,
+                eps: cfg.epsilon,
+                keep,
+                fresh,
+                var_correction: cfg.variance_correction(n),
+                _pad: [0.0; 3],
+            };
+            let buf = self.ctx.create_buffer(
+                "bn.params",
+                std::mem::size_of::<Params>() as u64,
+                wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+            )?;
+            self.ctx
+                .queue()
+                .write_buffer(&buf, 0, bytemuck::bytes_of(&p));
+            params.push(buf);
+        }
+        let channel_group = self
+            .ctx
+            .device()
+            .create_bind_group(&wgpu::BindGroupDescriptor {
+                label: Some("bn.channel"),
+                layout: &self.kernels.channel_layout,
+                entries: &[
+                    entry(0, &params[0], 0, None),
+                    entry(1, &self.chan, 0, None),
+                    entry(2, &self.state, 0, None),
+                    entry(3, &self.partials, 0, None),
+                    entry(4, &self.grads, 0, None),
+                ],
+            });
+        let p = Arc::new(Prepared {
+            plan,
+            params,
+            channel_group,
+        });
+        self.prepared.insert(g, p.clone());
+        Ok(p)
+    }
+
+    fn stream_groups(
+        &mut self,
+        prep: &Prepared,
+        x: &TensorRef<'_>,
+        aux: &TensorRef<'_>,
+        out: &TensorRef<'_>,
+    ) -> Arc<Vec<wgpu::BindGroup>> {
+        let key: StreamKey = (prep.plan.geometry, [region(x), region(aux), region(out)]);
+        if let Some(g) = self.stream_groups.get(&key) {
+            return g.clone();
+        }
+        if self.stream_groups.len() >= STREAM_CACHE_LIMIT {
+            self.stream_groups.clear();
+        }
+        let groups: Vec<wgpu::BindGroup> = prep
+            .plan
+            .chunks
+            .iter()
+            .zip(&prep.params)
+            .map(|(chunk, params)| {
+                fn bind<'b>(
+                    binding: u32,
+                    t: &TensorRef<'b>,
+                    chunk: &Chunk,
+                ) -> wgpu::BindGroupEntry<'b> {
+                    entry(
+                        binding,
+                        t.buffer,
+                        t.offset + chunk.byte_offset,
+                        Some(chunk.byte_len),
+                    )
+                }
+                self.ctx
+                    .device()
+                    .create_bind_group(&wgpu::BindGroupDescriptor {
+                        label: Some("bn.stream"),
+                        layout: &self.kernels.stream_layout,
+                        entries: &[
+                            entry(0, params, 0, None),
+                            bind(1, x, chunk),
+                            bind(2, aux, chunk),
+                            bind(3, out, chunk),
+                            entry(4, &self.state, 0, None),
+                            entry(5, &self.partials, 0, None),
+                        ],
+                    })
+            })
+            .collect();
+        let groups = Arc::new(groups);
+        self.stream_groups.insert(key, groups.clone());
+        groups
+    }
+
+    /// Validates one tensor argument against the geometry of `shape`.
+    fn check_region(&self, what: &'static str, t: &TensorRef<'_>, shape: &[usize]) -> Result<()> {
+        if t.shape != shape {
+            return Err(Error::ShapeMismatch {
+                what,
+                expected: shape.to_vec(),
+                got: t.shape.to_vec(),
+            });
+        }
+        t.check(what, self.ctx.plan_limits().offset_alignment)?;
+        Ok(())
+    }
+
+    /// Records a forward pass into `encoder`: `y = BN(x)` (then ReLU when fused). Training mode
+    /// also updates the running statistics and saves the batch statistics for backward. Never
+    /// submits. `x` and `y` must be different buffers.
+    pub fn encode_forward(
+        &mut self,
+        encoder: &mut wgpu::CommandEncoder,
+        x: TensorRef<'_>,
+        y: TensorRef<'_>,
+        mode: Mode,
+    ) -> Result<()> {
+        self.ctx.check_alive()?;
+        let g = self.geometry(x.shape)?;
+        self.check_region("x", &x, x.shape)?;
+        self.check_region("y", &y, x.shape)?;
+        if x.buffer == y.buffer {
+            return Err(Error::Aliasing("forward: x and y"));
+        }
+        let mode = if self.trainable {
+            mode
+        } else {
+            Mode::Inference
+        };
+        if mode == Mode::Training
+            && g.per_channel() == 1
+            && self.config.single_sample == SingleSamplePolicy::Error
+        {
+            return Err(Error::SingleSample(x.shape.to_vec()));
+        }
+        let prep = self.prepared(g)?;
+        let groups = self.stream_groups(&prep, &x, &x, &y);
+        let max_dim = self.ctx.plan_limits().max_groups_per_dim;
+        let k = &self.kernels;
+        let channel_groups = (g.channels as u32).div_ceil(CHANNEL_WORKGROUP);
+        {
+            let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                label: Some("bn.forward"),
+                timestamp_writes: None,
+            });
+            if mode == Mode::Training {
+                pass.set_pipeline(&k.pivot);
+                pass.set_bind_group(0, &groups[0], &[]);
+                pass.dispatch_workgroups(channel_groups, 1, 1);
+                pass.set_pipeline(&k.stats);
+                for (chunk, group) in prep.plan.chunks.iter().zip(groups.iter()) {
+                    let (gx, gy) = grid(chunk.stats_groups, max_dim);
+                    pass.set_bind_group(0, group, &[]);
+                    pass.dispatch_workgroups(gx, gy, 1);
+                }
+                pass.set_pipeline(&k.finalize_training);
+            } else {
+                pass.set_pipeline(&k.finalize_inference);
+            }
+            pass.set_bind_group(0, &prep.channel_group, &[]);
+            pass.dispatch_workgroups(channel_groups, 1, 1);
+            pass.set_pipeline(&k.normalize);
+            for (chunk, group) in prep.plan.chunks.iter().zip(groups.iter()) {
+                let (gx, gy) = grid(chunk.norm_groups, max_dim);
+                pass.set_bind_group(0, group, &[]);
+                pass.dispatch_workgroups(gx, gy, 1);
+            }
+        }
+        if mode == Mode::Training {
+            self.batches_tracked += 1;
+        }
+        self.last = Some(LastForward {
+            mode,
+            shape: x.shape.to_vec(),
+        });
+        Ok(())
+    }
+
+    /// Records the backward pass of the last forward into `encoder`: `dx` from `x` and `dy`
+    /// (masked by the fused ReLU), and dgamma/dbeta into the layer's gradient buffer
+    /// ([`BatchNorm::grads_buffer`]). `x` must be the input of that forward pass. Never submits.
+    pub fn encode_backward(
+        &mut self,
+        encoder: &mut wgpu::CommandEncoder,
+        x: TensorRef<'_>,
+        dy: TensorRef<'_>,
+        dx: TensorRef<'_>,
+    ) -> Result<()> {
+        self.ctx.check_alive()?;
+        let last = self.last.clone().ok_or(Error::BackwardBeforeForward)?;
+        let g = self.geometry(x.shape)?;
+        self.check_region("x", &x, &last.shape)?;
+        self.check_region("dy", &dy, &last.shape)?;
+        self.check_region("dx", &dx, &last.shape)?;
+        if dx.buffer == x.buffer || dx.buffer == dy.buffer {
+            return Err(Error::Aliasing("backward: dx and x/dy"));
+        }
+        let prep = self.prepared(g)?;
+        let groups = self.stream_groups(&prep, &x, &dy, &dx);
+        let max_dim = self.ctx.plan_limits().max_groups_per_dim;
+        let k = &self.kernels;
+        let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+            label: Some("bn.backward"),
+            timestamp_writes: None,
+        });
+        pass.set_pipeline(&k.reduce);
+        for (chunk, group) in prep.plan.chunks.iter().zip(groups.iter()) {
+            let (gx, gy) = grid(chunk.stats_groups, max_dim);
+            pass.set_bind_group(0, group, &[]);
+            pass.dispatch_workgroups(gx, gy, 1);
+        }
+        pass.set_pipeline(&k.finalize_backward);
+        pass.set_bind_group(0, &prep.channel_group, &[]);
+        pass.dispatch_workgroups((g.channels as u32).div_ceil(CHANNEL_WORKGROUP), 1, 1);
+        pass.set_pipeline(&k.dx);
+        for (chunk, group) in prep.plan.chunks.iter().zip(groups.iter()) {
+            let (gx, gy) = grid(chunk.norm_groups, max_dim);
+            pass.set_bind_group(0, group, &[]);
+            pass.dispatch_workgroups(gx, gy, 1);
+        }
+        Ok(())
+    }
+
+    /// Runs a forward pass on a GPU tensor and returns the output tensor (one submit, no readback).
+    pub fn forward(&mut self, x: &Tensor, mode: Mode) -> Result<Tensor> {
+        let y = Tensor::zeros(&self.ctx, x.shape())?;
+        let mut encoder = self
+            .ctx
+            .device()
+            .create_command_encoder(&Default::default());
+        self.encode_forward(&mut encoder, x.as_ref(), y.as_ref(), mode)?;
+        self.ctx.submit_and_wait(encoder)?;
+        Ok(y)
+    }
+
+    /// Runs backward for the last forward; returns dx (dgamma/dbeta: [`BatchNorm::dgamma`]...).
+    pub fn backward(&mut self, x: &Tensor, dy: &Tensor) -> Result<Tensor> {
+        let dx = Tensor::zeros(&self.ctx, x.shape())?;
+        let mut encoder = self
+            .ctx
+            .device()
+            .create_command_encoder(&Default::default());
+        self.encode_backward(&mut encoder, x.as_ref(), dy.as_ref(), dx.as_ref())?;
+        self.ctx.submit_and_wait(encoder)?;
+        Ok(dx)
+    }
+
+    /// Host in, host out: uploads `x`, runs forward, downloads `y`.
+    pub fn forward_host(&mut self, x: &[f32], shape: &[usize], mode: Mode) -> Result<Vec<f32>> {
+        self.geometry(shape)?;
+        let xt = Tensor::from_slice(&self.ctx, shape, x)?;
+        self.forward(&xt, mode)?.to_vec(&self.ctx)
+    }
+
+    /// Host in, host out: returns `(dx, dgamma, dbeta)` for the last forward, whose input was `x`.
+    pub fn backward_host(
+        &mut self,
+        x: &[f32],
+        dy: &[f32],
+        shape: &[usize],
+    ) -> Result<(Vec<f32>, Vec<f32>, Vec<f32>)> {
+        self.geometry(shape)?;
+        let xt = Tensor::from_slice(&self.ctx, shape, x)?;
+        let dyt = Tensor::from_slice(&self.ctx, shape, dy)?;
+        let dx = self.backward(&xt, &dyt)?.to_vec(&self.ctx)?;
+        Ok((dx, self.dgamma()?, self.dbeta()?))
+    }
+
+    fn read_chan(&self, slot: u64) -> Result<Vec<f32>> {
+        let c = self.config.channels;
+        self.ctx.read_f32(&self.chan, slot * c as u64 * 4, c)
+    }
+
+    fn write_chan(&self, slot: u64, what: &'static str, values: &[f32]) -> Result<()> {
+        let c = self.config.channels;
+        if values.len() != c {
+            return Err(Error::LengthMismatch {
+                what,
+                expected: c,
+                got: values.len(),
+            });
+        }
+        self.ctx.check_alive()?;
+        self.ctx.queue().write_buffer(
+            &self.chan,
+            slot * c as u64 * 4,
+            bytemuck::cast_slice(values),
+        );
+        Ok(())
+    }
+
+    /// Gamma (scale). Reads back.
+    pub fn gamma(&self) -> Result<Vec<f32>> {
+        self.read_chan(0)
+    }
+    /// Beta (offset). Reads back.
+    pub fn beta(&self) -> Result<Vec<f32>> {
+        self.read_chan(1)
+    }
+    /// Running (moving) mean. Reads back.
+    pub fn running_mean(&self) -> Result<Vec<f32>> {
+        self.read_chan(2)
+    }
+    /// Running (moving) variance. Reads back.
+    pub fn running_var(&self) -> Result<Vec<f32>> {
+        self.read_chan(3)
+    }
+    /// Sets gamma; takes effect at the next submit on the queue.
+    pub fn set_gamma(&self, v: &[f32]) -> Result<()> {
+        self.write_chan(0, "gamma", v)
+    }
+    /// Sets beta; takes effect at the next submit on the queue.
+    pub fn set_beta(&self, v: &[f32]) -> Result<()> {
+        self.write_chan(1, "beta", v)
+    }
+    /// Sets the running mean; takes effect at the next submit on the queue.
+    pub fn set_running_mean(&self, v: &[f32]) -> Result<()> {
+        self.write_chan(2, "running mean", v)
+    }
+    /// Sets the running variance; takes effect at the next submit on the queue.
+    pub fn set_running_var(&self, v: &[f32]) -> Result<()> {
+        self.write_chan(3, "running variance", v)
+    }
+
+    /// `[gamma | beta | running mean | running variance]`, C f32 each: for optimizers that
+    /// update gamma/beta in place on the GPU.
+    pub fn channel_buffer(&self) -> &wgpu::Buffer {
+        &self.chan
+    }
+
+    /// `[dgamma | dbeta]`, C f32 each, written by each backward pass.
+    pub fn grads_buffer(&self) -> &wgpu::Buffer {
+        &self.grads
+    }
+
+    /// dgamma of the last backward pass. Reads back.
+    pub fn dgamma(&self) -> Result<Vec<f32>> {
+        self.ctx.read_f32(&self.grads, 0, self.config.channels)
+    }
+
+    /// dbeta of the last backward pass. Reads back.
+    pub fn dbeta(&self) -> Result<Vec<f32>> {
+        let c = self.config.channels;
+        self.ctx.read_f32(&self.grads, c as u64 * 4, c)
+    }
+
+    fn read_state(&self) -> Result<Vec<[f32; 12]>> {
+        let c = self.config.channels;
+        let raw = self.ctx.read_f32(&self.state, 0, c * 12)?;
+        Ok(raw
+            .chunks_exact(12)
+            .map(|s| {
+                let mut a = [0.0; 12];
+                a.copy_from_slice(s);
+                a
+            })
+            .collect())
+    }
+
+    /// Mean used by the last forward pass (batch mean in training). Reads back.
+    pub fn batch_mean(&self) -> Result<Vec<f32>> {
+        self.last.as_ref().ok_or(Error::BackwardBeforeForward)?;
+        Ok(self.read_state()?.iter().map(|s| s[0] + s[8]).collect())
+    }
+
+    /// Biased variance used by the last forward pass (batch variance in training). Reads back.
+    pub fn batch_var(&self) -> Result<Vec<f32>> {
+        self.last.as_ref().ok_or(Error::BackwardBeforeForward)?;
+        Ok(self.read_state()?.iter().map(|s| s[10]).collect())
+    }
+
+    /// `1 / sqrt(var + eps)` of the last forward pass (PyTorch's `save_invstd`). Reads back.
+    pub fn saved_inv_std(&self) -> Result<Vec<f32>> {
+        self.last.as_ref().ok_or(Error::BackwardBeforeForward)?;
+        Ok(self.read_state()?.iter().map(|s| s[9]).collect())
+    }
+}
+
+fn entry(
+    binding: u32,
+    buffer: &wgpu::Buffer,
+    offset: u64,
+    size: Option<u64>,
+) -> wgpu::BindGroupEntry<'_> {
+    wgpu::BindGroupEntry {
+        binding,
+        resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+            buffer,
+            offset,
+            size: size.and_then(wgpu::BufferSize::new),
+        }),
+    }
+}

@@ -1,0 +1,91 @@
+//! `bnorm`: the command-line front end.
+
+use clap::{Parser, Subcommand};
+use wgpu_batchnorm::cpu::CpuBatchNorm;
+use wgpu_batchnorm::{BatchNorm, BatchNormConfig, Context, Mode};
+
+#[derive(Parser)]
+#[command(name = "bnorm", about = "Batch normalization on any GPU through wgpu")]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Which adapter and backend the engine runs on.
+    Info,
+    /// Normalizes a batch on the GPU and checks it against the CPU reference.
+    Check {
+        /// Rows of the batch.
+        #[arg(long, default_value_t = 1000)]
+        rows: usize,
+        /// Channels.
+        #[arg(long, default_value_t = 10)]
+        channels: usize,
+    },
+}
+
+fn check(rows: usize, channels: usize) -> Result<(), Box<dyn std::error::Error>> {
+    let ctx = Context::new()?;
+    println!("device: {}", ctx.describe());
+    let shape = [rows, channels];
+    // A deterministic batch whose channels have very different means and spreads.
+    let x: Vec<f32> = (0..rows * channels)
+        .map(|i| {
+            let c = (i % channels) as f32;
+            let t = ((i as u32).wrapping_mul(2_654_435_761) >> 8) as f32 / (1 << 24) as f32;
+            c * 100.0 + (t - 0.5) * (c + 1.0)
+        })
+        .collect();
+    let config = BatchNormConfig::keras(channels).with_relu(true);
+    let mut gpu = BatchNorm::new(&ctx, config.clone())?;
+    let mut cpu = CpuBatchNorm::new(config)?;
+    for step in 1..=3 {
+        let y = gpu.forward_host(&x, &shape, Mode::Training)?;
+        let y_ref = cpu.forward(&x, &shape, Mode::Training)?;
+        let err = y
+            .iter()
+            .zip(&y_ref)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0f32, f32::max);
+        println!("training step {step}: max |y_gpu - y_cpu| = {err:.3e}");
+    }
+    let rm = gpu.running_mean()?;
+    let err = rm
+        .iter()
+        .zip(&cpu.running_mean)
+        .map(|(a, b)| (a - b).abs() / b.abs().max(1.0))
+        .fold(0.0f32, f32::max);
+    println!("running mean after 3 steps: max relative error {err:.3e}");
+    let y = gpu.forward_host(&x, &shape, Mode::Inference)?;
+    let y_ref = cpu.forward(&x, &shape, Mode::Inference)?;
+    let err = y
+        .iter()
+        .zip(&y_ref)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0f32, f32::max);
+    println!("inference: max |y_gpu - y_cpu| = {err:.3e}");
+    Ok(())
+}
+
+fn main() -> std::process::ExitCode {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
+    let cli = Cli::parse();
+    let result = match cli.command.unwrap_or(Command::Check {
+        rows: 1000,
+        channels: 10,
+    }) {
+        Command::Info => Context::new()
+            .map(|ctx| println!("{}", ctx.describe()))
+            .map_err(Into::into),
+        Command::Check { rows, channels } => check(rows, channels),
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,157 @@
+//! Layer configuration: the Keras and PyTorch conventions in one struct.
+
+use crate::error::{Error, Result};
+
+/// Which axis holds the channels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Layout {
+    /// Channels on the last axis, any rank: `[N, C]`, `[N, H, W, C]`, `[N, D, H, W, C]` (Keras' default).
+    #[default]
+    ChannelsLast,
+    /// Channels on axis 1, any rank: `[N, C]`, `[N, C, H, W]`, `[N, C, D, H, W]` (PyTorch's default).
+    ChannelsFirst,
+}
+
+/// How running statistics are updated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Convention {
+    /// `moving = m * moving + (1 - m) * batch`, moving variance from the biased batch variance.
+    #[default]
+    Keras,
+    /// `running = (1 - f) * running + f * batch`, running variance from the unbiased batch
+    /// variance; `momentum: None` gives the cumulative average `f = 1 / num_batches_tracked`.
+    PyTorch,
+}
+
+/// What training mode does with one value per channel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SingleSamplePolicy {
+    /// Keras: the batch variance is 0 and the output equals beta.
+    #[default]
+    ZeroVariance,
+    /// PyTorch: `Error::SingleSample` ("Expected more than 1 value per channel").
+    Error,
+}
+
+/// Which statistics a forward pass uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Batch statistics; running statistics are updated and the batch statistics saved for backward.
+    Training,
+    /// Running statistics; nothing is updated.
+    Inference,
+}
+
+/// Configuration of a [`BatchNorm`](crate::BatchNorm) layer. `Default` is Keras'
+/// `BatchNormalization()` with `channels: 0`, which must be set before use.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BatchNormConfig {
+    /// Number of channels (features).
+    pub channels: usize,
+    /// Which axis holds the channels.
+    pub layout: Layout,
+    /// Added to the variance before the square root (Keras 1e-3, PyTorch 1e-5).
+    pub epsilon: f32,
+    /// Keras: weight of the old value (0.99). PyTorch: weight of the new value (0.1);
+    /// `None` means the cumulative average (PyTorch only).
+    pub momentum: Option<f32>,
+    /// Learn and add beta (Keras `center`; PyTorch `affine`).
+    pub center: bool,
+    /// Learn and multiply by gamma (Keras `scale`; PyTorch `affine`).
+    pub scale: bool,
+    /// Momentum semantics and running-variance bias.
+    pub convention: Convention,
+    /// What a batch of one value per channel does in training.
+    pub single_sample: SingleSamplePolicy,
+    /// Fuse a ReLU after the normalization (forward and backward).
+    pub relu: bool,
+}
+
+impl Default for BatchNormConfig {
+    fn default() -> Self {
+        Self::keras(0)
+    }
+}
+
+impl BatchNormConfig {
+    /// Keras 3 `BatchNormalization(axis=-1)`: epsilon 1e-3, momentum 0.99, channels-last.
+    pub fn keras(channels: usize) -> Self {
+        Self {
+            channels,
+            layout: Layout::ChannelsLast,
+            epsilon: 1e-3,
+            momentum: Some(0.99),
+            center: true,
+            scale: true,
+            convention: Convention::Keras,
+            single_sample: SingleSamplePolicy::ZeroVariance,
+            relu: false,
+        }
+    }
+
+    /// PyTorch `BatchNorm{1,2,3}d(channels)`: epsilon 1e-5, momentum 0.1, channels-first,
+    /// unbiased running variance, an error for one value per channel.
+    pub fn pytorch(channels: usize) -> Self {
+        Self {
+            channels,
+            layout: Layout::ChannelsFirst,
+            epsilon: 1e-5,
+            momentum: Some(0.1),
+            center: true,
+            scale: true,
+            convention: Convention::PyTorch,
+            single_sample: SingleSamplePolicy::Error,
+            relu: false,
+        }
+    }
+
+    /// Sets the fused ReLU.
+    pub fn with_relu(mut self, relu: bool) -> Self {
+        self.relu = relu;
+        self
+    }
+
+    /// Sets the layout.
+    pub fn with_layout(mut self, layout: Layout) -> Self {
+        self.layout = layout;
+        self
+    }
+
+    /// Checks every field; the layer calls this on creation.
+    pub fn validate(&self) -> Result<()> {
+        if self.channels == 0 {
+            return Err(Error::ZeroChannels);
+        }
+        if !(self.epsilon.is_finite() && self.epsilon > 0.0) {
+            return Err(Error::InvalidEpsilon(self.epsilon));
+        }
+        match self.momentum {
+            Some(m) if !(m.is_finite() && (0.0..=1.0).contains(&m)) => {
+                return Err(Error::InvalidMomentum(m))
+            }
+            None if self.convention != Convention::PyTorch => {
+                return Err(Error::CumulativeNeedsPyTorch)
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// `(keep, fresh)`: running <- keep * running + fresh * batch, computed in f64 then rounded
+    /// as the frameworks round their Python floats. `fresh < 0` marks the cumulative average.
+    pub fn running_weights(&self) -> (f32, f32) {
+        match (self.convention, self.momentum) {
+            (Convention::Keras, Some(m)) => (m, (1.0 - m as f64) as f32),
+            (Convention::PyTorch, Some(f)) => ((1.0 - f as f64) as f32, f),
+            (_, None) => (0.0, -1.0),
+        }
+    }
+
+    /// Factor applied to the biased batch variance before it enters the running variance.
+    pub fn variance_correction(&self, n: usize) -> f32 {
+        match self.convention {
+            Convention::PyTorch if n > 1 => (n as f64 / (n as f64 - 1.0)) as f32,
+            _ => 1.0,
+        }
+    }
+}

@@ -1,0 +1,296 @@
+//! The device a layer runs on: created here from the environment, or the caller's own.
+
+use std::sync::{Arc, Mutex};
+
+use crate::error::{Error, Result};
+use crate::kernels::Kernels;
+use crate::plan::PlanLimits;
+
+/// Knobs of a [`Context`]. `Default` uses everything the adapter offers.
+#[derive(Debug, Clone, Default)]
+pub struct ContextOptions {
+    /// Caps the storage binding size below the device's (tests use it to exercise chunking).
+    pub max_binding_bytes: Option<u64>,
+    /// Caps workgroups per grid dimension below the device's (tests use it to exercise 2-D grids).
+    pub max_workgroups_per_dim: Option<u32>,
+    /// Refuse subgroup operations even where the adapter has them.
+    pub disable_subgroups: bool,
+}
+
+/// A device, its queue, and the batch-norm pipelines compiled for it. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Context {
+    device: wgpu::Device,
+    queue: wgpu::Queue,
+    info: wgpu::AdapterInfo,
+    kernels: Arc<Kernels>,
+    limits: PlanLimits,
+    lost: Arc<Mutex<Option<String>>>,
+}
+
+fn env_adapter_name() -> Option<String> {
+    std::env::var("WGPU_ADAPTER_NAME")
+        .ok()
+        .filter(|s| !s.is_empty())
+}
+
+impl Context {
+    /// Creates a device on the best adapter, honouring `WGPU_BACKEND`, `WGPU_ADAPTER_NAME` and
+    /// `WGPU_POWER_PREF`, with the adapter's own limits so large tensors fit. Blocks.
+    pub fn new() -> Result<Self> {
+        pollster::block_on(Self::new_async(ContextOptions::default()))
+    }
+
+    /// [`Context::new`] with options. Blocks.
+    pub fn with_options(options: ContextOptions) -> Result<Self> {
+        pollster::block_on(Self::new_async(options))
+    }
+
+    /// Creates a device asynchronously.
+    pub async fn new_async(options: ContextOptions) -> Result<Self> {
+        let instance =
+            wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
+        let adapter = match env_adapter_name() {
+            Some(name) => {
+                let wanted = name.to_lowercase();
+                let backends = wgpu::Backends::from_env().unwrap_or(wgpu::Backends::all());
+                instance
+                    .enumerate_adapters(backends)
+                    .await
+                    .into_iter()
+                    .find(|a| a.get_info().name.to_lowercase().contains(&wanted))
+                    .ok_or(Error::NoAdapter(Some(name)))?
+            }
+            None => instance
+                .request_adapter(&wgpu::RequestAdapterOptions {
+                    power_preference: wgpu::PowerPreference::from_env()
+                        .unwrap_or(wgpu::PowerPreference::HighPerformance),
+                    ..Default::default()
+                })
+                .await
+                .map_err(|_| Error::NoAdapter(None))?,
+        };
+        let wanted = wgpu::Features::SUBGROUP | wgpu::Features::TIMESTAMP_QUERY;
+        let features = adapter.features() & wanted;
+        let (device, queue) = adapter
+            .request_device(&wgpu::DeviceDescriptor {
+                label: Some("wgpu-batchnorm"),
+                required_features: features,
+                required_limits: adapter.limits(),
+                experimental_features: wgpu::ExperimentalFeatures::disabled(),
+                memory_hints: wgpu::MemoryHints::Performance,
+                trace: wgpu::Trace::Off,
+            })
+            .await?;
+        let lost = Arc::new(Mutex::new(None));
+        let flag = lost.clone();
+        device.set_device_lost_callback(move |reason, message| {
+            if let Ok(mut l) = flag.lock() {
+                *l = Some(format!("{reason:?}: {message}"));
+            }
+        });
+        // Our own device: uncaptured errors are logged rather than aborting the process; every
+        // input is validated before recording, so these would be bugs or device failures.
+        device.on_uncaptured_error(Arc::new(|e| log::error!("wgpu: {e}")));
+        Ok(Self::build(
+            device,
+            queue,
+            adapter.get_info(),
+            options,
+            lost,
+        ))
+    }
+
+    /// Wraps the caller's device and queue. Subgroup operations are used if the device was
+    /// created with `Features::SUBGROUP`; large tensors are chunked to the device's limits.
+    pub fn from_device(device: wgpu::Device, queue: wgpu::Queue, options: ContextOptions) -> Self {
+        let info = device.adapter_info();
+        Self::build(device, queue, info, options, Arc::new(Mutex::new(None)))
+    }
+
+    fn build(
+        device: wgpu::Device,
+        queue: wgpu::Queue,
+        info: wgpu::AdapterInfo,
+        options: ContextOptions,
+        lost: Arc<Mutex<Option<String>>>,
+    ) -> Self {
+        let l = device.limits();
+        // Indices inside a chunk are u32 element indices: keep bindings under 4 GiB.
+        let mut max_binding = l
+            .max_storage_buffer_binding_size
+            .min(l.max_buffer_size)
+            .min(u32::MAX as u64 & !255);
+        if let Some(cap) = options.max_binding_bytes {
+            max_binding = max_binding.min(cap);
+        }
+        let mut max_groups = l.max_compute_workgroups_per_dimension;
+        if let Some(cap) = options.max_workgroups_per_dim {
+            max_groups = max_groups.min(cap.max(1));
+        }
+        let subgroups =
+            device.features().contains(wgpu::Features::SUBGROUP) && !options.disable_subgroups;
+        log::info!(
+            "wgpu-batchnorm on {} ({:?}), subgroups: {subgroups}",
+            info.name,
+            info.backend
+        );
+        let kernels = Arc::new(Kernels::new(&device, subgroups));
+        Context {
+            limits: PlanLimits {
+                max_binding,
+                offset_alignment: l.min_storage_buffer_offset_alignment as u64,
+                max_groups_per_dim: max_groups,
+            },
+            device,
+            queue,
+            info,
+            kernels,
+            lost,
+        }
+    }
+
+    /// The device.
+    pub fn device(&self) -> &wgpu::Device {
+        &self.device
+    }
+
+    /// The queue.
+    pub fn queue(&self) -> &wgpu::Queue {
+        &self.queue
+    }
+
+    /// The adapter's description.
+    pub fn adapter_info(&self) -> &wgpu::AdapterInfo {
+        &self.info
+    }
+
+    /// Whether the reductions use subgroup operations on this device.
+    pub fn uses_subgroups(&self) -> bool {
+        self.kernels.subgroups
+    }
+
+    /// One line: adapter, backend, device type, subgroups.
+    pub fn describe(&self) -> String {
+        format!(
+            "{} ({:?}, {:?}, driver {}), subgroups {}",
+            self.info.name,
+            self.info.backend,
+            self.info.device_type,
+            if self.info.driver_info.is_empty() {
+                "?"
+            } else {
+                &self.info.driver_info
+            },
+            if self.uses_subgroups() { "on" } else { "off" }
+        )
+    }
+
+    pub(crate) fn kernels(&self) -> &Arc<Kernels> {
+        &self.kernels
+    }
+
+    pub(crate) fn plan_limits(&self) -> &PlanLimits {
+        &self.limits
+    }
+
+    /// `Err(DeviceLost)` once the device is gone.
+    pub fn check_alive(&self) -> Result<()> {
+        match self.lost.lock().ok().and_then(|l| l.clone()) {
+            Some(why) => Err(Error::DeviceLost(why)),
+            None => Ok(()),
+        }
+    }
+
+    /// Creates a buffer, turning an out-of-memory into [`Error::OutOfMemory`].
+    pub(crate) fn create_buffer(
+        &self,
+        label: &str,
+        size: u64,
+        usage: wgpu::BufferUsages,
+    ) -> Result<wgpu::Buffer> {
+        self.check_alive()?;
+        let max = self.device.limits().max_buffer_size;
+        if size > max {
+            return Err(Error::TooLarge {
+                what: "buffer bytes",
+                limit: "max_buffer_size",
+                needed: size,
+                max,
+            });
+        }
+        let scope = self.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
+        let buffer = self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some(label),
+            size: size.max(16).next_multiple_of(4),
+            usage,
+            mapped_at_creation: false,
+        });
+        match pollster::block_on(scope.pop()) {
+            Some(e) => Err(Error::OutOfMemory(format!("{label} ({size} bytes): {e}"))),
+            None => Ok(buffer),
+        }
+    }
+
+    /// Submits and waits until the GPU is done.
+    pub fn submit_and_wait(&self, encoder: wgpu::CommandEncoder) -> Result<()> {
+        self.check_alive()?;
+        let index = self.queue.submit([encoder.finish()]);
+        self.wait(Some(index))
+    }
+
+    fn wait(&self, index: Option<wgpu::SubmissionIndex>) -> Result<()> {
+        self.device
+            .poll(wgpu::PollType::Wait {
+                submission_index: index,
+                timeout: None,
+            })
+            .map(|_| ())
+            .map_err(|e| match self.check_alive() {
+                Err(lost) => lost,
+                Ok(()) => Error::Gpu(e.to_string()),
+            })
+    }
+
+    /// Reads `size` bytes of `buffer` from `offset` (multiples of 4): copy to a staging buffer,
+    /// map it, wait.
+    pub async fn read_bytes_async(
+        &self,
+        buffer: &wgpu::Buffer,
+        offset: u64,
+        size: u64,
+    ) -> Result<Vec<u8>> {
+        let staging = self.create_buffer(
+            "bn.readback",
+            size,
+            wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+        )?;
+        let mut encoder = self.device.create_command_encoder(&Default::default());
+        encoder.copy_buffer_to_buffer(buffer, offset, &staging, 0, size);
+        let index = self.queue.submit([encoder.finish()]);
+        let slice = staging.slice(..size);
+        let (tx, rx) = futures_intrusive::channel::shared::oneshot_channel();
+        slice.map_async(wgpu::MapMode::Read, move |r| {
+            let _ = tx.send(r);
+        });
+        // On native backends mapping completes inside poll; on the web the browser drives it.
+        self.wait(Some(index))?;
+        match rx.receive().await {
+            Some(Ok(())) => {}
+            Some(Err(e)) => return Err(Error::Readback(e.to_string())),
+            None => return Err(Error::Readback("map callback dropped".into())),
+        }
+        let bytes = slice
+            .get_mapped_range()
+            .map_err(|e| Error::Readback(e.to_string()))?
+            .to_vec();
+        staging.unmap();
+        Ok(bytes)
+    }
+
+    /// Reads `count` f32 values of `buffer` from byte `offset`. Blocks.
+    pub fn read_f32(&self, buffer: &wgpu::Buffer, offset: u64, count: usize) -> Result<Vec<f32>> {
+        let bytes = pollster::block_on(self.read_bytes_async(buffer, offset, count as u64 * 4))?;
+        Ok(bytemuck::pod_collect_to_vec(&bytes))
+    }
+}
