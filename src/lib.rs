@@ -44,3 +44,8 @@ pub use context::{Context, ContextOptions};
 pub use error::{Error, Result};
 pub use geometry::Geometry;
 pub use tensor::{Tensor, TensorRef};
+
+// The README's examples compile as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

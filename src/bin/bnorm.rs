@@ -70,7 +70,10 @@ fn check(rows: usize, channels: usize) -> Result<(), Box<dyn std::error::Error>>
 }
 
 fn main() -> std::process::ExitCode {
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
+    env_logger::Builder::from_env(
+        env_logger::Env::default().default_filter_or("warn,wgpu_hal::gles::egl=off"),
+    )
+    .init();
     let cli = Cli::parse();
     let result = match cli.command.unwrap_or(Command::Check {
         rows: 1000,
