@@ -1,5 +1,6 @@
 //! The CPU reference: the same layer computed on the CPU with f64 accumulation (exact
-//! two-pass statistics), multi-threaded over channels. It is the oracle of every GPU test.
+//! two-pass statistics), multi-threaded over channels. It is the oracle of every GPU test;
+//! it favours obvious correctness over speed (see `fast.rs` for the fast path).
 
 use rayon::prelude::*;
 
@@ -135,21 +136,16 @@ impl CpuBatchNorm {
         let (mean, var) = match mode {
             Mode::Training => {
                 let (mean, var) = channel_moments(x, &g);
-                let (keep, fresh) = self.config.running_weights();
                 self.batches_tracked += 1;
-                let (keep, fresh) = if fresh < 0.0 {
-                    let f = 1.0 / self.batches_tracked as f64;
-                    (1.0 - f, f)
-                } else {
-                    (keep as f64, fresh as f64)
-                };
-                let corr = self.config.variance_correction(n) as f64;
-                for c in 0..g.channels {
-                    self.running_mean[c] =
-                        (keep * self.running_mean[c] as f64 + fresh * mean[c]) as f32;
-                    self.running_var[c] =
-                        (keep * self.running_var[c] as f64 + fresh * var[c] * corr) as f32;
-                }
+                super::update_running(
+                    &self.config,
+                    &mut self.running_mean,
+                    &mut self.running_var,
+                    &mean,
+                    &var,
+                    n,
+                    self.batches_tracked,
+                );
                 (mean, var)
             }
             Mode::Inference => (

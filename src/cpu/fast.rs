@@ -1,0 +1,589 @@
+//! The fast CPU path: f32 data, multi-threaded (rayon), loops the compiler vectorizes, and
+//! cache blocking where the layout allows it.
+//!
+//! Statistics use the GPU's recipe: sums of pivot-shifted values in f32 over short blocks
+//! (exact enough, vectorizable), turned into (count, mean, M2) and merged with Chan's formula
+//! in f64. Channels-first tensors are processed one channel at a time: that channel's planes
+//! (N × H·W values) stay in L2 between the statistics and the normalize pass, so DRAM sees x
+//! once. Channels-last tensors need all rows before any can be normalized: two sweeps.
+
+use rayon::prelude::*;
+
+use super::update_running;
+use crate::config::{BatchNormConfig, Mode, SingleSamplePolicy};
+use crate::error::{Error, Result};
+use crate::geometry::Geometry;
+
+/// Rows of a channels-last block summed in f32 before a Chan merge in f64.
+const ROW_BLOCK: usize = 128;
+/// Lanes of the plane kernels: independent accumulators the compiler keeps in SIMD registers.
+const LANES: usize = 16;
+
+/// (count, mean, M2) in f64.
+#[derive(Debug, Clone, Copy, Default)]
+struct Moments {
+    n: f64,
+    mean: f64,
+    m2: f64,
+}
+
+impl Moments {
+    /// From sums of `d = x - pivot` and `d²` over `n` values.
+    fn from_shifted(n: usize, s: f64, q: f64, pivot: f64) -> Self {
+        let n = n as f64;
+        let mean_d = s / n;
+        Moments {
+            n,
+            mean: pivot + mean_d,
+            m2: (q - s * mean_d).max(0.0),
+        }
+    }
+
+    fn merge(self, o: Moments) -> Moments {
+        let n = self.n + o.n;
+        if n == 0.0 {
+            return self;
+        }
+        let d = o.mean - self.mean;
+        Moments {
+            n,
+            mean: self.mean + d * o.n / n,
+            m2: self.m2 + o.m2 + d * d * self.n * o.n / n,
+        }
+    }
+}
+
+/// Sum of `v - pivot` and of its square over a contiguous slice, in `LANES` f32 lanes.
+fn plane_sums(v: &[f32], pivot: f32) -> (f64, f64) {
+    let mut s = [0.0f32; LANES];
+    let mut q = [0.0f32; LANES];
+    let mut chunks = v.chunks_exact(LANES);
+    for ch in &mut chunks {
+        for l in 0..LANES {
+            let d = ch[l] - pivot;
+            s[l] += d;
+            q[l] += d * d;
+        }
+    }
+    let (mut st, mut qt) = (0.0f64, 0.0f64);
+    for l in 0..LANES {
+        st += s[l] as f64;
+        qt += q[l] as f64;
+    }
+    for &x in chunks.remainder() {
+        let d = (x - pivot) as f64;
+        st += d;
+        qt += d * d;
+    }
+    (st, qt)
+}
+
+/// Per-channel mean and biased variance of a channels-last `[rows, c]` tensor.
+fn rows_moments(x: &[f32], c: usize) -> Vec<Moments> {
+    let rows = x.len() / c;
+    let pivot = &x[..c];
+    let per_task = rows
+        .div_ceil(rayon::current_num_threads() * 4)
+        .max(ROW_BLOCK);
+    x.par_chunks(per_task * c)
+        .map(|task| {
+            let mut acc = vec![Moments::default(); c];
+            let mut s = vec![0.0f32; c];
+            let mut q = vec![0.0f32; c];
+            for block in task.chunks(ROW_BLOCK * c) {
+                s.fill(0.0);
+                q.fill(0.0);
+                for row in block.chunks_exact(c) {
+                    for (((s, q), &v), &p) in s.iter_mut().zip(q.iter_mut()).zip(row).zip(pivot) {
+                        let d = v - p;
+                        *s += d;
+                        *q += d * d;
+                    }
+                }
+                let nb = block.len() / c;
+                for j in 0..c {
+                    let m = Moments::from_shifted(nb, s[j] as f64, q[j] as f64, pivot[j] as f64);
+                    acc[j] = acc[j].merge(m);
+                }
+            }
+            acc
+        })
+        .reduce(
+            || vec![Moments::default(); c],
+            |a, b| a.iter().zip(&b).map(|(a, b)| a.merge(*b)).collect(),
+        )
+}
+
+/// Moments of one channel of a channels-first tensor from its planes.
+fn planes_moments(planes: &[&[f32]]) -> Moments {
+    let pivot = planes[0][0];
+    planes.iter().fold(Moments::default(), |acc, p| {
+        let (s, q) = plane_sums(p, pivot);
+        acc.merge(Moments::from_shifted(p.len(), s, q, pivot as f64))
+    })
+}
+
+/// Per-channel `y = (x - p) * a + b`: subtracting the pivot `p` (the mean rounded to f32, or
+/// the running mean) first keeps y exact when the mean dwarfs the spread.
+#[derive(Debug, Clone, Default)]
+struct Fold {
+    p: Vec<f32>,
+    a: Vec<f32>,
+    b: Vec<f32>,
+}
+
+#[inline]
+fn affine_row(x: &[f32], y: &mut [f32], f: &Fold, relu: bool) {
+    let it = y.iter_mut().zip(x).zip(&f.p).zip(&f.a).zip(&f.b);
+    if relu {
+        for ((((y, &x), &p), &a), &b) in it {
+            let v = (x - p) * a + b;
+            *y = if v < 0.0 { 0.0 } else { v };
+        }
+    } else {
+        for ((((y, &x), &p), &a), &b) in it {
+            *y = (x - p) * a + b;
+        }
+    }
+}
+
+#[inline]
+fn affine_plane(x: &[f32], y: &mut [f32], (p, a, b): (f32, f32, f32), relu: bool) {
+    if relu {
+        for (y, &x) in y.iter_mut().zip(x) {
+            let v = (x - p) * a + b;
+            *y = if v < 0.0 { 0.0 } else { v };
+        }
+    } else {
+        for (y, &x) in y.iter_mut().zip(x) {
+            *y = (x - p) * a + b;
+        }
+    }
+}
+
+/// Rows of a channels-last task in the elementwise sweeps (~32 KiB of x).
+fn task_rows(c: usize) -> usize {
+    (8192 / c).max(1)
+}
+
+/// `y = (x - p) * a + b` per channel (+ReLU), parallel over rows or planes.
+fn apply(x: &[f32], y: &mut [f32], g: &Geometry, f: &Fold, relu: bool) {
+    if g.inner == 1 {
+        let chunk = task_rows(g.channels) * g.channels;
+        y.par_chunks_mut(chunk)
+            .zip(x.par_chunks(chunk))
+            .for_each(|(yt, xt)| {
+                for (yr, xr) in yt
+                    .chunks_exact_mut(g.channels)
+                    .zip(xt.chunks_exact(g.channels))
+                {
+                    affine_row(xr, yr, f, relu);
+                }
+            });
+    } else {
+        y.par_chunks_mut(g.inner)
+            .zip(x.par_chunks(g.inner))
+            .enumerate()
+            .for_each(|(i, (yp, xp))| {
+                let c = i % g.channels;
+                affine_plane(xp, yp, (f.p[c], f.a[c], f.b[c]), relu);
+            });
+    }
+}
+
+/// Splits a channels-first tensor into its planes, grouped by channel.
+fn planes_by_channel<'a>(x: &'a [f32], g: &Geometry) -> Vec<Vec<&'a [f32]>> {
+    let mut by = vec![Vec::with_capacity(g.outer); g.channels];
+    for (i, p) in x.chunks_exact(g.inner).enumerate() {
+        by[i % g.channels].push(p);
+    }
+    by
+}
+
+fn planes_by_channel_mut<'a>(y: &'a mut [f32], g: &Geometry) -> Vec<Vec<&'a mut [f32]>> {
+    let mut by: Vec<Vec<&mut [f32]>> = (0..g.channels)
+        .map(|_| Vec::with_capacity(g.outer))
+        .collect();
+    for (i, p) in y.chunks_exact_mut(g.inner).enumerate() {
+        by[i % g.channels].push(p);
+    }
+    by
+}
+
+/// What a forward pass used, per channel.
+#[derive(Debug, Clone)]
+struct Saved {
+    mode: Mode,
+    shape: Vec<usize>,
+    mean: Vec<f64>,
+    var: Vec<f32>,
+    inv_std: Vec<f32>,
+}
+
+/// The fast CPU twin of [`BatchNorm`](crate::BatchNorm): same semantics, f32 arithmetic.
+#[derive(Debug, Clone)]
+pub struct FastCpuBatchNorm {
+    config: BatchNormConfig,
+    /// Gamma.
+    pub gamma: Vec<f32>,
+    /// Beta.
+    pub beta: Vec<f32>,
+    /// Running (moving) mean.
+    pub running_mean: Vec<f32>,
+    /// Running (moving) variance.
+    pub running_var: Vec<f32>,
+    /// Training forward passes so far.
+    pub batches_tracked: u64,
+    /// Frozen layers run training calls in inference mode.
+    pub trainable: bool,
+    /// dgamma of the last backward pass.
+    pub dgamma: Vec<f32>,
+    /// dbeta of the last backward pass.
+    pub dbeta: Vec<f32>,
+    saved: Option<Saved>,
+}
+
+impl FastCpuBatchNorm {
+    /// Builds the layer with the framework initial values.
+    pub fn new(config: BatchNormConfig) -> Result<Self> {
+        config.validate()?;
+        let c = config.channels;
+        Ok(Self {
+            config,
+            gamma: vec![1.0; c],
+            beta: vec![0.0; c],
+            running_mean: vec![0.0; c],
+            running_var: vec![1.0; c],
+            batches_tracked: 0,
+            trainable: true,
+            dgamma: vec![0.0; c],
+            dbeta: vec![0.0; c],
+            saved: None,
+        })
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &BatchNormConfig {
+        &self.config
+    }
+
+    /// Mean and biased variance the last forward pass used.
+    pub fn last_stats(&self) -> Option<(&[f64], &[f32])> {
+        self.saved.as_ref().map(|s| (&s.mean[..], &s.var[..]))
+    }
+
+    fn check(&self, x: &[f32], shape: &[usize], what: &'static str) -> Result<Geometry> {
+        let g = Geometry::new(shape, self.config.layout, self.config.channels)?;
+        let len = g.elements().unwrap_or(usize::MAX);
+        if x.len() != len {
+            return Err(Error::LengthMismatch {
+                what,
+                expected: len,
+                got: x.len(),
+            });
+        }
+        Ok(g)
+    }
+
+    fn gamma_of(&self, c: usize) -> f32 {
+        if self.config.scale {
+            self.gamma[c]
+        } else {
+            1.0
+        }
+    }
+
+    fn beta_of(&self, c: usize) -> f32 {
+        if self.config.center {
+            self.beta[c]
+        } else {
+            0.0
+        }
+    }
+
+    /// (pivot, scale, shift) of channel c for a mean (f64) and variance.
+    fn fold_of(&self, c: usize, mean: f64, var: f32) -> (f32, f32, f32) {
+        let p = mean as f32;
+        let a = self.gamma_of(c) / (var + self.config.epsilon).sqrt();
+        (
+            p,
+            a,
+            (self.beta_of(c) as f64 - (mean - p as f64) * a as f64) as f32,
+        )
+    }
+
+    fn fold(&self, mean: &[f64], var: &[f32]) -> Fold {
+        let mut f = Fold::default();
+        for c in 0..self.config.channels {
+            let (p, a, b) = self.fold_of(c, mean[c], var[c]);
+            f.p.push(p);
+            f.a.push(a);
+            f.b.push(b);
+        }
+        f
+    }
+
+    /// Forward pass into `y` (same length as `x`).
+    pub fn forward_into(
+        &mut self,
+        x: &[f32],
+        shape: &[usize],
+        mode: Mode,
+        y: &mut [f32],
+    ) -> Result<()> {
+        let g = self.check(x, shape, "x")?;
+        if y.len() != x.len() {
+            return Err(Error::LengthMismatch {
+                what: "y",
+                expected: x.len(),
+                got: y.len(),
+            });
+        }
+        let mode = if self.trainable {
+            mode
+        } else {
+            Mode::Inference
+        };
+        let n = g.per_channel();
+        if mode == Mode::Training
+            && n == 1
+            && self.config.single_sample == SingleSamplePolicy::Error
+        {
+            return Err(Error::SingleSample(shape.to_vec()));
+        }
+        let eps = self.config.epsilon;
+        let relu = self.config.relu;
+        let (mean, var) = match mode {
+            Mode::Inference => {
+                let mean: Vec<f64> = self.running_mean.iter().map(|&v| v as f64).collect();
+                let var = self.running_var.clone();
+                apply(x, y, &g, &self.fold(&mean, &var), relu);
+                (mean, var)
+            }
+            Mode::Training if g.inner == 1 => {
+                let m = rows_moments(x, g.channels);
+                let mean: Vec<f64> = m.iter().map(|m| m.mean).collect();
+                let var: Vec<f32> = m.iter().map(|m| (m.m2 / m.n) as f32).collect();
+                apply(x, y, &g, &self.fold(&mean, &var), relu);
+                (mean, var)
+            }
+            Mode::Training => {
+                // One channel at a time: its planes stay in cache from statistics to output.
+                let xs = planes_by_channel(x, &g);
+                let ys = planes_by_channel_mut(y, &g);
+                let stats: Vec<(f64, f32)> = xs
+                    .par_iter()
+                    .zip(ys.into_par_iter())
+                    .enumerate()
+                    .map(|(c, (xp, mut yp))| {
+                        let m = planes_moments(xp);
+                        let var = (m.m2 / m.n) as f32;
+                        let fold = self.fold_of(c, m.mean, var);
+                        for (xv, yv) in xp.iter().zip(yp.iter_mut()) {
+                            affine_plane(xv, yv, fold, relu);
+                        }
+                        (m.mean, var)
+                    })
+                    .collect();
+                stats.into_iter().unzip()
+            }
+        };
+        if mode == Mode::Training {
+            self.batches_tracked += 1;
+            let v64: Vec<f64> = var.iter().map(|&v| v as f64).collect();
+            update_running(
+                &self.config,
+                &mut self.running_mean,
+                &mut self.running_var,
+                &mean,
+                &v64,
+                n,
+                self.batches_tracked,
+            );
+        }
+        let inv_std = var.iter().map(|v| 1.0 / (v + eps).sqrt()).collect();
+        self.saved = Some(Saved {
+            mode,
+            shape: shape.to_vec(),
+            mean,
+            var,
+            inv_std,
+        });
+        Ok(())
+    }
+
+    /// Forward pass returning `y`.
+    pub fn forward(&mut self, x: &[f32], shape: &[usize], mode: Mode) -> Result<Vec<f32>> {
+        let mut y = vec![0.0; x.len()];
+        self.forward_into(x, shape, mode, &mut y)?;
+        Ok(y)
+    }
+
+    /// Backward pass of the last forward (whose input was `x`) into `dx`; dgamma and dbeta
+    /// land in the public fields.
+    pub fn backward_into(
+        &mut self,
+        x: &[f32],
+        dy: &[f32],
+        shape: &[usize],
+        dx: &mut [f32],
+    ) -> Result<()> {
+        let saved = self.saved.clone().ok_or(Error::BackwardBeforeForward)?;
+        if shape != saved.shape.as_slice() {
+            return Err(Error::ShapeMismatch {
+                what: "x",
+                expected: saved.shape,
+                got: shape.to_vec(),
+            });
+        }
+        let g = self.check(x, shape, "x")?;
+        self.check(dy, shape, "dy")?;
+        if dx.len() != x.len() {
+            return Err(Error::LengthMismatch {
+                what: "dx",
+                expected: x.len(),
+                got: dx.len(),
+            });
+        }
+        let c = g.channels;
+        let n = g.per_channel() as f32;
+        let fold = self.fold(&saved.mean, &saved.var);
+        // x - mean as (x - p) - r: p = mean rounded to f32 (exact subtraction), r the rest.
+        let r: Vec<f32> = (0..c)
+            .map(|j| (saved.mean[j] - fold.p[j] as f64) as f32)
+            .collect();
+        let relu = self.config.relu;
+        let training = saved.mode == Mode::Training;
+        let gam: Vec<f32> = (0..c).map(|j| self.gamma_of(j)).collect();
+        // dx = k*dy + kb*(x - mean) + kc per channel, as on the GPU.
+        let coeffs = |j: usize, dbeta: f32, dgamma: f32| {
+            let k = gam[j] * saved.inv_std[j];
+            if training {
+                let kb = -k * dgamma * saved.inv_std[j] / n;
+                (k, kb, -k * dbeta / n)
+            } else {
+                (k, 0.0, 0.0)
+            }
+        };
+        let mask = |xv: f32, j: usize, d: f32| {
+            if relu && (xv - fold.p[j]) * fold.a[j] + fold.b[j] <= 0.0 {
+                0.0
+            } else {
+                d
+            }
+        };
+        let mut dgamma = vec![0.0f32; c];
+        let mut dbeta = vec![0.0f32; c];
+        if g.inner == 1 {
+            let per_task = g
+                .outer
+                .div_ceil(rayon::current_num_threads() * 4)
+                .max(ROW_BLOCK);
+            let sums = x
+                .par_chunks(per_task * c)
+                .zip(dy.par_chunks(per_task * c))
+                .map(|(xt, dt)| {
+                    let mut s = vec![0.0f64; 2 * c];
+                    let mut bs = vec![0.0f32; c];
+                    let mut bq = vec![0.0f32; c];
+                    for (xb, db) in xt.chunks(ROW_BLOCK * c).zip(dt.chunks(ROW_BLOCK * c)) {
+                        bs.fill(0.0);
+                        bq.fill(0.0);
+                        for (xr, dr) in xb.chunks_exact(c).zip(db.chunks_exact(c)) {
+                            for j in 0..c {
+                                let d = mask(xr[j], j, dr[j]);
+                                bs[j] += d;
+                                bq[j] += d * ((xr[j] - fold.p[j]) - r[j]);
+                            }
+                        }
+                        for j in 0..c {
+                            s[j] += bs[j] as f64;
+                            s[c + j] += bq[j] as f64;
+                        }
+                    }
+                    s
+                })
+                .reduce(
+                    || vec![0.0f64; 2 * c],
+                    |a, b| a.iter().zip(&b).map(|(a, b)| a + b).collect(),
+                );
+            for j in 0..c {
+                dbeta[j] = sums[j] as f32;
+                dgamma[j] = (sums[c + j] * saved.inv_std[j] as f64) as f32;
+            }
+            let co: Vec<(f32, f32, f32)> = (0..c).map(|j| coeffs(j, dbeta[j], dgamma[j])).collect();
+            let chunk = task_rows(c) * c;
+            dx.par_chunks_mut(chunk)
+                .zip(x.par_chunks(chunk).zip(dy.par_chunks(chunk)))
+                .for_each(|(dxt, (xt, dt))| {
+                    for ((dxr, xr), dr) in dxt
+                        .chunks_exact_mut(c)
+                        .zip(xt.chunks_exact(c))
+                        .zip(dt.chunks_exact(c))
+                    {
+                        for j in 0..c {
+                            let (k, kb, kc) = co[j];
+                            let d = mask(xr[j], j, dr[j]);
+                            dxr[j] = k * d + kb * ((xr[j] - fold.p[j]) - r[j]) + kc;
+                        }
+                    }
+                });
+        } else {
+            // Per channel: reduce over its planes, then dx while they are still in cache.
+            let xs = planes_by_channel(x, &g);
+            let ds = planes_by_channel(dy, &g);
+            let outs = planes_by_channel_mut(dx, &g);
+            let res: Vec<(f32, f32)> = xs
+                .par_iter()
+                .zip(ds.par_iter())
+                .zip(outs.into_par_iter())
+                .enumerate()
+                .map(|(j, ((xp, dp), mut op))| {
+                    let (p, rj) = (fold.p[j], r[j]);
+                    let (mut sb, mut sg) = (0.0f64, 0.0f64);
+                    for (xv, dv) in xp.iter().zip(dp.iter()) {
+                        let (mut a, mut b) = ([0.0f32; LANES], [0.0f32; LANES]);
+                        let (xc, dc) = (xv.chunks_exact(LANES), dv.chunks_exact(LANES));
+                        let (xr, dr) = (xc.remainder(), dc.remainder());
+                        for (xl, dl) in xc.zip(dc) {
+                            for l in 0..LANES {
+                                let d = mask(xl[l], j, dl[l]);
+                                a[l] += d;
+                                b[l] += d * ((xl[l] - p) - rj);
+                            }
+                        }
+                        for (&xv, &dv) in xr.iter().zip(dr) {
+                            let d = mask(xv, j, dv);
+                            sb += d as f64;
+                            sg += (d * ((xv - p) - rj)) as f64;
+                        }
+                        sb += a.iter().map(|&v| v as f64).sum::<f64>();
+                        sg += b.iter().map(|&v| v as f64).sum::<f64>();
+                    }
+                    let (db, dg) = (sb as f32, (sg * saved.inv_std[j] as f64) as f32);
+                    let (k, kb, kc) = coeffs(j, db, dg);
+                    for ((o, xv), dv) in op.iter_mut().zip(xp.iter()).zip(dp.iter()) {
+                        for ((o, &xv), &dv) in o.iter_mut().zip(xv.iter()).zip(dv.iter()) {
+                            *o = k * mask(xv, j, dv) + kb * ((xv - p) - rj) + kc;
+                        }
+                    }
+                    (dg, db)
+                })
+                .collect();
+            for (j, (dg, db)) in res.into_iter().enumerate() {
+                dgamma[j] = dg;
+                dbeta[j] = db;
+            }
+        }
+        self.dgamma = dgamma;
+        self.dbeta = dbeta;
+        Ok(())
+    }
+
+    /// Backward pass returning dx.
+    pub fn backward(&mut self, x: &[f32], dy: &[f32], shape: &[usize]) -> Result<Vec<f32>> {
+        let mut dx = vec![0.0; x.len()];
+        self.backward_into(x, dy, shape, &mut dx)?;
+        Ok(dx)
+    }
+}
