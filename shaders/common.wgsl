@@ -1,8 +1,7 @@
 // Definitions shared by every batch-norm kernel. The host concatenates this file in front of
 // `stream.wgsl` (kernels that walk the tensor) and `channel.wgsl` (one thread per channel).
 
-const WG: u32 = 256u;          // threads per workgroup of the streaming kernels
-const ELEMS_PER_THREAD: u32 = 4u; // elementwise kernels: each thread handles 4 strided elements
+const WG: u32 = 256u; // threads per workgroup of the streaming kernels
 
 const FLAG_RELU: u32 = 1u;
 const FLAG_CENTER: u32 = 2u;
@@ -19,8 +18,8 @@ struct Params {
     split_base: u32,     // index of this chunk's first split among all splits
     total_splits: u32,   // splits of all chunks: what the finalize step merges
     rows_per_split: u32,
-    stats_groups: u32,   // workgroups of the stats / backward-reduce dispatch (folded into 2-D)
-    norm_groups: u32,    // workgroups of the elementwise dispatch (folded into 2-D)
+    stats_groups: u32,   // workgroups of every streaming dispatch (folded into 2-D)
+    _pad3: u32,
     elems: u32,          // elements in this chunk
     flags: u32,
     n: f32,              // elements per channel in the whole batch
@@ -59,21 +58,6 @@ fn chan_merge(a: vec4<f32>, b: vec4<f32>) -> vec4<f32> {
 // The 2-D grid folds a linear workgroup index past the 65,535-per-dimension limit.
 fn linear_group(wid: vec3<u32>, nwg: vec3<u32>) -> u32 {
     return wid.x + wid.y * nwg.x;
-}
-
-// Index of the k-th element (over outer * inner) of channel c inside the bound chunk.
-fn element_index(k: u32, c: u32) -> u32 {
-    if (p.inner == 1u) {
-        return k * p.channels + c;
-    }
-    return ((k / p.inner) * p.channels + c) * p.inner + k % p.inner;
-}
-
-fn channel_of(e: u32) -> u32 {
-    if (p.inner == 1u) {
-        return e % p.channels;
-    }
-    return (e / p.inner) % p.channels;
 }
 
 // ReLU that lets NaN through, as torch.relu and keras.activations.relu do.

@@ -14,18 +14,19 @@ var<workgroup> tree: array<vec4<f32>, WG>;
 // The pivot of each channel is its first element in the batch (chunk 0).
 fn pivot_body(c: u32) {
     if (c < p.channels) {
-        state[c].fold.x = x[element_index(0u, c)];
+        state[c].fold.x = x[c * p.inner];
     }
 }
 
-// Which channel and row-range a stats / reduce workgroup owns, and this thread's lanes.
+// Which channel and rows a streaming workgroup owns, and this thread's lanes. Every
+// streaming kernel uses the same tiles: a thread keeps one channel, so its per-channel
+// constants are loaded once, and walks that channel's values with a division-free cursor.
 struct Tile {
     valid: bool,   // the workgroup has work (uniform across the workgroup)
     c: u32,        // channel of this thread
     lane_r: u32,   // row lane of this thread
-    k0: u32,       // first row of this thread
-    k1: u32,       // end of the split's rows
-    step: u32,     // rows per step = WG / cw
+    k0: u32,       // first value (of outer * inner) of this thread
+    k1: u32,       // end of the split's values
     split: u32,
 }
 
@@ -37,11 +38,35 @@ fn tile(t: u32, g: u32) -> Tile {
     r.split = g / blocks;
     r.c = block * p.cw + t % p.cw;
     r.lane_r = t / p.cw;
-    r.step = WG / p.cw;
     let start = r.split * p.rows_per_split;
     r.k0 = start + r.lane_r;
     r.k1 = min(start + p.rows_per_split, p.rows);
     return r;
+}
+
+// Walks k, k + step, ... of one channel as (outer o, inner i) without a division per step.
+struct Cursor {
+    o: u32,
+    i: u32,
+    dout: u32,
+    di: u32,
+}
+
+fn cursor(k0: u32, step: u32) -> Cursor {
+    return Cursor(k0 / p.inner, k0 % p.inner, step / p.inner, step % p.inner);
+}
+
+fn address(cur: Cursor, c: u32) -> u32 {
+    return (cur.o * p.channels + c) * p.inner + cur.i;
+}
+
+fn advance(cur: ptr<function, Cursor>) {
+    (*cur).o += (*cur).dout;
+    (*cur).i += (*cur).di;
+    if ((*cur).i >= p.inner) {
+        (*cur).i -= p.inner;
+        (*cur).o += 1u;
+    }
 }
 
 // Per-channel (count, mean - pivot, M2) of one split: Welford per thread on pivot-shifted
@@ -55,8 +80,10 @@ fn stats_body(t: u32, g: u32, sg_size: u32) {
         var cnt = 0.0;
         var mean = 0.0;
         var m2 = 0.0;
-        for (var k = w.k0; k < w.k1; k += w.step) {
-            let d = x[element_index(k, w.c)] - pivot;
+        var cur = cursor(w.k0, step);
+        for (var k = w.k0; k < w.k1; k += step) {
+            let d = x[address(cur, w.c)] - pivot;
+            advance(&cur);
             cnt += 1.0;
             let delta = d - mean;
             mean += delta / cnt;
@@ -80,18 +107,19 @@ fn stats_body(t: u32, g: u32, sg_size: u32) {
 
 // y = (x - pivot) * scale + shift, then ReLU when fused.
 fn normalize_body(t: u32, g: u32) {
-    if (g >= p.norm_groups) {
+    let w = tile(t, g);
+    if (!w.valid || w.c >= p.channels) {
         return;
     }
-    let base = g * (WG * ELEMS_PER_THREAD) + t;
+    let step = WG / p.cw;
+    let f = state[w.c].fold;
     let fuse_relu = (p.flags & FLAG_RELU) != 0u;
-    for (var j = 0u; j < ELEMS_PER_THREAD; j++) {
-        let e = base + j * WG;
-        if (e < p.elems) {
-            let f = state[channel_of(e)].fold;
-            let v = fma(x[e] - f.x, f.y, f.z);
-            out[e] = select(v, relu(v), fuse_relu);
-        }
+    var cur = cursor(w.k0, step);
+    for (var k = w.k0; k < w.k1; k += step) {
+        let e = address(cur, w.c);
+        advance(&cur);
+        let v = fma(x[e] - f.x, f.y, f.z);
+        out[e] = select(v, relu(v), fuse_relu);
     }
 }
 
@@ -111,8 +139,10 @@ fn reduce_body(t: u32, g: u32, sg_size: u32) {
     var acc = vec4<f32>(0.0);
     if (w.valid && w.c < p.channels) {
         let st = state[w.c];
-        for (var k = w.k0; k < w.k1; k += w.step) {
-            let e = element_index(k, w.c);
+        var cur = cursor(w.k0, step);
+        for (var k = w.k0; k < w.k1; k += step) {
+            let e = address(cur, w.c);
+            advance(&cur);
             let xv = x[e];
             let gy = masked_dy(e, xv, st.fold);
             let xhat = ((xv - st.fold.x) - st.stats.x) * st.stats.y;
@@ -135,18 +165,19 @@ fn reduce_body(t: u32, g: u32, sg_size: u32) {
 
 // dx = a * dy + b * (x - pivot) + c with the coefficients the backward finalize folded.
 fn dx_body(t: u32, g: u32) {
-    if (g >= p.norm_groups) {
+    let w = tile(t, g);
+    if (!w.valid || w.c >= p.channels) {
         return;
     }
-    let base = g * (WG * ELEMS_PER_THREAD) + t;
-    for (var j = 0u; j < ELEMS_PER_THREAD; j++) {
-        let e = base + j * WG;
-        if (e < p.elems) {
-            let st = state[channel_of(e)];
-            let xv = x[e];
-            let gy = masked_dy(e, xv, st.fold);
-            out[e] = fma(st.grad.x, gy, fma(st.grad.y, xv - st.fold.x, st.grad.z));
-        }
+    let step = WG / p.cw;
+    let st = state[w.c];
+    var cur = cursor(w.k0, step);
+    for (var k = w.k0; k < w.k1; k += step) {
+        let e = address(cur, w.c);
+        advance(&cur);
+        let xv = x[e];
+        let gy = masked_dy(e, xv, st.fold);
+        out[e] = fma(st.grad.x, gy, fma(st.grad.y, xv - st.fold.x, st.grad.z));
     }
 }
 

@@ -53,6 +53,7 @@ pub struct BatchNorm {
     last: Option<LastForward>,
     batches_tracked: u64,
     trainable: bool,
+    timestamps: Option<(wgpu::QuerySet, u32)>,
 }
 
 fn region(t: &TensorRef<'_>) -> (wgpu::Buffer, u64) {
@@ -90,6 +91,7 @@ impl BatchNorm {
             last: None,
             batches_tracked: 0,
             trainable: true,
+            timestamps: None,
         })
     }
 
@@ -107,6 +109,26 @@ impl BatchNorm {
     /// Whether training-mode calls use batch statistics.
     pub fn trainable(&self) -> bool {
         self.trainable
+    }
+
+    /// Makes every later pass write GPU timestamps at `index` (start) and `index + 1` (end) of
+    /// `query_set` (needs `Features::TIMESTAMP_QUERY`); `None` stops it. Each call records one
+    /// compute pass, so the difference is the GPU time of the whole call.
+    pub fn set_timestamp_writes(&mut self, writes: Option<(wgpu::QuerySet, u32)>) {
+        self.timestamps = writes;
+    }
+
+    fn pass_descriptor(&self, label: &'static str) -> wgpu::ComputePassDescriptor<'_> {
+        wgpu::ComputePassDescriptor {
+            label: Some(label),
+            timestamp_writes: self.timestamps.as_ref().map(|(q, i)| {
+                wgpu::ComputePassTimestampWrites {
+                    query_set: q,
+                    beginning_of_pass_write_index: Some(*i),
+                    end_of_pass_write_index: Some(i + 1),
+                }
+            }),
+        }
     }
 
     /// The mode the last forward pass ran in (after the frozen-layer rule), if any.
@@ -155,7 +177,7 @@ impl BatchNorm {
                 total_splits: plan.total_splits,
                 rows_per_split: chunk.rows_per_split,
                 stats_groups: chunk.stats_groups,
-                norm_groups: chunk.norm_groups,
+                _pad3: 0,
                 elems: chunk.elems,
                 flags,
                 n: n as f32,
@@ -298,10 +320,7 @@ impl BatchNorm {
         let k = &self.kernels;
         let channel_groups = (g.channels as u32).div_ceil(CHANNEL_WORKGROUP);
         {
-            let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
-                label: Some("bn.forward"),
-                timestamp_writes: None,
-            });
+            let mut pass = encoder.begin_compute_pass(&self.pass_descriptor("bn.forward"));
             if mode == Mode::Training {
                 pass.set_pipeline(&k.pivot);
                 pass.set_bind_group(0, &groups[0], &[]);
@@ -320,7 +339,7 @@ impl BatchNorm {
             pass.dispatch_workgroups(channel_groups, 1, 1);
             pass.set_pipeline(&k.normalize);
             for (chunk, group) in prep.plan.chunks.iter().zip(groups.iter()) {
-                let (gx, gy) = grid(chunk.norm_groups, max_dim);
+                let (gx, gy) = grid(chunk.stats_groups, max_dim);
                 pass.set_bind_group(0, group, &[]);
                 pass.dispatch_workgroups(gx, gy, 1);
             }
@@ -358,10 +377,7 @@ impl BatchNorm {
         let groups = self.stream_groups(&prep, &x, &dy, &dx);
         let max_dim = self.ctx.plan_limits().max_groups_per_dim;
         let k = &self.kernels;
-        let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
-            label: Some("bn.backward"),
-            timestamp_writes: None,
-        });
+        let mut pass = encoder.begin_compute_pass(&self.pass_descriptor("bn.backward"));
         pass.set_pipeline(&k.reduce);
         for (chunk, group) in prep.plan.chunks.iter().zip(groups.iter()) {
             let (gx, gy) = grid(chunk.stats_groups, max_dim);
@@ -373,7 +389,7 @@ impl BatchNorm {
         pass.dispatch_workgroups((g.channels as u32).div_ceil(CHANNEL_WORKGROUP), 1, 1);
         pass.set_pipeline(&k.dx);
         for (chunk, group) in prep.plan.chunks.iter().zip(groups.iter()) {
-            let (gx, gy) = grid(chunk.norm_groups, max_dim);
+            let (gx, gy) = grid(chunk.stats_groups, max_dim);
             pass.set_bind_group(0, group, &[]);
             pass.dispatch_workgroups(gx, gy, 1);
         }

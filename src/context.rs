@@ -70,7 +70,10 @@ impl Context {
                 .await
                 .map_err(|_| Error::NoAdapter(None))?,
         };
-        let wanted = wgpu::Features::SUBGROUP | wgpu::Features::TIMESTAMP_QUERY;
+        // Subgroups speed up the reductions; timestamps let benchmarks read GPU time.
+        let wanted = wgpu::Features::SUBGROUP
+            | wgpu::Features::TIMESTAMP_QUERY
+            | wgpu::Features::TIMESTAMP_QUERY_INSIDE_ENCODERS;
         let features = adapter.features() & wanted;
         let (device, queue) = adapter
             .request_device(&wgpu::DeviceDescriptor {

@@ -47,7 +47,7 @@ pub(crate) struct Params {
     pub total_splits: u32,
     pub rows_per_split: u32,
     pub stats_groups: u32,
-    pub norm_groups: u32,
+    pub _pad3: u32,
     pub elems: u32,
     pub flags: u32,
     pub n: f32,

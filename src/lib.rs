@@ -29,6 +29,7 @@
 pub use wgpu;
 
 mod batchnorm;
+pub mod bench;
 mod config;
 mod context;
 pub mod cpu;

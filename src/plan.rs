@@ -6,8 +6,6 @@ use crate::geometry::Geometry;
 
 /// Threads per workgroup of the streaming kernels (`WG` in `shaders/common.wgsl`).
 pub const WORKGROUP: u32 = 256;
-/// Elements per thread of the elementwise kernels (`ELEMS_PER_THREAD`).
-pub const ELEMS_PER_THREAD: u32 = 4;
 /// Threads per workgroup of the per-channel kernels.
 pub const CHANNEL_WORKGROUP: u32 = 64;
 /// Workgroups a stats dispatch aims for: enough to fill a large GPU several times over.
@@ -45,10 +43,8 @@ pub struct Chunk {
     pub split_base: u32,
     /// Rows per split (a multiple of the rows per step).
     pub rows_per_split: u32,
-    /// Workgroups of the stats / backward-reduce dispatch.
+    /// Workgroups of every streaming dispatch (channel blocks x splits).
     pub stats_groups: u32,
-    /// Workgroups of the elementwise dispatch.
-    pub norm_groups: u32,
     /// Elements in the chunk.
     pub elems: u32,
 }
@@ -123,13 +119,12 @@ impl Plan {
             let rows_per_split = rows.div_ceil(want).div_ceil(step) * step;
             let splits = rows.div_ceil(rows_per_split);
             let stats_groups = (splits * blocks) as u64;
-            let norm_groups = (elems as u64).div_ceil((WORKGROUP * ELEMS_PER_THREAD) as u64);
             let max_groups = limits.max_groups_per_dim as u64 * limits.max_groups_per_dim as u64;
-            if stats_groups.max(norm_groups) > max_groups {
+            if stats_groups > max_groups {
                 return Err(Error::TooLarge {
                     what: "workgroups of one dispatch",
                     limit: "max_compute_workgroups_per_dimension squared",
-                    needed: stats_groups.max(norm_groups),
+                    needed: stats_groups,
                     max: max_groups,
                 });
             }
@@ -143,7 +138,6 @@ impl Plan {
                 split_base: total_splits as u32,
                 rows_per_split: rows_per_split as u32,
                 stats_groups: stats_groups as u32,
-                norm_groups: norm_groups as u32,
                 elems: elems as u32,
             });
             total_splits += splits as u64;

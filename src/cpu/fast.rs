@@ -161,6 +161,69 @@ fn affine_plane(x: &[f32], y: &mut [f32], (p, a, b): (f32, f32, f32), relu: bool
     }
 }
 
+/// Per-channel coefficients of dx = k*dy + kb*(x - p) + kc.
+#[derive(Debug, Default)]
+struct Coeffs {
+    k: Vec<f32>,
+    kb: Vec<f32>,
+    kc: Vec<f32>,
+}
+
+/// dy masked by the fused ReLU: zero where y = (x - p)*a + b is not positive.
+#[inline(always)]
+fn masked<const RELU: bool>(x: f32, d: f32, p: f32, a: f32, b: f32) -> f32 {
+    if RELU && (x - p) * a + b <= 0.0 {
+        0.0
+    } else {
+        d
+    }
+}
+
+/// One channels-last row of the backward reduction: sums of dy and dy * (x - mean).
+#[inline]
+fn reduce_row<const RELU: bool>(
+    x: &[f32],
+    dy: &[f32],
+    f: &Fold,
+    r: &[f32],
+    s: &mut [f32],
+    q: &mut [f32],
+) {
+    let it = x
+        .iter()
+        .zip(dy)
+        .zip(&f.p)
+        .zip(&f.a)
+        .zip(&f.b)
+        .zip(r)
+        .zip(s.iter_mut())
+        .zip(q.iter_mut());
+    for (((((((&x, &d), &p), &a), &b), &r), s), q) in it {
+        let d = masked::<RELU>(x, d, p, a, b);
+        *s += d;
+        *q += d * ((x - p) - r);
+    }
+}
+
+/// One channels-last row of dx.
+#[inline]
+fn dx_row<const RELU: bool>(x: &[f32], dy: &[f32], dx: &mut [f32], f: &Fold, co: &Coeffs) {
+    let it = x
+        .iter()
+        .zip(dy)
+        .zip(&f.p)
+        .zip(&f.a)
+        .zip(&f.b)
+        .zip(&co.k)
+        .zip(&co.kb)
+        .zip(&co.kc)
+        .zip(dx.iter_mut());
+    for ((((((((&x, &d), &p), &a), &b), &k), &kb), &kc), o) in it {
+        let d = masked::<RELU>(x, d, p, a, b);
+        *o = k * d + kb * (x - p) + kc;
+    }
+}
+
 /// Rows of a channels-last task in the elementwise sweeps (~32 KiB of x).
 fn task_rows(c: usize) -> usize {
     (8192 / c).max(1)
@@ -490,10 +553,10 @@ impl FastCpuBatchNorm {
                         bs.fill(0.0);
                         bq.fill(0.0);
                         for (xr, dr) in xb.chunks_exact(c).zip(db.chunks_exact(c)) {
-                            for j in 0..c {
-                                let d = mask(xr[j], j, dr[j]);
-                                bs[j] += d;
-                                bq[j] += d * ((xr[j] - fold.p[j]) - r[j]);
+                            if relu {
+                                reduce_row::<true>(xr, dr, &fold, &r, &mut bs, &mut bq);
+                            } else {
+                                reduce_row::<false>(xr, dr, &fold, &r, &mut bs, &mut bq);
                             }
                         }
                         for j in 0..c {
@@ -511,7 +574,14 @@ impl FastCpuBatchNorm {
                 dbeta[j] = sums[j] as f32;
                 dgamma[j] = (sums[c + j] * saved.inv_std[j] as f64) as f32;
             }
-            let co: Vec<(f32, f32, f32)> = (0..c).map(|j| coeffs(j, dbeta[j], dgamma[j])).collect();
+            let mut co = Coeffs::default();
+            for j in 0..c {
+                let (k, kb, kc) = coeffs(j, dbeta[j], dgamma[j]);
+                co.k.push(k);
+                co.kb.push(kb);
+                // dx = k*dy + kb*((x - p) - r) + kc = k*dy + kb*(x - p) + (kc - kb*r)
+                co.kc.push(kc - kb * r[j]);
+            }
             let chunk = task_rows(c) * c;
             dx.par_chunks_mut(chunk)
                 .zip(x.par_chunks(chunk).zip(dy.par_chunks(chunk)))
@@ -521,10 +591,10 @@ impl FastCpuBatchNorm {
                         .zip(xt.chunks_exact(c))
                         .zip(dt.chunks_exact(c))
                     {
-                        for j in 0..c {
-                            let (k, kb, kc) = co[j];
-                            let d = mask(xr[j], j, dr[j]);
-                            dxr[j] = k * d + kb * ((xr[j] - fold.p[j]) - r[j]) + kc;
+                        if relu {
+                            dx_row::<true>(xr, dr, dxr, &fold, &co);
+                        } else {
+                            dx_row::<false>(xr, dr, dxr, &fold, &co);
                         }
                     }
                 });

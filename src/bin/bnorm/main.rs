@@ -1,5 +1,8 @@
 //! `bnorm`: the command-line front end.
 
+mod bench;
+mod plot;
+
 use clap::{Parser, Subcommand};
 use wgpu_batchnorm::cpu::CpuBatchNorm;
 use wgpu_batchnorm::{BatchNorm, BatchNormConfig, Context, Mode};
@@ -15,6 +18,8 @@ struct Cli {
 enum Command {
     /// Which adapter and backend the engine runs on.
     Info,
+    /// CPU path against GPU path for forward, inference and backward, with copy bandwidths.
+    Bench(bench::Args),
     /// Normalizes a batch on the GPU and checks it against the CPU reference.
     Check {
         /// Rows of the batch.
@@ -83,6 +88,7 @@ fn main() -> std::process::ExitCode {
             .map(|ctx| println!("{}", ctx.describe()))
             .map_err(Into::into),
         Command::Check { rows, channels } => check(rows, channels),
+        Command::Bench(args) => bench::run(args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

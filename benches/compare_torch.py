@@ -1,0 +1,112 @@
+"""Our batch norm against PyTorch's on the same machine, in one run.
+
+    .venv/bin/pip install torch numpy          # once
+    cargo build --release
+    .venv/bin/python benches/compare_torch.py [--device cpu|cuda] [--shapes ...] [--reps N]
+
+Runs `bnorm bench --json` for our CPU and GPU paths, then times
+`torch.nn.functional.batch_norm` (training forward, inference, and backward through autograd)
+on the same shapes, and prints our time / PyTorch time per shape and pass (< 1 means we are
+faster). On a CUDA machine `--device cuda` times PyTorch/cuDNN on the GPU.
+"""
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+
+import torch
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+DEFAULT = "32x10,256x64,1024x256,64x56x56x64,64x64x56x56:first,128x56x56x64,128x64x56x56:first"
+
+
+def parse(label):
+    dims, _, layout = label.partition(":")
+    return [int(d) for d in dims.split("x")], layout or "last"
+
+
+def torch_times(shape, layout, device, reps):
+    c = shape[-1] if layout == "last" else shape[1]
+    gen = torch.Generator().manual_seed(0)
+    if layout == "last" and len(shape) > 2:
+        # channels_last memory format: the same bytes as our NHWC tensor.
+        nchw = [shape[0], shape[-1]] + shape[1:-1]
+        x = torch.randn(nchw, generator=gen).to(device).contiguous(
+            memory_format=torch.channels_last if len(shape) == 4 else torch.channels_last_3d)
+    else:
+        x = torch.randn(shape, generator=gen).to(device)
+    dy = torch.randn_like(x)
+    w = torch.ones(c, device=device, requires_grad=True)
+    b = torch.zeros(c, device=device, requires_grad=True)
+    rm = torch.zeros(c, device=device)
+    rv = torch.ones(c, device=device)
+
+    def sync():
+        if device == "cuda":
+            torch.cuda.synchronize()
+
+    def timed(fn):
+        fn()
+        sync()
+        out = []
+        for _ in range(reps):
+            t = time.perf_counter()
+            fn()
+            sync()
+            out.append(time.perf_counter() - t)
+        return sorted(out)[len(out) // 2]
+
+    with torch.no_grad():
+        fwd = timed(lambda: torch.nn.functional.batch_norm(x, rm, rv, w, b, True, 0.01, 1e-3))
+        inf = timed(lambda: torch.nn.functional.batch_norm(x, rm, rv, w, b, False, 0.01, 1e-3))
+    xg = x.detach().requires_grad_(True)
+
+    def backward():
+        y = torch.nn.functional.batch_norm(xg, rm, rv, w, b, True, 0.01, 1e-3)
+        y.backward(dy)
+
+    # Backward alone: forward + backward minus forward with autograd on.
+    both = timed(backward)
+
+    def fwd_grad():
+        torch.nn.functional.batch_norm(xg, rm, rv, w, b, True, 0.01, 1e-3)
+
+    bwd = max(both - timed(fwd_grad), 1e-9)
+    return {"forward": fwd, "inference": inf, "backward": bwd}
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    ap.add_argument("--shapes", default=DEFAULT)
+    ap.add_argument("--reps", type=int, default=5)
+    ap.add_argument("--bnorm", default=os.path.join(ROOT, "target", "release", "bnorm"))
+    args = ap.parse_args()
+
+    with tempfile.TemporaryDirectory() as d:
+        out = os.path.join(d, "ours.json")
+        subprocess.run([args.bnorm, "bench", "--shapes", args.shapes, "--reps", str(args.reps),
+                        "--json", out], check=True, stdout=sys.stderr)
+        ours = json.load(open(out))
+    print(f"PyTorch {torch.__version__} on {args.device}, {torch.get_num_threads()} threads; "
+          f"ours: {ours['device']}")
+    print(f"{'shape':<22} {'pass':<10} {'torch ms':>10} {'our CPU ms':>11} {'CPU/torch':>10} "
+          f"{'our GPU ms':>11} {'GPU/torch':>10}")
+    for label in args.shapes.split(","):
+        shape, layout = parse(label)
+        t = torch_times(shape, layout, args.device, args.reps)
+        for r in ours["results"]:
+            if r["shape"] != shape or r["layout"] != layout:
+                continue
+            tt = t[r["pass"]]
+            gpu = r["gpu_timestamp_s"] or r["gpu_wall_s"]
+            print(f"{label:<22} {r['pass']:<10} {tt * 1e3:>10.3f} {r['cpu_s'] * 1e3:>11.3f} "
+                  f"{r['cpu_s'] / tt:>10.2f} "
+                  f"{(gpu or float('nan')) * 1e3:>11.3f} {(gpu or float('nan')) / tt:>10.2f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,147 @@
+//! PNG charts with an embedded font (no system font library needed).
+
+use plotters::prelude::*;
+use plotters::style::FontStyle;
+
+static FONT: &[u8] = include_bytes!("../../../assets/DejaVuSans.ttf");
+
+/// Registers the embedded font as "sans-serif" once.
+pub fn init_font() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        if plotters::style::register_font("sans-serif", FontStyle::Normal, FONT).is_err() {
+            eprintln!("warning: embedded font failed to load; plot text may be missing");
+        }
+    });
+}
+
+/// One line of a chart.
+pub struct Series {
+    pub label: String,
+    pub points: Vec<(f64, f64)>,
+    pub color: RGBColor,
+    pub dashed: bool,
+}
+
+/// The palette of the charts.
+pub const COLORS: [RGBColor; 6] = [
+    RGBColor(31, 119, 180),
+    RGBColor(255, 127, 14),
+    RGBColor(44, 160, 44),
+    RGBColor(214, 39, 40),
+    RGBColor(148, 103, 189),
+    RGBColor(140, 86, 75),
+];
+
+fn draw_series<'a, DB: DrawingBackend + 'a, X, Y>(
+    chart: &mut ChartContext<'a, DB, Cartesian2d<X, Y>>,
+    series: &[Series],
+) -> Result<(), Box<dyn std::error::Error>>
+where
+    X: plotters::coord::ranged1d::Ranged<ValueType = f64>,
+    Y: plotters::coord::ranged1d::Ranged<ValueType = f64>,
+    DB::ErrorType: 'static,
+{
+    for s in series {
+        let color = s.color;
+        let style = color.stroke_width(2);
+        if s.dashed {
+            chart
+                .draw_series(DashedLineSeries::new(s.points.iter().copied(), 8, 5, style))?
+                .label(&s.label)
+                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], color));
+        } else {
+            chart
+                .draw_series(LineSeries::new(s.points.iter().copied(), style))?
+                .label(&s.label)
+                .legend(move |(x, y)| {
+                    PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(2))
+                });
+            chart.draw_series(s.points.iter().map(|&p| Circle::new(p, 3, color.filled())))?;
+        }
+    }
+    chart
+        .configure_series_labels()
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK)
+        .label_font(("sans-serif", 13))
+        .draw()?;
+    Ok(())
+}
+
+/// A log-log chart (bandwidth against size).
+pub fn loglog(
+    path: &str,
+    title: &str,
+    x_desc: &str,
+    y_desc: &str,
+    series: &[Series],
+) -> Result<(), Box<dyn std::error::Error>> {
+    init_font();
+    let pts = series.iter().flat_map(|s| s.points.iter());
+    let (mut x0, mut x1, mut y0, mut y1) = (f64::MAX, f64::MIN, f64::MAX, f64::MIN);
+    for &(x, y) in pts {
+        x0 = x0.min(x);
+        x1 = x1.max(x);
+        y0 = y0.min(y);
+        y1 = y1.max(y);
+    }
+    let root = BitMapBackend::new(path, (1000, 650)).into_drawing_area();
+    root.fill(&WHITE)?;
+    let mut chart = ChartBuilder::on(&root)
+        .caption(title, ("sans-serif", 22))
+        .margin(15)
+        .x_label_area_size(45)
+        .y_label_area_size(65)
+        .build_cartesian_2d(
+            (x0 / 1.5..x1 * 1.5).log_scale(),
+            (y0 / 1.5..y1 * 1.5).log_scale(),
+        )?;
+    chart
+        .configure_mesh()
+        .x_desc(x_desc)
+        .y_desc(y_desc)
+        .label_style(("sans-serif", 13))
+        .draw()?;
+    draw_series(&mut chart, series)?;
+    root.present()?;
+    Ok(())
+}
+
+/// Two linear panels side by side sharing the x axis (loss and accuracy per epoch).
+#[allow(dead_code)] // drawn by `bnorm train --plot`
+pub fn two_panels(
+    path: &str,
+    x_desc: &str,
+    panels: [(&str, &[Series]); 2],
+) -> Result<(), Box<dyn std::error::Error>> {
+    init_font();
+    let root = BitMapBackend::new(path, (1200, 500)).into_drawing_area();
+    root.fill(&WHITE)?;
+    let areas = root.split_evenly((1, 2));
+    for (area, (title, series)) in areas.iter().zip(panels) {
+        let pts = series.iter().flat_map(|s| s.points.iter());
+        let (mut x0, mut x1, mut y0, mut y1) = (f64::MAX, f64::MIN, f64::MAX, f64::MIN);
+        for &(x, y) in pts {
+            x0 = x0.min(x);
+            x1 = x1.max(x);
+            y0 = y0.min(y);
+            y1 = y1.max(y);
+        }
+        let pad = ((y1 - y0) * 0.08).max(1e-3);
+        let mut chart = ChartBuilder::on(area)
+            .caption(title, ("sans-serif", 20))
+            .margin(15)
+            .x_label_area_size(40)
+            .y_label_area_size(55)
+            .build_cartesian_2d(x0 - 0.2..x1 + 0.2, y0 - pad..y1 + pad)?;
+        chart
+            .configure_mesh()
+            .x_desc(x_desc)
+            .label_style(("sans-serif", 13))
+            .draw()?;
+        draw_series(&mut chart, series)?;
+    }
+    root.present()?;
+    Ok(())
+}
