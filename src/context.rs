@@ -1,9 +1,10 @@
 //! The device a layer runs on: created here from the environment, or the caller's own.
 
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use crate::error::{Error, Result};
 use crate::kernels::Kernels;
+use crate::nn::kernels::NnKernels;
 use crate::plan::PlanLimits;
 
 /// Knobs of a [`Context`]. `Default` uses everything the adapter offers.
@@ -26,6 +27,7 @@ pub struct Context {
     kernels: Arc<Kernels>,
     limits: PlanLimits,
     lost: Arc<Mutex<Option<String>>>,
+    nn: Arc<OnceLock<NnKernels>>,
 }
 
 fn env_adapter_name() -> Option<String> {
@@ -150,6 +152,7 @@ impl Context {
             info,
             kernels,
             lost,
+            nn: Arc::new(OnceLock::new()),
         }
     }
 
@@ -191,6 +194,11 @@ impl Context {
 
     pub(crate) fn kernels(&self) -> &Arc<Kernels> {
         &self.kernels
+    }
+
+    /// The network kernels, compiled on first use.
+    pub(crate) fn nn_kernels(&self) -> &NnKernels {
+        self.nn.get_or_init(|| NnKernels::new(&self.device))
     }
 
     pub(crate) fn plan_limits(&self) -> &PlanLimits {

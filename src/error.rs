@@ -120,6 +120,20 @@ pub enum Error {
     /// Mapping a buffer for readback failed.
     #[error("buffer readback failed: {0}")]
     Readback(String),
+    /// A network that cannot be built or trained as specified.
+    #[error("model: {0}")]
+    Model(String),
+    /// A data file that cannot be used.
+    #[error(transparent)]
+    Data(#[from] crate::nn::DataError),
+    /// A weights file that cannot be read or written.
+    #[error("weights file {path}: {why}")]
+    Weights {
+        /// The file.
+        path: String,
+        /// What went wrong.
+        why: String,
+    },
     /// The device reported a validation or internal error.
     #[error("wgpu error: {0}")]
     Gpu(String),

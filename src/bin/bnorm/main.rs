@@ -2,6 +2,7 @@
 
 mod bench;
 mod plot;
+mod train;
 
 use clap::{Parser, Subcommand};
 use wgpu_batchnorm::cpu::CpuBatchNorm;
@@ -16,6 +17,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Trains the tutorial's network with and without batch norm (the default command).
+    Train(train::Args),
     /// Which adapter and backend the engine runs on.
     Info,
     /// CPU path against GPU path for forward, inference and backward, with copy bandwidths.
@@ -80,15 +83,16 @@ fn main() -> std::process::ExitCode {
     )
     .init();
     let cli = Cli::parse();
-    let result = match cli.command.unwrap_or(Command::Check {
-        rows: 1000,
-        channels: 10,
-    }) {
+    let result = match cli
+        .command
+        .unwrap_or(Command::Train(train::Args::default()))
+    {
         Command::Info => Context::new()
             .map(|ctx| println!("{}", ctx.describe()))
             .map_err(Into::into),
         Command::Check { rows, channels } => check(rows, channels),
         Command::Bench(args) => bench::run(args),
+        Command::Train(args) => train::run_cli(args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

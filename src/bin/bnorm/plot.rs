@@ -109,7 +109,6 @@ pub fn loglog(
 }
 
 /// Two linear panels side by side sharing the x axis (loss and accuracy per epoch).
-#[allow(dead_code)] // drawn by `bnorm train --plot`
 pub fn two_panels(
     path: &str,
     x_desc: &str,

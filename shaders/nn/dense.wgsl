@@ -1,0 +1,94 @@
+// Dense layers: a tiled matrix multiply C = op(A) · op(B) (+ bias, + ReLU), column sums for
+// bias gradients, and the ReLU mask of a gradient.
+
+struct Gemm {
+    m: u32,      // rows of C
+    n: u32,      // columns of C
+    k: u32,      // inner dimension
+    flags: u32,  // 1: A is stored transposed ([k, m]); 2: B is stored transposed ([n, k]); 4: add bias; 8: ReLU
+}
+
+const TRANS_A: u32 = 1u;
+const TRANS_B: u32 = 2u;
+const BIAS: u32 = 4u;
+const RELU: u32 = 8u;
+const T: u32 = 16u;
+
+@group(0) @binding(0) var<uniform> g: Gemm;
+@group(0) @binding(1) var<storage, read> a: array<f32>;
+@group(0) @binding(2) var<storage, read> b: array<f32>;
+@group(0) @binding(3) var<storage, read> bias: array<f32>;
+@group(0) @binding(4) var<storage, read_write> c: array<f32>;
+
+var<workgroup> tile_a: array<array<f32, 16>, 16>;
+var<workgroup> tile_b: array<array<f32, 16>, 16>;
+
+fn load_a(row: u32, col: u32) -> f32 {
+    if (row >= g.m || col >= g.k) {
+        return 0.0;
+    }
+    if ((g.flags & TRANS_A) != 0u) {
+        return a[col * g.m + row];
+    }
+    return a[row * g.k + col];
+}
+
+fn load_b(row: u32, col: u32) -> f32 {
+    if (row >= g.k || col >= g.n) {
+        return 0.0;
+    }
+    if ((g.flags & TRANS_B) != 0u) {
+        return b[col * g.k + row];
+    }
+    return b[row * g.n + col];
+}
+
+// 16 x 16 output tile per workgroup; both operands staged through workgroup memory.
+@compute @workgroup_size(16, 16)
+fn gemm(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
+    let row = wid.y * T + lid.y;
+    let col = wid.x * T + lid.x;
+    var acc = 0.0;
+    for (var t0 = 0u; t0 < g.k; t0 += T) {
+        tile_a[lid.y][lid.x] = load_a(row, t0 + lid.x);
+        tile_b[lid.y][lid.x] = load_b(t0 + lid.y, col);
+        workgroupBarrier();
+        for (var i = 0u; i < T; i++) {
+            acc = fma(tile_a[lid.y][i], tile_b[i][lid.x], acc);
+        }
+        workgroupBarrier();
+    }
+    if (row < g.m && col < g.n) {
+        if ((g.flags & BIAS) != 0u) {
+            acc += bias[col];
+        }
+        if ((g.flags & RELU) != 0u) {
+            acc = select(acc, 0.0, acc < 0.0);
+        }
+        c[row * g.n + col] = acc;
+    }
+}
+
+// c[j] = sum over the m rows of a[row, j] (a is [m, n]): the bias gradient.
+@compute @workgroup_size(64)
+fn colsum(@builtin(global_invocation_id) id: vec3<u32>) {
+    let j = id.x;
+    if (j >= g.n) {
+        return;
+    }
+    var s = 0.0;
+    for (var r = 0u; r < g.m; r++) {
+        s += a[r * g.n + j];
+    }
+    c[j] = s;
+}
+
+// c = c where b (the layer's ReLU output) > 0, else 0: the ReLU backward, in place.
+@compute @workgroup_size(256)
+fn relu_mask(@builtin(global_invocation_id) id: vec3<u32>) {
+    let i = id.x;
+    if (i >= g.m * g.n) {
+        return;
+    }
+    c[i] = select(0.0, c[i], b[i] > 0.0);
+}
