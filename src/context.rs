@@ -27,6 +27,7 @@ pub struct Context {
     kernels: Arc<Kernels>,
     limits: PlanLimits,
     lost: Arc<Mutex<Option<String>>>,
+    errors: Arc<Mutex<Option<String>>>,
     nn: Arc<OnceLock<NnKernels>>,
 }
 
@@ -94,9 +95,16 @@ impl Context {
                 *l = Some(format!("{reason:?}: {message}"));
             }
         });
-        // Our own device: uncaptured errors are logged rather than aborting the process; every
-        // input is validated before recording, so these would be bugs or device failures.
-        device.on_uncaptured_error(Arc::new(|e| log::error!("wgpu: {e}")));
+        // Our own device: an uncaptured error is kept and returned by the next call as
+        // `Error::Gpu` rather than aborting the process. Every input is validated before
+        // recording, so these would be bugs or device failures.
+        let errors = lost.clone();
+        device.on_uncaptured_error(Arc::new(move |e| {
+            log::error!("wgpu: {e}");
+            if let Ok(mut slot) = errors.lock() {
+                slot.get_or_insert_with(|| format!("uncaptured wgpu error: {e}"));
+            }
+        }));
         Ok(Self::build(
             device,
             queue,
@@ -152,6 +160,7 @@ impl Context {
             info,
             kernels,
             lost,
+            errors: Arc::new(Mutex::new(None)),
             nn: Arc::new(OnceLock::new()),
         }
     }
@@ -205,10 +214,14 @@ impl Context {
         &self.limits
     }
 
-    /// `Err(DeviceLost)` once the device is gone.
+    /// `Err(DeviceLost)` once the device is gone; `Err(Gpu)` once for an uncaptured error the
+    /// device reported since the last check (on a device this context created).
     pub fn check_alive(&self) -> Result<()> {
-        match self.lost.lock().ok().and_then(|l| l.clone()) {
-            Some(why) => Err(Error::DeviceLost(why)),
+        if let Some(why) = self.lost.lock().ok().and_then(|l| l.clone()) {
+            return Err(Error::DeviceLost(why));
+        }
+        match self.errors.lock().ok().and_then(|mut e| e.take()) {
+            Some(e) => Err(Error::Gpu(e)),
             None => Ok(()),
         }
     }
@@ -256,11 +269,12 @@ impl Context {
                 submission_index: index,
                 timeout: None,
             })
-            .map(|_| ())
             .map_err(|e| match self.check_alive() {
                 Err(lost) => lost,
                 Ok(()) => Error::Gpu(e.to_string()),
-            })
+            })?;
+        // Surface an error the device reported for the work just finished.
+        self.check_alive()
     }
 
     /// Reads `size` bytes of `buffer` from `offset` (multiples of 4): copy to a staging buffer,

@@ -84,6 +84,7 @@ pub struct Sequential {
     tick: wgpu::Buffer,
     metrics: wgpu::Buffer,
     dummy: wgpu::Buffer,
+    dummy_out: wgpu::Buffer,
     norms: Vec<BatchNorm>,
     optimizer: Optimizer,
     opt_group: wgpu::BindGroup,
@@ -174,7 +175,10 @@ impl Sequential {
         let opt_v = storage(ctx, "nn.adam_v", bytes)?;
         let tick = storage(ctx, "nn.tick", 16)?;
         let metrics = storage(ctx, "nn.metrics", EVAL_METRICS + 16)?;
+        // Unused slots bind these: one for read-only slots, one for writable ones (a buffer
+        // may not be bound both ways in one bind group).
         let dummy = storage(ctx, "nn.dummy", 16)?;
+        let dummy_out = storage(ctx, "nn.dummy_out", 16)?;
         let (lr, beta1, beta2, epsilon) = match optimizer {
             Optimizer::Adam {
                 lr,
@@ -223,6 +227,7 @@ impl Sequential {
             tick,
             metrics,
             dummy,
+            dummy_out,
             norms,
             optimizer,
             opt_group,
@@ -407,7 +412,7 @@ impl Sequential {
                                 (&self.tick).into(),
                                 (&self.dummy).into(),
                                 (&acts[i]).into(),
-                                (&self.dummy).into(),
+                                (&self.dummy_out).into(),
                             ],
                         ),
                         bwd: bind(
@@ -419,7 +424,7 @@ impl Sequential {
                                 (&self.tick).into(),
                                 (&self.dummy).into(),
                                 d_in.into(),
-                                (&self.dummy).into(),
+                                (&self.dummy_out).into(),
                             ],
                         ),
                     }

@@ -6,7 +6,9 @@ use std::time::Instant;
 
 use indicatif::{ProgressBar, ProgressStyle};
 use wgpu_batchnorm::nn::reference::CpuModel;
-use wgpu_batchnorm::nn::{tutorial_layers, Dataset, FitOptions, History, Optimizer, Sequential};
+use wgpu_batchnorm::nn::{
+    save_weights, tutorial_layers, Dataset, FitOptions, History, Optimizer, Sequential, Weight,
+};
 use wgpu_batchnorm::Context;
 
 use crate::plot::{self, Series, COLORS};
@@ -94,7 +96,7 @@ fn run(
     val: Option<&Dataset>,
     bn: bool,
     bar: &ProgressBar,
-) -> Result<(History, f64, Option<Sequential>), Box<dyn std::error::Error>> {
+) -> Result<(History, f64, Vec<Weight>), Box<dyn std::error::Error>> {
     let optimizer = match args.optimizer.as_str() {
         "adam" => Optimizer::adam(args.lr.unwrap_or(1e-3)),
         "sgd" => Optimizer::sgd(args.lr.unwrap_or(1e-2), args.momentum),
@@ -125,12 +127,14 @@ fn run(
                 bar.println(model.summary());
             }
             let h = model.fit(data, &options, val, tick)?;
-            Ok((h, t.elapsed().as_secs_f64(), Some(model)))
+            let secs = t.elapsed().as_secs_f64();
+            Ok((h, secs, model.weights()?))
         }
         None => {
             let mut model = CpuModel::new(data.features, &layers, args.seed, optimizer)?;
             let h = model.fit(data, &options, val, tick)?;
-            Ok((h, t.elapsed().as_secs_f64(), None))
+            let secs = t.elapsed().as_secs_f64();
+            Ok((h, secs, model.weights()))
         }
     }
 }
@@ -215,14 +219,9 @@ pub fn run_cli(args: Args) -> Result<(), Box<dyn std::error::Error>> {
             steps
         );
     }
-    if let Some(path) = &args.save {
-        match results.first() {
-            Some((_, (_, _, Some(model)))) => {
-                model.save(path)?;
-                println!("saved weights to {}", path.display());
-            }
-            _ => return Err("--save needs --device gpu".into()),
-        }
+    if let (Some(path), Some((_, (_, _, weights)))) = (&args.save, results.first()) {
+        save_weights(weights, path)?;
+        println!("saved weights to {}", path.display());
     }
     if let Some(path) = &args.plot {
         let series = |f: fn(&History) -> &Vec<f64>| -> Vec<Series> {

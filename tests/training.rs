@@ -1,0 +1,338 @@
+//! The training stack: gradients against the f64 reference and finite differences, GPU and
+//! CPU runs step by step, parity with a real Keras training run, the default job's accuracy,
+//! and weights round-tripping through safetensors.
+
+mod common;
+
+use common::{ctx, serial};
+use serde_json::Value;
+use wgpu_batchnorm::nn::reference::CpuModel;
+use wgpu_batchnorm::nn::{tutorial_layers, Dataset, FitOptions, LayerSpec, Optimizer, Sequential};
+
+fn floats(v: &Value) -> Vec<f32> {
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f.as_f64().unwrap() as f32)
+        .collect()
+}
+
+fn batch(rows: usize, seed: u64) -> Dataset {
+    let d = Dataset::synthetic(rows, 6, seed);
+    // Put the features on a gentler scale for finite differences.
+    Dataset {
+        x: d.x.iter().map(|v| v / 20.0).collect(),
+        ..d
+    }
+}
+
+/// Every kind of block: Dense+ReLU, BatchNorm+ReLU, Dropout, Dense logits.
+fn all_layers() -> Vec<LayerSpec> {
+    vec![
+        LayerSpec::Dense(7),
+        LayerSpec::Relu,
+        LayerSpec::Dense(5),
+        LayerSpec::BatchNorm,
+        LayerSpec::Relu,
+        LayerSpec::Dropout(0.3),
+        LayerSpec::Dense(3),
+    ]
+}
+
+#[test]
+fn reference_gradients_match_finite_differences() {
+    let data = batch(12, 3);
+    let mut model = CpuModel::new(6, &all_layers(), 5, Optimizer::adam(1e-3)).unwrap();
+    let (_, _, grads) = model.gradients(&data).unwrap();
+    let h = 1e-6;
+    let mut checked = 0;
+    for t in 0..grads.len() {
+        for i in (0..grads[t].len()).step_by(3) {
+            let orig = model.trainable()[t][i];
+            model.trainable_mut()[t][i] = orig + h;
+            let up = model.training_loss(&data).unwrap();
+            model.trainable_mut()[t][i] = orig - h;
+            let down = model.training_loss(&data).unwrap();
+            model.trainable_mut()[t][i] = orig;
+            let numeric = (up - down) / (2.0 * h);
+            let err = (numeric - grads[t][i]).abs();
+            assert!(
+                err < 1e-6 + 1e-4 * numeric.abs(),
+                "tensor {t}[{i}]: analytic {} numeric {numeric}",
+                grads[t][i]
+            );
+            checked += 1;
+        }
+    }
+    assert!(checked > 30);
+}
+
+#[test]
+fn gpu_gradients_match_the_reference() {
+    let _g = serial();
+    // SGD with lr 1 and no momentum: one step moves every weight by exactly its gradient.
+    let data = batch(20, 4);
+    let layers = all_layers();
+    let mut gpu = Sequential::new(ctx(), 6, &layers, 9, Optimizer::sgd(1.0, 0.0)).unwrap();
+    let mut cpu = CpuModel::new(6, &layers, 9, Optimizer::sgd(1.0, 0.0)).unwrap();
+    let before = gpu.weights().unwrap();
+    let (_, _, grads) = cpu.gradients(&data).unwrap();
+    gpu.train_batch(&data).unwrap();
+    let after = gpu.weights().unwrap();
+    let trainable = before
+        .iter()
+        .zip(&after)
+        .filter(|(w, _)| !w.name.contains("moving"));
+    for ((b, a), g) in trainable.zip(&grads) {
+        for i in 0..g.len() {
+            let gpu_grad = (b.values[i] - a.values[i]) as f64;
+            assert!(
+                (gpu_grad - g[i]).abs() < 1e-4 + 1e-3 * g[i].abs(),
+                "{}[{i}]: gpu {gpu_grad} cpu {}",
+                b.name,
+                g[i]
+            );
+        }
+    }
+}
+
+fn step_by_step(optimizer: Optimizer, skip: &[&str]) {
+    let layers = all_layers();
+    let mut gpu = Sequential::new(ctx(), 6, &layers, 11, optimizer).unwrap();
+    let mut cpu = CpuModel::new(6, &layers, 11, optimizer).unwrap();
+    for step in 0..6 {
+        let data = batch(16 + step, 100 + step as u64);
+        gpu.train_batch(&data).unwrap();
+        cpu.train_batch(&data).unwrap();
+        for (g, c) in gpu.weights().unwrap().iter().zip(cpu.weights()) {
+            assert_eq!(g.name, c.name);
+            if skip.contains(&g.name.as_str()) {
+                continue;
+            }
+            for (i, (a, b)) in g.values.iter().zip(&c.values).enumerate() {
+                assert!(
+                    (a - b).abs() < 2e-5 + 1e-4 * b.abs(),
+                    "{optimizer:?} step {step} {}[{i}]: gpu {a} cpu {b}",
+                    g.name
+                );
+            }
+        }
+    }
+    if !skip.is_empty() {
+        return; // inference uses the moving mean, which is allowed to differ
+    }
+    let data = batch(30, 7);
+    let (gl, ga) = gpu.evaluate(&data).unwrap();
+    let (cl, ca) = cpu.evaluate(&data).unwrap();
+    assert!((gl - cl).abs() < 1e-4, "{gl} {cl}");
+    assert_eq!(ga, ca);
+    let p = gpu.predict(&data.x).unwrap();
+    let q = cpu.predict(&data.x).unwrap();
+    let worst = p
+        .iter()
+        .zip(&q)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0f32, f32::max);
+    assert!(worst < 1e-5, "probabilities differ by {worst}");
+    assert!(p
+        .chunks(3)
+        .all(|r| (r.iter().sum::<f32>() - 1.0).abs() < 1e-5));
+}
+
+#[test]
+fn gpu_and_cpu_training_agree_step_by_step() {
+    let _g = serial();
+    step_by_step(Optimizer::sgd(0.1, 0.9), &[]);
+    // The bias of a Dense layer feeding BatchNorm has an exactly zero gradient, so in f32 it is
+    // rounding noise, which Adam normalizes into full-size steps: both sides move it, each by
+    // its own noise; the BatchNorm's moving mean follows that bias. Every other weight must
+    // agree (the normalized output does not depend on the bias).
+    step_by_step(
+        Optimizer::adam(1e-2),
+        &["dense_1/bias", "batch_normalization/moving_mean"],
+    );
+}
+
+#[test]
+fn keras_training_run_is_reproduced() {
+    let _g = serial();
+    let path = format!(
+        "{}/tests/fixtures/keras_training.json",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let golden: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let n = |k: &str| golden[k].as_u64().unwrap() as usize;
+    let data = Dataset {
+        x: floats(&golden["x"]),
+        labels: golden["labels"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_u64().unwrap() as u32)
+            .collect(),
+        features: n("features"),
+        classes: n("classes"),
+    };
+    let options = FitOptions {
+        batch_size: n("batch_size"),
+        epochs: n("epochs"),
+        shuffle: false,
+        seed: 0,
+    };
+    for (bn, key) in [(true, "with_bn"), (false, "without_bn")] {
+        let run = &golden[key];
+        let layers = tutorial_layers(bn, n("hidden"), n("classes"));
+        let mut gpu =
+            Sequential::new(ctx(), n("features"), &layers, 0, Optimizer::default()).unwrap();
+        let mut cpu = CpuModel::new(n("features"), &layers, 0, Optimizer::default()).unwrap();
+        for (name, init) in [("dense/kernel", "w1"), ("dense_1/kernel", "w2")] {
+            gpu.set_weight(name, &floats(&golden["init"][init]))
+                .unwrap();
+            cpu.set_weight(name, &floats(&golden["init"][init]))
+                .unwrap();
+        }
+        let hg = gpu.fit(&data, &options, None, |_, _| {}).unwrap();
+        let hc = cpu.fit(&data, &options, None, |_, _| {}).unwrap();
+        let want_loss = floats(&run["loss"]);
+        let want_acc = floats(&run["accuracy"]);
+        for (h, who) in [(&hg, "gpu"), (&hc, "cpu")] {
+            for e in 0..want_loss.len() {
+                assert!(
+                    (h.loss[e] - want_loss[e] as f64).abs() < 1e-3,
+                    "{key} {who} epoch {e} loss {} keras {}",
+                    h.loss[e],
+                    want_loss[e]
+                );
+                assert!(
+                    (h.accuracy[e] - want_acc[e] as f64).abs() < 1.5 / data.rows() as f64,
+                    "{key} {who} epoch {e} accuracy {} keras {}",
+                    h.accuracy[e],
+                    want_acc[e]
+                );
+            }
+        }
+        let weights = gpu.weights().unwrap();
+        for w in &weights {
+            let want = floats(&run["weights"][&w.name]);
+            assert_eq!(want.len(), w.values.len(), "{key} {}", w.name);
+            for (i, (a, b)) in w.values.iter().zip(&want).enumerate() {
+                assert!(
+                    (a - b).abs() < 1e-3 + 1e-3 * b.abs(),
+                    "{key} {}[{i}]: ours {a} keras {b}",
+                    w.name
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn the_default_job_reaches_85_percent_in_5_epochs() {
+    let _g = serial();
+    let data = Dataset::synthetic(1000, 20, 42);
+    let mut model = Sequential::new(
+        ctx(),
+        20,
+        &tutorial_layers(true, 10, 3),
+        42,
+        Optimizer::default(),
+    )
+    .unwrap();
+    let options = FitOptions {
+        batch_size: 32,
+        epochs: 5,
+        shuffle: true,
+        seed: 42,
+    };
+    let h = model.fit(&data, &options, None, |_, _| {}).unwrap();
+    assert!(
+        h.loss.windows(2).all(|w| w[1] < w[0]),
+        "loss must fall every epoch: {:?}",
+        h.loss
+    );
+    assert!(
+        h.accuracy[4] >= 0.85,
+        "accuracy after 5 epochs: {:?}",
+        h.accuracy
+    );
+}
+
+#[test]
+fn weights_round_trip_through_safetensors() {
+    let _g = serial();
+    let dir = std::env::temp_dir().join(format!("bnorm-weights-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("model.safetensors");
+    let layers = tutorial_layers(true, 10, 3);
+    let mut a = Sequential::new(ctx(), 20, &layers, 1, Optimizer::default()).unwrap();
+    let data = Dataset::synthetic(64, 20, 1);
+    a.fit(
+        &data,
+        &FitOptions {
+            epochs: 1,
+            ..Default::default()
+        },
+        None,
+        |_, _| {},
+    )
+    .unwrap();
+    a.save(&path).unwrap();
+    let mut b = Sequential::new(ctx(), 20, &layers, 2, Optimizer::default()).unwrap();
+    assert_ne!(a.weights().unwrap(), b.weights().unwrap());
+    b.load(&path).unwrap();
+    assert_eq!(a.weights().unwrap(), b.weights().unwrap());
+    assert_eq!(a.predict(&data.x).unwrap(), b.predict(&data.x).unwrap());
+    let bad = dir.join("bad.safetensors");
+    std::fs::write(&bad, b"not a safetensors file").unwrap();
+    assert!(matches!(
+        b.load(&bad),
+        Err(wgpu_batchnorm::Error::Weights { .. })
+    ));
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn bad_models_and_data_are_refused() {
+    let _g = serial();
+    let e = Sequential::new(
+        ctx(),
+        4,
+        &[LayerSpec::Relu, LayerSpec::Dense(3)],
+        0,
+        Optimizer::default(),
+    )
+    .err()
+    .unwrap();
+    assert!(e.to_string().contains("ReLU must follow"), "{e}");
+    let e = Sequential::new(
+        ctx(),
+        4,
+        &[LayerSpec::Dense(3), LayerSpec::Relu],
+        0,
+        Optimizer::default(),
+    )
+    .err()
+    .unwrap();
+    assert!(e.to_string().contains("last layer"), "{e}");
+    let mut m = Sequential::new(
+        ctx(),
+        4,
+        &tutorial_layers(true, 5, 3),
+        0,
+        Optimizer::default(),
+    )
+    .unwrap();
+    let wrong = Dataset::synthetic(10, 5, 0);
+    assert!(m
+        .fit(&wrong, &FitOptions::default(), None, |_, _| {})
+        .unwrap_err()
+        .to_string()
+        .contains("features"));
+    let mut labels = Dataset::synthetic(10, 4, 0);
+    labels.labels[3] = 7;
+    assert!(m
+        .evaluate(&labels)
+        .unwrap_err()
+        .to_string()
+        .contains("label 7"));
+}
