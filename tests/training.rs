@@ -46,8 +46,8 @@ fn reference_gradients_match_finite_differences() {
     let (_, _, grads) = model.gradients(&data).unwrap();
     let h = 1e-6;
     let mut checked = 0;
-    for t in 0..grads.len() {
-        for i in (0..grads[t].len()).step_by(3) {
+    for (t, grad) in grads.iter().enumerate() {
+        for i in (0..grad.len()).step_by(3) {
             let orig = model.trainable()[t][i];
             model.trainable_mut()[t][i] = orig + h;
             let up = model.training_loss(&data).unwrap();
@@ -55,7 +55,7 @@ fn reference_gradients_match_finite_differences() {
             let down = model.training_loss(&data).unwrap();
             model.trainable_mut()[t][i] = orig;
             let numeric = (up - down) / (2.0 * h);
-            let err = (numeric - grads[t][i]).abs();
+            let err = (numeric - grad[i]).abs();
             assert!(
                 err < 1e-6 + 1e-4 * numeric.abs(),
                 "tensor {t}[{i}]: analytic {} numeric {numeric}",
