@@ -84,13 +84,12 @@ fn gpu_gradients_match_the_reference() {
         .zip(&after)
         .filter(|(w, _)| !w.name.contains("moving"));
     for ((b, a), g) in trainable.zip(&grads) {
-        for i in 0..g.len() {
+        for (i, want) in g.iter().enumerate() {
             let gpu_grad = (b.values[i] - a.values[i]) as f64;
             assert!(
-                (gpu_grad - g[i]).abs() < 1e-4 + 1e-3 * g[i].abs(),
-                "{}[{i}]: gpu {gpu_grad} cpu {}",
-                b.name,
-                g[i]
+                (gpu_grad - want).abs() < 1e-4 + 1e-3 * want.abs(),
+                "{}[{i}]: gpu {gpu_grad} cpu {want}",
+                b.name
             );
         }
     }
