@@ -16,6 +16,9 @@ use crate::geometry::Geometry;
 
 /// Rows of a channels-last block summed in f32 before a Chan merge in f64.
 const ROW_BLOCK: usize = 128;
+/// Tensors up to this many elements run on the calling thread: waking the thread pool costs
+/// more than the work.
+const SEQUENTIAL_MAX: usize = 1 << 16;
 /// Lanes of the plane kernels: independent accumulators the compiler keeps in SIMD registers.
 const LANES: usize = 16;
 
@@ -85,33 +88,35 @@ fn rows_moments(x: &[f32], c: usize) -> Vec<Moments> {
     let per_task = rows
         .div_ceil(rayon::current_num_threads() * 4)
         .max(ROW_BLOCK);
-    x.par_chunks(per_task * c)
-        .map(|task| {
-            let mut acc = vec![Moments::default(); c];
-            let mut s = vec![0.0f32; c];
-            let mut q = vec![0.0f32; c];
-            for block in task.chunks(ROW_BLOCK * c) {
-                s.fill(0.0);
-                q.fill(0.0);
-                for row in block.chunks_exact(c) {
-                    for (((s, q), &v), &p) in s.iter_mut().zip(q.iter_mut()).zip(row).zip(pivot) {
-                        let d = v - p;
-                        *s += d;
-                        *q += d * d;
-                    }
-                }
-                let nb = block.len() / c;
-                for j in 0..c {
-                    let m = Moments::from_shifted(nb, s[j] as f64, q[j] as f64, pivot[j] as f64);
-                    acc[j] = acc[j].merge(m);
+    let task = |task: &[f32]| {
+        let mut acc = vec![Moments::default(); c];
+        let mut s = vec![0.0f32; c];
+        let mut q = vec![0.0f32; c];
+        for block in task.chunks(ROW_BLOCK * c) {
+            s.fill(0.0);
+            q.fill(0.0);
+            for row in block.chunks_exact(c) {
+                for (((s, q), &v), &p) in s.iter_mut().zip(q.iter_mut()).zip(row).zip(pivot) {
+                    let d = v - p;
+                    *s += d;
+                    *q += d * d;
                 }
             }
-            acc
-        })
-        .reduce(
-            || vec![Moments::default(); c],
-            |a, b| a.iter().zip(&b).map(|(a, b)| a.merge(*b)).collect(),
-        )
+            let nb = block.len() / c;
+            for j in 0..c {
+                let m = Moments::from_shifted(nb, s[j] as f64, q[j] as f64, pivot[j] as f64);
+                acc[j] = acc[j].merge(m);
+            }
+        }
+        acc
+    };
+    if x.len() <= SEQUENTIAL_MAX {
+        return task(x);
+    }
+    x.par_chunks(per_task * c).map(task).reduce(
+        || vec![Moments::default(); c],
+        |a, b| a.iter().zip(&b).map(|(a, b)| a.merge(*b)).collect(),
+    )
 }
 
 /// Moments of one channel of a channels-first tensor from its planes.
@@ -231,26 +236,40 @@ fn task_rows(c: usize) -> usize {
 
 /// `y = (x - p) * a + b` per channel (+ReLU), parallel over rows or planes.
 fn apply(x: &[f32], y: &mut [f32], g: &Geometry, f: &Fold, relu: bool) {
+    let small = x.len() <= SEQUENTIAL_MAX;
     if g.inner == 1 {
         let chunk = task_rows(g.channels) * g.channels;
-        y.par_chunks_mut(chunk)
-            .zip(x.par_chunks(chunk))
-            .for_each(|(yt, xt)| {
-                for (yr, xr) in yt
-                    .chunks_exact_mut(g.channels)
-                    .zip(xt.chunks_exact(g.channels))
-                {
-                    affine_row(xr, yr, f, relu);
-                }
-            });
+        let rows = |(yt, xt): (&mut [f32], &[f32])| {
+            for (yr, xr) in yt
+                .chunks_exact_mut(g.channels)
+                .zip(xt.chunks_exact(g.channels))
+            {
+                affine_row(xr, yr, f, relu);
+            }
+        };
+        if small {
+            rows((y, x));
+        } else {
+            y.par_chunks_mut(chunk)
+                .zip(x.par_chunks(chunk))
+                .for_each(rows);
+        }
     } else {
-        y.par_chunks_mut(g.inner)
-            .zip(x.par_chunks(g.inner))
-            .enumerate()
-            .for_each(|(i, (yp, xp))| {
-                let c = i % g.channels;
-                affine_plane(xp, yp, (f.p[c], f.a[c], f.b[c]), relu);
-            });
+        let plane = |(i, (yp, xp)): (usize, (&mut [f32], &[f32]))| {
+            let c = i % g.channels;
+            affine_plane(xp, yp, (f.p[c], f.a[c], f.b[c]), relu);
+        };
+        if small {
+            y.chunks_mut(g.inner)
+                .zip(x.chunks(g.inner))
+                .enumerate()
+                .for_each(plane);
+        } else {
+            y.par_chunks_mut(g.inner)
+                .zip(x.par_chunks(g.inner))
+                .enumerate()
+                .for_each(plane);
+        }
     }
 }
 
@@ -434,20 +453,25 @@ impl FastCpuBatchNorm {
                 // One channel at a time: its planes stay in cache from statistics to output.
                 let xs = planes_by_channel(x, &g);
                 let ys = planes_by_channel_mut(y, &g);
-                let stats: Vec<(f64, f32)> = xs
-                    .par_iter()
-                    .zip(ys.into_par_iter())
-                    .enumerate()
-                    .map(|(c, (xp, mut yp))| {
-                        let m = planes_moments(xp);
-                        let var = (m.m2 / m.n) as f32;
-                        let fold = self.fold_of(c, m.mean, var);
-                        for (xv, yv) in xp.iter().zip(yp.iter_mut()) {
-                            affine_plane(xv, yv, fold, relu);
-                        }
-                        (m.mean, var)
-                    })
-                    .collect();
+                #[allow(clippy::type_complexity)]
+                let channel = |(c, (xp, mut yp)): (usize, (&Vec<&[f32]>, Vec<&mut [f32]>))| {
+                    let m = planes_moments(xp);
+                    let var = (m.m2 / m.n) as f32;
+                    let fold = self.fold_of(c, m.mean, var);
+                    for (xv, yv) in xp.iter().zip(yp.iter_mut()) {
+                        affine_plane(xv, yv, fold, relu);
+                    }
+                    (m.mean, var)
+                };
+                let stats: Vec<(f64, f32)> = if x.len() <= SEQUENTIAL_MAX {
+                    xs.iter().zip(ys).enumerate().map(channel).collect()
+                } else {
+                    xs.par_iter()
+                        .zip(ys.into_par_iter())
+                        .enumerate()
+                        .map(channel)
+                        .collect()
+                };
                 stats.into_iter().unzip()
             }
         };
@@ -542,34 +566,39 @@ impl FastCpuBatchNorm {
                 .outer
                 .div_ceil(rayon::current_num_threads() * 4)
                 .max(ROW_BLOCK);
-            let sums = x
-                .par_chunks(per_task * c)
-                .zip(dy.par_chunks(per_task * c))
-                .map(|(xt, dt)| {
-                    let mut s = vec![0.0f64; 2 * c];
-                    let mut bs = vec![0.0f32; c];
-                    let mut bq = vec![0.0f32; c];
-                    for (xb, db) in xt.chunks(ROW_BLOCK * c).zip(dt.chunks(ROW_BLOCK * c)) {
-                        bs.fill(0.0);
-                        bq.fill(0.0);
-                        for (xr, dr) in xb.chunks_exact(c).zip(db.chunks_exact(c)) {
-                            if relu {
-                                reduce_row::<true>(xr, dr, &fold, &r, &mut bs, &mut bq);
-                            } else {
-                                reduce_row::<false>(xr, dr, &fold, &r, &mut bs, &mut bq);
-                            }
-                        }
-                        for j in 0..c {
-                            s[j] += bs[j] as f64;
-                            s[c + j] += bq[j] as f64;
+            let small = x.len() <= SEQUENTIAL_MAX;
+            let reduce = |(xt, dt): (&[f32], &[f32])| {
+                let mut s = vec![0.0f64; 2 * c];
+                let mut bs = vec![0.0f32; c];
+                let mut bq = vec![0.0f32; c];
+                for (xb, db) in xt.chunks(ROW_BLOCK * c).zip(dt.chunks(ROW_BLOCK * c)) {
+                    bs.fill(0.0);
+                    bq.fill(0.0);
+                    for (xr, dr) in xb.chunks_exact(c).zip(db.chunks_exact(c)) {
+                        if relu {
+                            reduce_row::<true>(xr, dr, &fold, &r, &mut bs, &mut bq);
+                        } else {
+                            reduce_row::<false>(xr, dr, &fold, &r, &mut bs, &mut bq);
                         }
                     }
-                    s
-                })
-                .reduce(
-                    || vec![0.0f64; 2 * c],
-                    |a, b| a.iter().zip(&b).map(|(a, b)| a + b).collect(),
-                );
+                    for j in 0..c {
+                        s[j] += bs[j] as f64;
+                        s[c + j] += bq[j] as f64;
+                    }
+                }
+                s
+            };
+            let sums = if small {
+                reduce((x, dy))
+            } else {
+                x.par_chunks(per_task * c)
+                    .zip(dy.par_chunks(per_task * c))
+                    .map(reduce)
+                    .reduce(
+                        || vec![0.0f64; 2 * c],
+                        |a, b| a.iter().zip(&b).map(|(a, b)| a + b).collect(),
+                    )
+            };
             for j in 0..c {
                 dbeta[j] = sums[j] as f32;
                 dgamma[j] = (sums[c + j] * saved.inv_std[j] as f64) as f32;
@@ -583,63 +612,81 @@ impl FastCpuBatchNorm {
                 co.kc.push(kc - kb * r[j]);
             }
             let chunk = task_rows(c) * c;
-            dx.par_chunks_mut(chunk)
-                .zip(x.par_chunks(chunk).zip(dy.par_chunks(chunk)))
-                .for_each(|(dxt, (xt, dt))| {
-                    for ((dxr, xr), dr) in dxt
-                        .chunks_exact_mut(c)
-                        .zip(xt.chunks_exact(c))
-                        .zip(dt.chunks_exact(c))
-                    {
-                        if relu {
-                            dx_row::<true>(xr, dr, dxr, &fold, &co);
-                        } else {
-                            dx_row::<false>(xr, dr, dxr, &fold, &co);
-                        }
+            let rows = |(dxt, (xt, dt)): (&mut [f32], (&[f32], &[f32]))| {
+                for ((dxr, xr), dr) in dxt
+                    .chunks_exact_mut(c)
+                    .zip(xt.chunks_exact(c))
+                    .zip(dt.chunks_exact(c))
+                {
+                    if relu {
+                        dx_row::<true>(xr, dr, dxr, &fold, &co);
+                    } else {
+                        dx_row::<false>(xr, dr, dxr, &fold, &co);
                     }
-                });
+                }
+            };
+            if small {
+                rows((dx, (x, dy)));
+            } else {
+                dx.par_chunks_mut(chunk)
+                    .zip(x.par_chunks(chunk).zip(dy.par_chunks(chunk)))
+                    .for_each(rows);
+            }
         } else {
             // Per channel: reduce over its planes, then dx while they are still in cache.
             let xs = planes_by_channel(x, &g);
             let ds = planes_by_channel(dy, &g);
             let outs = planes_by_channel_mut(dx, &g);
-            let res: Vec<(f32, f32)> = xs
-                .par_iter()
-                .zip(ds.par_iter())
-                .zip(outs.into_par_iter())
-                .enumerate()
-                .map(|(j, ((xp, dp), mut op))| {
-                    let (p, rj) = (fold.p[j], r[j]);
-                    let (mut sb, mut sg) = (0.0f64, 0.0f64);
-                    for (xv, dv) in xp.iter().zip(dp.iter()) {
-                        let (mut a, mut b) = ([0.0f32; LANES], [0.0f32; LANES]);
-                        let (xc, dc) = (xv.chunks_exact(LANES), dv.chunks_exact(LANES));
-                        let (xr, dr) = (xc.remainder(), dc.remainder());
-                        for (xl, dl) in xc.zip(dc) {
-                            for l in 0..LANES {
-                                let d = mask(xl[l], j, dl[l]);
-                                a[l] += d;
-                                b[l] += d * ((xl[l] - p) - rj);
-                            }
-                        }
-                        for (&xv, &dv) in xr.iter().zip(dr) {
-                            let d = mask(xv, j, dv);
-                            sb += d as f64;
-                            sg += (d * ((xv - p) - rj)) as f64;
-                        }
-                        sb += a.iter().map(|&v| v as f64).sum::<f64>();
-                        sg += b.iter().map(|&v| v as f64).sum::<f64>();
-                    }
-                    let (db, dg) = (sb as f32, (sg * saved.inv_std[j] as f64) as f32);
-                    let (k, kb, kc) = coeffs(j, db, dg);
-                    for ((o, xv), dv) in op.iter_mut().zip(xp.iter()).zip(dp.iter()) {
-                        for ((o, &xv), &dv) in o.iter_mut().zip(xv.iter()).zip(dv.iter()) {
-                            *o = k * mask(xv, j, dv) + kb * ((xv - p) - rj) + kc;
+            #[allow(clippy::type_complexity)]
+            let channel = |(j, ((xp, dp), mut op)): (
+                usize,
+                ((&Vec<&[f32]>, &Vec<&[f32]>), Vec<&mut [f32]>),
+            )| {
+                let (p, rj) = (fold.p[j], r[j]);
+                let (mut sb, mut sg) = (0.0f64, 0.0f64);
+                for (xv, dv) in xp.iter().zip(dp.iter()) {
+                    let (mut a, mut b) = ([0.0f32; LANES], [0.0f32; LANES]);
+                    let (xc, dc) = (xv.chunks_exact(LANES), dv.chunks_exact(LANES));
+                    let (xr, dr) = (xc.remainder(), dc.remainder());
+                    for (xl, dl) in xc.zip(dc) {
+                        for l in 0..LANES {
+                            let d = mask(xl[l], j, dl[l]);
+                            a[l] += d;
+                            b[l] += d * ((xl[l] - p) - rj);
                         }
                     }
-                    (dg, db)
-                })
-                .collect();
+                    for (&xv, &dv) in xr.iter().zip(dr) {
+                        let d = mask(xv, j, dv);
+                        sb += d as f64;
+                        sg += (d * ((xv - p) - rj)) as f64;
+                    }
+                    sb += a.iter().map(|&v| v as f64).sum::<f64>();
+                    sg += b.iter().map(|&v| v as f64).sum::<f64>();
+                }
+                let (db, dg) = (sb as f32, (sg * saved.inv_std[j] as f64) as f32);
+                let (k, kb, kc) = coeffs(j, db, dg);
+                for ((o, xv), dv) in op.iter_mut().zip(xp.iter()).zip(dp.iter()) {
+                    for ((o, &xv), &dv) in o.iter_mut().zip(xv.iter()).zip(dv.iter()) {
+                        *o = k * mask(xv, j, dv) + kb * ((xv - p) - rj) + kc;
+                    }
+                }
+                (dg, db)
+            };
+            let res: Vec<(f32, f32)> = if x.len() <= SEQUENTIAL_MAX {
+                xs.iter()
+                    .zip(ds.iter())
+                    .zip(outs)
+                    .enumerate()
+                    .map(channel)
+                    .collect()
+            } else {
+                xs.par_iter()
+                    .zip(ds.par_iter())
+                    .zip(outs.into_par_iter())
+                    .enumerate()
+                    .map(channel)
+                    .collect()
+            };
             for (j, (dg, db)) in res.into_iter().enumerate() {
                 dgamma[j] = dg;
                 dbeta[j] = db;

@@ -279,16 +279,25 @@ fn draw(
     cpu_copy: f64,
     gpu_copy: Option<Timing>,
 ) -> Result<(), Box<dyn std::error::Error>> {
-    let mut lines: HashMap<String, Vec<(f64, f64)>> = HashMap::new();
+    // One line per (side, pass, layout): channels-last and channels-first tensors of one size
+    // would otherwise zig-zag on a single line.
+    let mut lines: HashMap<(bool, Pass, String), Vec<(f64, f64)>> = HashMap::new();
     for r in rows {
         let size = r.case.elements() as f64 * 4.0;
+        let layout = r
+            .case
+            .label()
+            .rsplit(':')
+            .next()
+            .unwrap_or("last")
+            .to_string();
         lines
-            .entry(format!("CPU {}", r.pass.name()))
+            .entry((false, r.pass, layout.clone()))
             .or_default()
             .push((size, gbps(r.bytes, r.cpu.wall_s)));
         if let Some(t) = r.gpu {
             lines
-                .entry(format!("GPU {}", r.pass.name()))
+                .entry((true, r.pass, layout))
                 .or_default()
                 .push((size, gbps(r.bytes, t.best())));
         }
@@ -297,19 +306,25 @@ fn draw(
         let s = r.case.elements() as f64 * 4.0;
         (a.min(s), b.max(s))
     });
-    let mut names: Vec<String> = lines.keys().cloned().collect();
-    names.sort();
-    let mut series: Vec<Series> = names
+    let mut keys: Vec<(bool, Pass, String)> = lines.keys().cloned().collect();
+    keys.sort_by_key(|(gpu, pass, layout)| (*gpu, pass.name(), layout.clone()));
+    let mut series: Vec<Series> = keys
         .iter()
-        .enumerate()
-        .map(|(i, n)| {
-            let mut pts = lines[n].clone();
+        .map(|key| {
+            let (gpu, pass, layout) = key;
+            let mut pts = lines[key].clone();
             pts.sort_by(|a, b| a.0.total_cmp(&b.0));
+            let hue = Pass::ALL.iter().position(|p| p == pass).unwrap_or(0) * 2
+                + (layout == "first") as usize;
             Series {
-                label: n.clone(),
+                label: format!(
+                    "{} {} ({layout})",
+                    if *gpu { "GPU" } else { "CPU" },
+                    pass.name()
+                ),
                 points: pts,
-                color: COLORS[i % COLORS.len()],
-                dashed: n.starts_with("CPU"),
+                color: COLORS[hue % COLORS.len()],
+                dashed: !gpu,
             }
         })
         .collect();

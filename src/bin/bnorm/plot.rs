@@ -49,7 +49,11 @@ where
             chart
                 .draw_series(DashedLineSeries::new(s.points.iter().copied(), 8, 5, style))?
                 .label(&s.label)
-                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], color));
+                .legend(move |(x, y)| {
+                    EmptyElement::at((x, y))
+                        + PathElement::new(vec![(0, 0), (6, 0)], color.stroke_width(2))
+                        + PathElement::new(vec![(10, 0), (16, 0)], color.stroke_width(2))
+                });
         } else {
             chart
                 .draw_series(LineSeries::new(s.points.iter().copied(), style))?
@@ -62,6 +66,7 @@ where
     }
     chart
         .configure_series_labels()
+        .position(SeriesLabelPosition::LowerRight)
         .background_style(WHITE.mix(0.85))
         .border_style(BLACK)
         .label_font(("sans-serif", 13))

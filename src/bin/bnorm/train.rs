@@ -124,7 +124,7 @@ fn run(
         Some(ctx) => {
             let mut model = Sequential::new(ctx, data.features, &layers, args.seed, optimizer)?;
             if bn {
-                bar.println(model.summary());
+                bar.suspend(|| println!("{}", model.summary()));
             }
             let h = model.fit(data, &options, val, tick)?;
             let secs = t.elapsed().as_secs_f64();
