@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use crate::config::{BatchNormConfig, Mode, SingleSamplePolicy};
+use crate::config::{BatchNormConfig, Mode};
 use crate::context::Context;
 use crate::error::{Error, Result};
 use crate::geometry::Geometry;
@@ -303,17 +303,9 @@ impl BatchNorm {
         if x.buffer == y.buffer {
             return Err(Error::Aliasing("forward: x and y"));
         }
-        let mode = if self.trainable {
-            mode
-        } else {
-            Mode::Inference
-        };
-        if mode == Mode::Training
-            && g.per_channel() == 1
-            && self.config.single_sample == SingleSamplePolicy::Error
-        {
-            return Err(Error::SingleSample(x.shape.to_vec()));
-        }
+        let mode = self
+            .config
+            .resolve_mode(self.trainable, mode, &g, x.shape)?;
         let prep = self.prepared(g)?;
         let groups = self.stream_groups(&prep, &x, &x, &y);
         let max_dim = self.ctx.plan_limits().max_groups_per_dim;

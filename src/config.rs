@@ -1,6 +1,7 @@
 //! Layer configuration: the Keras and PyTorch conventions in one struct.
 
 use crate::error::{Error, Result};
+use crate::geometry::Geometry;
 
 /// Which axis holds the channels.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -145,6 +146,25 @@ impl BatchNormConfig {
             (Convention::PyTorch, Some(f)) => ((1.0 - f as f64) as f32, f),
             (_, None) => (0.0, -1.0),
         }
+    }
+
+    /// The mode a pass over `shape` really runs in — a frozen layer (`trainable == false`)
+    /// runs inference, as Keras does — or the PyTorch batch-of-one error.
+    pub(crate) fn resolve_mode(
+        &self,
+        trainable: bool,
+        mode: Mode,
+        geometry: &Geometry,
+        shape: &[usize],
+    ) -> Result<Mode> {
+        let mode = if trainable { mode } else { Mode::Inference };
+        if mode == Mode::Training
+            && geometry.per_channel() == 1
+            && self.single_sample == SingleSamplePolicy::Error
+        {
+            return Err(Error::SingleSample(shape.to_vec()));
+        }
+        Ok(mode)
     }
 
     /// Factor applied to the biased batch variance before it enters the running variance.

@@ -15,10 +15,10 @@ fn run(config: BatchNormConfig, shape: &[usize], seed: u64, mean_scale: f64, spr
     let mut reference = CpuBatchNorm::new(config.clone()).unwrap();
     let gamma: Vec<f32> = (0..c).map(|_| (0.5 + rng.uniform()) as f32).collect();
     let beta: Vec<f32> = (0..c).map(|_| (rng.uniform() - 0.5) as f32).collect();
-    fast.gamma = gamma.clone();
-    reference.gamma = gamma;
-    fast.beta = beta.clone();
-    reference.beta = beta;
+    fast.state.gamma = gamma.clone();
+    reference.state.gamma = gamma;
+    fast.state.beta = beta.clone();
+    reference.state.beta = beta;
     let tag = format!(
         "{shape:?} {:?} {:?} relu={}",
         config.layout, config.convention, config.relu
@@ -57,15 +57,15 @@ fn run(config: BatchNormConfig, shape: &[usize], seed: u64, mean_scale: f64, spr
     }
     assert_close(
         &format!("{tag} running mean"),
-        &fast.running_mean,
-        &reference.running_mean,
+        &fast.state.running_mean,
+        &reference.state.running_mean,
         1e-6,
         1e-5,
     );
     assert_close(
         &format!("{tag} running var"),
-        &fast.running_var,
-        &reference.running_var,
+        &fast.state.running_var,
+        &reference.state.running_var,
         1e-6,
         1e-4,
     );

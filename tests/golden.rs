@@ -111,7 +111,10 @@ impl Engine for CpuBatchNorm {
         )
     }
     fn running(&self) -> (Vec<f32>, Vec<f32>) {
-        (self.running_mean.clone(), self.running_var.clone())
+        (
+            self.state.running_mean.clone(),
+            self.state.running_var.clone(),
+        )
     }
     fn backward(
         &mut self,
@@ -210,8 +213,8 @@ fn gpu_and_cpu_reproduce_keras_and_pytorch() {
         replay(&mut gpu, &case, &shape, &format!("gpu {name}"));
 
         let mut cpu = CpuBatchNorm::new(config).unwrap();
-        cpu.gamma = gamma;
-        cpu.beta = beta;
+        cpu.state.gamma = gamma;
+        cpu.state.beta = beta;
         replay(&mut cpu, &case, &shape, &format!("cpu {name}"));
 
         if let Some(n) = case["num_batches_tracked"].as_u64() {

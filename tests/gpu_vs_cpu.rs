@@ -36,10 +36,10 @@ fn scenario(ctx: &Context, config: BatchNormConfig, shape: &[usize], seed: u64, 
     let c = config.channels;
     let mut gpu = BatchNorm::new(ctx, config.clone()).expect("gpu layer");
     let mut cpu = CpuBatchNorm::new(config.clone()).expect("cpu layer");
-    cpu.gamma = (0..c).map(|_| (0.5 + rng.uniform()) as f32).collect();
-    cpu.beta = (0..c).map(|_| (rng.uniform() - 0.5) as f32).collect();
-    gpu.set_gamma(&cpu.gamma).expect("gamma");
-    gpu.set_beta(&cpu.beta).expect("beta");
+    cpu.state.gamma = (0..c).map(|_| (0.5 + rng.uniform()) as f32).collect();
+    cpu.state.beta = (0..c).map(|_| (rng.uniform() - 0.5) as f32).collect();
+    gpu.set_gamma(&cpu.state.gamma).expect("gamma");
+    gpu.set_beta(&cpu.state.beta).expect("beta");
     let n = shape.iter().product::<usize>() / c;
     let tag = format!(
         "{shape:?} {:?} {:?} relu={}",
@@ -73,18 +73,18 @@ fn scenario(ctx: &Context, config: BatchNormConfig, shape: &[usize], seed: u64, 
     assert_close(
         &format!("{tag} running mean"),
         &gpu.running_mean().expect("rm"),
-        &cpu.running_mean,
+        &cpu.state.running_mean,
         1e-5,
         1e-5,
     );
     assert_close(
         &format!("{tag} running var"),
         &gpu.running_var().expect("rv"),
-        &cpu.running_var,
+        &cpu.state.running_var,
         1e-6,
         1e-4,
     );
-    assert_eq!(gpu.batches_tracked(), cpu.batches_tracked);
+    assert_eq!(gpu.batches_tracked(), cpu.state.batches_tracked);
 
     let x = batch(&mut rng, &config, shape);
     let y = gpu
@@ -385,14 +385,14 @@ fn batch_of_one_follows_each_policy() {
     assert_close(
         "moving mean",
         &keras.running_mean().unwrap(),
-        &cpu.running_mean,
+        &cpu.state.running_mean,
         1e-7,
         1e-6,
     );
     assert_close(
         "moving var",
         &keras.running_var().unwrap(),
-        &cpu.running_var,
+        &cpu.state.running_var,
         1e-7,
         1e-6,
     );

@@ -9,8 +9,8 @@
 
 use rayon::prelude::*;
 
-use super::update_running;
-use crate::config::{BatchNormConfig, Mode, SingleSamplePolicy};
+use super::LayerState;
+use crate::config::{BatchNormConfig, Mode};
 use crate::error::{Error, Result};
 use crate::geometry::Geometry;
 
@@ -305,19 +305,8 @@ struct Saved {
 /// The fast CPU twin of [`BatchNorm`](crate::BatchNorm): same semantics, f32 arithmetic.
 #[derive(Debug, Clone)]
 pub struct FastCpuBatchNorm {
-    config: BatchNormConfig,
-    /// Gamma.
-    pub gamma: Vec<f32>,
-    /// Beta.
-    pub beta: Vec<f32>,
-    /// Running (moving) mean.
-    pub running_mean: Vec<f32>,
-    /// Running (moving) variance.
-    pub running_var: Vec<f32>,
-    /// Training forward passes so far.
-    pub batches_tracked: u64,
-    /// Frozen layers run training calls in inference mode.
-    pub trainable: bool,
+    /// Configuration, parameters and running statistics.
+    pub state: LayerState,
     /// dgamma of the last backward pass.
     pub dgamma: Vec<f32>,
     /// dbeta of the last backward pass.
@@ -328,16 +317,9 @@ pub struct FastCpuBatchNorm {
 impl FastCpuBatchNorm {
     /// Builds the layer with the framework initial values.
     pub fn new(config: BatchNormConfig) -> Result<Self> {
-        config.validate()?;
         let c = config.channels;
         Ok(Self {
-            config,
-            gamma: vec![1.0; c],
-            beta: vec![0.0; c],
-            running_mean: vec![0.0; c],
-            running_var: vec![1.0; c],
-            batches_tracked: 0,
-            trainable: true,
+            state: LayerState::new(config)?,
             dgamma: vec![0.0; c],
             dbeta: vec![0.0; c],
             saved: None,
@@ -346,7 +328,7 @@ impl FastCpuBatchNorm {
 
     /// The configuration.
     pub fn config(&self) -> &BatchNormConfig {
-        &self.config
+        self.state.config()
     }
 
     /// Mean and biased variance the last forward pass used.
@@ -354,49 +336,21 @@ impl FastCpuBatchNorm {
         self.saved.as_ref().map(|s| (&s.mean[..], &s.var[..]))
     }
 
-    fn check(&self, x: &[f32], shape: &[usize], what: &'static str) -> Result<Geometry> {
-        let g = Geometry::new(shape, self.config.layout, self.config.channels)?;
-        let len = g.elements().unwrap_or(usize::MAX);
-        if x.len() != len {
-            return Err(Error::LengthMismatch {
-                what,
-                expected: len,
-                got: x.len(),
-            });
-        }
-        Ok(g)
-    }
-
-    fn gamma_of(&self, c: usize) -> f32 {
-        if self.config.scale {
-            self.gamma[c]
-        } else {
-            1.0
-        }
-    }
-
-    fn beta_of(&self, c: usize) -> f32 {
-        if self.config.center {
-            self.beta[c]
-        } else {
-            0.0
-        }
-    }
-
     /// (pivot, scale, shift) of channel c for a mean (f64) and variance.
     fn fold_of(&self, c: usize, mean: f64, var: f32) -> (f32, f32, f32) {
         let p = mean as f32;
-        let a = self.gamma_of(c) / (var + self.config.epsilon).sqrt();
+        let st = &self.state;
+        let a = st.gamma_of(c) / (var + st.config().epsilon).sqrt();
         (
             p,
             a,
-            (self.beta_of(c) as f64 - (mean - p as f64) * a as f64) as f32,
+            (st.beta_of(c) as f64 - (mean - p as f64) * a as f64) as f32,
         )
     }
 
     fn fold(&self, mean: &[f64], var: &[f32]) -> Fold {
         let mut f = Fold::default();
-        for c in 0..self.config.channels {
+        for c in 0..self.state.config().channels {
             let (p, a, b) = self.fold_of(c, mean[c], var[c]);
             f.p.push(p);
             f.a.push(a);
@@ -413,7 +367,7 @@ impl FastCpuBatchNorm {
         mode: Mode,
         y: &mut [f32],
     ) -> Result<()> {
-        let g = self.check(x, shape, "x")?;
+        let (g, mode) = self.state.begin_forward(x, shape, mode)?;
         if y.len() != x.len() {
             return Err(Error::LengthMismatch {
                 what: "y",
@@ -421,24 +375,13 @@ impl FastCpuBatchNorm {
                 got: y.len(),
             });
         }
-        let mode = if self.trainable {
-            mode
-        } else {
-            Mode::Inference
-        };
         let n = g.per_channel();
-        if mode == Mode::Training
-            && n == 1
-            && self.config.single_sample == SingleSamplePolicy::Error
-        {
-            return Err(Error::SingleSample(shape.to_vec()));
-        }
-        let eps = self.config.epsilon;
-        let relu = self.config.relu;
+        let eps = self.state.config().epsilon;
+        let relu = self.state.config().relu;
         let (mean, var) = match mode {
             Mode::Inference => {
-                let mean: Vec<f64> = self.running_mean.iter().map(|&v| v as f64).collect();
-                let var = self.running_var.clone();
+                let mean: Vec<f64> = self.state.running_mean.iter().map(|&v| v as f64).collect();
+                let var = self.state.running_var.clone();
                 apply(x, y, &g, &self.fold(&mean, &var), relu);
                 (mean, var)
             }
@@ -476,17 +419,8 @@ impl FastCpuBatchNorm {
             }
         };
         if mode == Mode::Training {
-            self.batches_tracked += 1;
             let v64: Vec<f64> = var.iter().map(|&v| v as f64).collect();
-            update_running(
-                &self.config,
-                &mut self.running_mean,
-                &mut self.running_var,
-                &mean,
-                &v64,
-                n,
-                self.batches_tracked,
-            );
+            self.state.record_training(&mean, &v64, n);
         }
         let inv_std = var.iter().map(|v| 1.0 / (v + eps).sqrt()).collect();
         self.saved = Some(Saved {
@@ -523,8 +457,8 @@ impl FastCpuBatchNorm {
                 got: shape.to_vec(),
             });
         }
-        let g = self.check(x, shape, "x")?;
-        self.check(dy, shape, "dy")?;
+        let g = self.state.geometry(x, shape, "x")?;
+        self.state.geometry(dy, shape, "dy")?;
         if dx.len() != x.len() {
             return Err(Error::LengthMismatch {
                 what: "dx",
@@ -539,9 +473,9 @@ impl FastCpuBatchNorm {
         let r: Vec<f32> = (0..c)
             .map(|j| (saved.mean[j] - fold.p[j] as f64) as f32)
             .collect();
-        let relu = self.config.relu;
+        let relu = self.state.config().relu;
         let training = saved.mode == Mode::Training;
-        let gam: Vec<f32> = (0..c).map(|j| self.gamma_of(j)).collect();
+        let gam: Vec<f32> = (0..c).map(|j| self.state.gamma_of(j)).collect();
         // dx = k*dy + kb*(x - mean) + kc per channel, as on the GPU.
         let coeffs = |j: usize, dbeta: f32, dgamma: f32| {
             let k = gam[j] * saved.inv_std[j];

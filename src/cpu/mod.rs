@@ -7,29 +7,116 @@ mod reference;
 pub use fast::FastCpuBatchNorm;
 pub use reference::{channel_moments, CpuBatchNorm, Gradients, Stats};
 
-use crate::config::BatchNormConfig;
+use crate::config::{BatchNormConfig, Mode};
+use crate::error::{Error, Result};
+use crate::geometry::Geometry;
 
-/// Applies one training step's batch statistics to the running statistics, as the configured
-/// framework does (`batches_tracked` already counts this step).
-pub(crate) fn update_running(
-    config: &BatchNormConfig,
-    running_mean: &mut [f32],
-    running_var: &mut [f32],
-    mean: &[f64],
-    var: &[f64],
-    n: usize,
-    batches_tracked: u64,
-) {
-    let (keep, fresh) = config.running_weights();
-    let (keep, fresh) = if fresh < 0.0 {
-        let f = 1.0 / batches_tracked as f64;
-        (1.0 - f, f)
-    } else {
-        (keep as f64, fresh as f64)
-    };
-    let corr = config.variance_correction(n) as f64;
-    for c in 0..mean.len() {
-        running_mean[c] = (keep * running_mean[c] as f64 + fresh * mean[c]) as f32;
-        running_var[c] = (keep * running_var[c] as f64 + fresh * var[c] * corr) as f32;
+/// What both CPU twins hold: the configuration, the parameters and the running statistics,
+/// with the framework initial values (gamma 1, beta 0, running mean 0, variance 1).
+#[derive(Debug, Clone)]
+pub struct LayerState {
+    config: BatchNormConfig,
+    /// Gamma.
+    pub gamma: Vec<f32>,
+    /// Beta.
+    pub beta: Vec<f32>,
+    /// Running (moving) mean.
+    pub running_mean: Vec<f32>,
+    /// Running (moving) variance.
+    pub running_var: Vec<f32>,
+    /// Training forward passes so far.
+    pub batches_tracked: u64,
+    /// Frozen layers run training calls in inference mode.
+    pub trainable: bool,
+}
+
+impl LayerState {
+    /// Validates `config` and sets the initial values.
+    pub fn new(config: BatchNormConfig) -> Result<Self> {
+        config.validate()?;
+        let c = config.channels;
+        Ok(Self {
+            config,
+            gamma: vec![1.0; c],
+            beta: vec![0.0; c],
+            running_mean: vec![0.0; c],
+            running_var: vec![1.0; c],
+            batches_tracked: 0,
+            trainable: true,
+        })
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &BatchNormConfig {
+        &self.config
+    }
+
+    /// Gamma of channel `c`, or 1 without `scale`.
+    pub(crate) fn gamma_of(&self, c: usize) -> f32 {
+        if self.config.scale {
+            self.gamma[c]
+        } else {
+            1.0
+        }
+    }
+
+    /// Beta of channel `c`, or 0 without `center`.
+    pub(crate) fn beta_of(&self, c: usize) -> f32 {
+        if self.config.center {
+            self.beta[c]
+        } else {
+            0.0
+        }
+    }
+
+    /// The geometry of `shape`, checking that `v` holds exactly its elements.
+    pub(crate) fn geometry(
+        &self,
+        v: &[f32],
+        shape: &[usize],
+        what: &'static str,
+    ) -> Result<Geometry> {
+        let g = Geometry::new(shape, self.config.layout, self.config.channels)?;
+        let len = g.elements().unwrap_or(usize::MAX);
+        if v.len() != len {
+            return Err(Error::LengthMismatch {
+                what,
+                expected: len,
+                got: v.len(),
+            });
+        }
+        Ok(g)
+    }
+
+    /// Checks a forward call and applies the frozen-layer rule and the batch-of-one policy:
+    /// the geometry and the mode the pass really runs in.
+    pub(crate) fn begin_forward(
+        &self,
+        x: &[f32],
+        shape: &[usize],
+        mode: Mode,
+    ) -> Result<(Geometry, Mode)> {
+        let g = self.geometry(x, shape, "x")?;
+        let mode = self.config.resolve_mode(self.trainable, mode, &g, shape)?;
+        Ok((g, mode))
+    }
+
+    /// Counts one training step and folds its batch statistics (`n` values per channel) into
+    /// the running statistics, as the configured framework does.
+    pub(crate) fn record_training(&mut self, mean: &[f64], var: &[f64], n: usize) {
+        self.batches_tracked += 1;
+        let (keep, fresh) = self.config.running_weights();
+        let (keep, fresh) = if fresh < 0.0 {
+            let f = 1.0 / self.batches_tracked as f64;
+            (1.0 - f, f)
+        } else {
+            (keep as f64, fresh as f64)
+        };
+        let corr = self.config.variance_correction(n) as f64;
+        for c in 0..mean.len() {
+            self.running_mean[c] = (keep * self.running_mean[c] as f64 + fresh * mean[c]) as f32;
+            self.running_var[c] =
+                (keep * self.running_var[c] as f64 + fresh * var[c] * corr) as f32;
+        }
     }
 }

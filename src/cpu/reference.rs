@@ -4,7 +4,8 @@
 
 use rayon::prelude::*;
 
-use crate::config::{BatchNormConfig, Mode, SingleSamplePolicy};
+use super::LayerState;
+use crate::config::{BatchNormConfig, Mode};
 use crate::error::{Error, Result};
 use crate::geometry::Geometry;
 
@@ -50,42 +51,23 @@ pub fn channel_moments(x: &[f32], g: &Geometry) -> (Vec<f64>, Vec<f64>) {
 /// The CPU twin of [`BatchNorm`](crate::BatchNorm).
 #[derive(Debug, Clone)]
 pub struct CpuBatchNorm {
-    config: BatchNormConfig,
-    /// Gamma.
-    pub gamma: Vec<f32>,
-    /// Beta.
-    pub beta: Vec<f32>,
-    /// Running (moving) mean.
-    pub running_mean: Vec<f32>,
-    /// Running (moving) variance.
-    pub running_var: Vec<f32>,
-    /// Training forward passes so far.
-    pub batches_tracked: u64,
-    /// Frozen layers run training calls in inference mode.
-    pub trainable: bool,
+    /// Configuration, parameters and running statistics.
+    pub state: LayerState,
     last: Option<(Mode, Vec<usize>, Stats)>,
 }
 
 impl CpuBatchNorm {
     /// Builds the layer with the framework initial values.
     pub fn new(config: BatchNormConfig) -> Result<Self> {
-        config.validate()?;
-        let c = config.channels;
         Ok(Self {
-            config,
-            gamma: vec![1.0; c],
-            beta: vec![0.0; c],
-            running_mean: vec![0.0; c],
-            running_var: vec![1.0; c],
-            batches_tracked: 0,
-            trainable: true,
+            state: LayerState::new(config)?,
             last: None,
         })
     }
 
     /// The configuration.
     pub fn config(&self) -> &BatchNormConfig {
-        &self.config
+        self.state.config()
     }
 
     /// Statistics of the last forward pass.
@@ -94,63 +76,27 @@ impl CpuBatchNorm {
     }
 
     fn gamma_of(&self, c: usize) -> f64 {
-        if self.config.scale {
-            self.gamma[c] as f64
-        } else {
-            1.0
-        }
+        self.state.gamma_of(c) as f64
     }
 
     fn beta_of(&self, c: usize) -> f64 {
-        if self.config.center {
-            self.beta[c] as f64
-        } else {
-            0.0
-        }
+        self.state.beta_of(c) as f64
     }
 
     /// Forward pass; see [`BatchNorm::encode_forward`](crate::BatchNorm::encode_forward).
     pub fn forward(&mut self, x: &[f32], shape: &[usize], mode: Mode) -> Result<Vec<f32>> {
-        let g = Geometry::new(shape, self.config.layout, self.config.channels)?;
-        let len = g.elements().unwrap_or(usize::MAX);
-        if x.len() != len {
-            return Err(Error::LengthMismatch {
-                what: "x",
-                expected: len,
-                got: x.len(),
-            });
-        }
-        let mode = if self.trainable {
-            mode
-        } else {
-            Mode::Inference
-        };
+        let (g, mode) = self.state.begin_forward(x, shape, mode)?;
         let n = g.per_channel();
-        if mode == Mode::Training
-            && n == 1
-            && self.config.single_sample == SingleSamplePolicy::Error
-        {
-            return Err(Error::SingleSample(shape.to_vec()));
-        }
-        let eps = self.config.epsilon as f64;
+        let eps = self.state.config().epsilon as f64;
         let (mean, var) = match mode {
             Mode::Training => {
                 let (mean, var) = channel_moments(x, &g);
-                self.batches_tracked += 1;
-                super::update_running(
-                    &self.config,
-                    &mut self.running_mean,
-                    &mut self.running_var,
-                    &mean,
-                    &var,
-                    n,
-                    self.batches_tracked,
-                );
+                self.state.record_training(&mean, &var, n);
                 (mean, var)
             }
             Mode::Inference => (
-                self.running_mean.iter().map(|&v| v as f64).collect(),
-                self.running_var.iter().map(|&v| v as f64).collect(),
+                self.state.running_mean.iter().map(|&v| v as f64).collect(),
+                self.state.running_var.iter().map(|&v| v as f64).collect(),
             ),
         };
         let inv_std: Vec<f64> = var.iter().map(|v| 1.0 / (v + eps).sqrt()).collect();
@@ -158,8 +104,8 @@ impl CpuBatchNorm {
             .map(|c| self.gamma_of(c) * inv_std[c])
             .collect();
         let shift: Vec<f64> = (0..g.channels).map(|c| self.beta_of(c)).collect();
-        let relu = self.config.relu;
-        let mut y = vec![0.0f32; len];
+        let relu = self.state.config().relu;
+        let mut y = vec![0.0f32; x.len()];
         let row = g.channels * g.inner;
         y.par_chunks_mut(row).enumerate().for_each(|(o, yrow)| {
             for c in 0..g.channels {
@@ -184,19 +130,11 @@ impl CpuBatchNorm {
                 got: shape.to_vec(),
             });
         }
-        let g = Geometry::new(shape, self.config.layout, self.config.channels)?;
-        let len = g.elements().unwrap_or(usize::MAX);
-        for (what, v) in [("x", x), ("dy", dy)] {
-            if v.len() != len {
-                return Err(Error::LengthMismatch {
-                    what,
-                    expected: len,
-                    got: v.len(),
-                });
-            }
-        }
+        let g = self.state.geometry(x, shape, "x")?;
+        self.state.geometry(dy, shape, "dy")?;
+        let len = x.len();
         let n = g.per_channel() as f64;
-        let relu = self.config.relu;
+        let relu = self.state.config().relu;
         let xhat = |c: usize, idx: usize| (x[idx] as f64 - st.mean[c]) * st.inv_std[c];
         let masked = |c: usize, idx: usize| {
             let y = xhat(c, idx) * self.gamma_of(c) + self.beta_of(c);

@@ -105,6 +105,26 @@ impl Dataset {
         self.labels.len()
     }
 
+    /// Checks the data against a model: its feature count, at least one row, and every label
+    /// within the model's classes.
+    pub fn check_for(&self, features: usize, classes: usize) -> crate::Result<()> {
+        if self.features != features {
+            return Err(crate::Error::Model(format!(
+                "data has {} features, the model takes {features}",
+                self.features
+            )));
+        }
+        if self.rows() == 0 {
+            return Err(crate::Error::EmptyTensor(vec![0, self.features]));
+        }
+        if let Some(&l) = self.labels.iter().find(|&&l| l as usize >= classes) {
+            return Err(crate::Error::Model(format!(
+                "label {l} is out of range for {classes} classes"
+            )));
+        }
+        Ok(())
+    }
+
     /// Checks the feature count against a model's input.
     pub fn expect_features(&self, path: &str, expected: usize) -> Result<(), DataError> {
         if self.features != expected {

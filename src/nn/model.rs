@@ -477,21 +477,7 @@ impl Sequential {
     }
 
     fn upload(&mut self, data: &Dataset) -> Result<GpuData> {
-        if data.features != self.input {
-            return Err(Error::Model(format!(
-                "data has {} features, the model takes {}",
-                data.features, self.input
-            )));
-        }
-        if data.rows() == 0 {
-            return Err(Error::EmptyTensor(vec![0, data.features]));
-        }
-        if let Some(&l) = data.labels.iter().find(|&&l| l as usize >= self.classes()) {
-            return Err(Error::Model(format!(
-                "label {l} is out of range for {} classes",
-                self.classes()
-            )));
-        }
+        data.check_for(self.input, self.classes())?;
         let x = storage(&self.ctx, "nn.data.x", (data.x.len() * 4) as u64)?;
         let labels = storage(&self.ctx, "nn.data.labels", (data.rows() * 4) as u64)?;
         let order = storage(&self.ctx, "nn.data.order", (data.rows() * 4) as u64)?;

@@ -298,22 +298,7 @@ impl CpuModel {
     }
 
     fn check(&self, data: &Dataset) -> Result<()> {
-        if data.features != self.input {
-            return Err(Error::Model(format!(
-                "data has {} features, the model takes {}",
-                data.features, self.input
-            )));
-        }
-        if data.rows() == 0 {
-            return Err(Error::EmptyTensor(vec![0, data.features]));
-        }
-        if let Some(&l) = data.labels.iter().find(|&&l| l as usize >= self.classes()) {
-            return Err(Error::Model(format!(
-                "label {l} is out of range for {} classes",
-                self.classes()
-            )));
-        }
-        Ok(())
+        data.check_for(self.input, self.classes())
     }
 
     /// One training step on `batch`; returns (loss, accuracy) of the batch.

@@ -56,29 +56,9 @@ pub fn serial() -> MutexGuard<'static, ()> {
     LOCK.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// Deterministic data: splitmix64 turned into approximately normal values.
-pub struct Rng(u64);
-
-impl Rng {
-    pub fn new(seed: u64) -> Self {
-        Rng(seed ^ 0x9E37_79B9_7F4A_7C15)
-    }
-    pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    pub fn uniform(&mut self) -> f64 {
-        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
-    }
-    /// Sum of four uniforms, centred and scaled: mean 0, variance 1.
-    pub fn normal(&mut self) -> f64 {
-        let s: f64 = (0..4).map(|_| self.uniform()).sum();
-        (s - 2.0) * 3f64.sqrt()
-    }
-}
+/// Deterministic data for the tests: the library's own generator.
+#[allow(unused_imports)]
+pub use wgpu_batchnorm::nn::rng::Rng;
 
 /// Max over elements of |a - b| / (abs + rel * |b|); <= 1 means within tolerance.
 pub fn worst(a: &[f32], b: &[f32], abs: f64, rel: f64) -> f64 {

@@ -62,7 +62,7 @@ fn check(rows: usize, channels: usize) -> Result<(), Box<dyn std::error::Error>>
     let rm = gpu.running_mean()?;
     let err = rm
         .iter()
-        .zip(&cpu.running_mean)
+        .zip(&cpu.state.running_mean)
         .map(|(a, b)| (a - b).abs() / b.abs().max(1.0))
         .fold(0.0f32, f32::max);
     println!("running mean after 3 steps: max relative error {err:.3e}");

@@ -74,6 +74,14 @@ where
     Ok(())
 }
 
+/// (x min, x max, y min, y max) over every point of every series.
+fn bounds(series: &[Series]) -> (f64, f64, f64, f64) {
+    series.iter().flat_map(|s| s.points.iter()).fold(
+        (f64::MAX, f64::MIN, f64::MAX, f64::MIN),
+        |(x0, x1, y0, y1), &(x, y)| (x0.min(x), x1.max(x), y0.min(y), y1.max(y)),
+    )
+}
+
 /// A log-log chart (bandwidth against size).
 pub fn loglog(
     path: &str,
@@ -83,14 +91,7 @@ pub fn loglog(
     series: &[Series],
 ) -> Result<(), Box<dyn std::error::Error>> {
     init_font();
-    let pts = series.iter().flat_map(|s| s.points.iter());
-    let (mut x0, mut x1, mut y0, mut y1) = (f64::MAX, f64::MIN, f64::MAX, f64::MIN);
-    for &(x, y) in pts {
-        x0 = x0.min(x);
-        x1 = x1.max(x);
-        y0 = y0.min(y);
-        y1 = y1.max(y);
-    }
+    let (x0, x1, y0, y1) = bounds(series);
     let root = BitMapBackend::new(path, (1000, 650)).into_drawing_area();
     root.fill(&WHITE)?;
     let mut chart = ChartBuilder::on(&root)
@@ -124,14 +125,7 @@ pub fn two_panels(
     root.fill(&WHITE)?;
     let areas = root.split_evenly((1, 2));
     for (area, (title, series)) in areas.iter().zip(panels) {
-        let pts = series.iter().flat_map(|s| s.points.iter());
-        let (mut x0, mut x1, mut y0, mut y1) = (f64::MAX, f64::MIN, f64::MAX, f64::MIN);
-        for &(x, y) in pts {
-            x0 = x0.min(x);
-            x1 = x1.max(x);
-            y0 = y0.min(y);
-            y1 = y1.max(y);
-        }
+        let (x0, x1, y0, y1) = bounds(series);
         let pad = ((y1 - y0) * 0.08).max(1e-3);
         let mut chart = ChartBuilder::on(area)
             .caption(title, ("sans-serif", 20))
