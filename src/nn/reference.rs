@@ -1,5 +1,5 @@
-//! The CPU reference network: the same layers, loss and optimizers as [`Sequential`]
-//! (crate::nn::Sequential), in f64. It is the oracle of the GPU training stack (gradient
+//! The CPU reference network: the same layers, loss and optimizers as
+//! [`Sequential`](crate::nn::Sequential), in f64. It is the oracle of the GPU training stack (gradient
 //! checks, step-by-step comparisons) and the `--device cpu` path of `bnorm train`.
 
 use crate::error::{Error, Result};

@@ -42,7 +42,7 @@ pub struct Args {
     /// Data: a CSV (features, then an integer label) or a features .npy (with --labels).
     #[arg(long)]
     data: Option<PathBuf>,
-    /// Labels .npy for --data X.npy: [rows] integers or [rows, classes] one-hot.
+    /// Labels .npy for --data X.npy: integers of shape (rows,) or one-hot (rows, classes).
     #[arg(long)]
     labels: Option<PathBuf>,
     /// CSV with a one-hot label in its last K columns.
