@@ -23,6 +23,8 @@ use crate::{BatchNorm, TensorRef};
 const ALIGN_FLOATS: usize = 64;
 /// Largest batch of one evaluation / prediction submit.
 const EVAL_ROWS: usize = 1024;
+/// Batch sizes whose buffers are kept at once.
+const MAX_PLANS: usize = 16;
 /// Byte offset of the evaluation metrics in the metrics buffer (training metrics at 0).
 const EVAL_METRICS: u64 = 256;
 
@@ -280,6 +282,11 @@ impl Sequential {
         if let Some(p) = self.plans.get(&rows) {
             return Ok(p.clone());
         }
+        // Training uses one or two batch sizes; predictions of many sizes must not pile up.
+        if self.plans.len() >= MAX_PLANS {
+            self.plans.clear();
+            self.gathers.clear();
+        }
         let ctx = &self.ctx;
         let dev = ctx.device();
         let k: &NnKernels = ctx.nn_kernels();
@@ -476,7 +483,12 @@ impl Sequential {
         Ok(plan)
     }
 
-    fn upload(&mut self, data: &Dataset) -> Result<GpuData> {
+    /// Uploads a data set for one call. The gather bind groups of earlier calls are dropped
+    /// here, so a model keeps at most the data of its current call alive.
+    fn upload(&mut self, data: &Dataset, first_of_call: bool) -> Result<GpuData> {
+        if first_of_call {
+            self.gathers.clear();
+        }
         data.check_for(self.input, self.classes())?;
         let x = storage(&self.ctx, "nn.data.x", (data.x.len() * 4) as u64)?;
         let labels = storage(&self.ctx, "nn.data.labels", (data.rows() * 4) as u64)?;
@@ -802,8 +814,8 @@ impl Sequential {
         if options.batch_size == 0 {
             return Err(Error::Model("batch size must be > 0".into()));
         }
-        let data = self.upload(train)?;
-        let val = validation.map(|v| self.upload(v)).transpose()?;
+        let data = self.upload(train, true)?;
+        let val = validation.map(|v| self.upload(v, false)).transpose()?;
         let mut history = History::default();
         for epoch in 0..options.epochs {
             let order = options.order(data.rows, epoch);
@@ -833,13 +845,13 @@ impl Sequential {
 
     /// Runs one training step on the given batch (rows in order): for step-by-step checks.
     pub fn train_batch(&mut self, batch: &Dataset) -> Result<()> {
-        let data = self.upload(batch)?;
+        let data = self.upload(batch, true)?;
         self.step(&data, 0, data.rows, true)
     }
 
     /// (loss, accuracy) with BatchNorm in inference mode.
     pub fn evaluate(&mut self, data: &Dataset) -> Result<(f64, f64)> {
-        let d = self.upload(data)?;
+        let d = self.upload(data, true)?;
         self.run_inference(&d, None)?;
         let m = self.read_metrics()?;
         Ok((m[2], m[3]))
@@ -860,7 +872,7 @@ impl Sequential {
             features: self.input,
             classes: self.classes(),
         };
-        let d = self.upload(&data)?;
+        let d = self.upload(&data, true)?;
         let mut probs = Vec::new();
         self.run_inference(&d, Some(&mut probs))?;
         Ok(probs)

@@ -86,3 +86,42 @@ pub fn assert_close(what: &str, got: &[f32], want: &[f32], abs: f64, rel: f64) {
         &want[..want.len().min(6)]
     );
 }
+
+/// Zeroes the upstream gradient where the fused ReLU's input lies within 1e-4 of zero in the
+/// reference's last forward pass. Two correct implementations may round such an input to
+/// opposite signs and so mask it differently; with dy = 0 there, the mask cannot matter.
+pub fn clear_relu_ties(
+    reference: &wgpu_batchnorm::cpu::CpuBatchNorm,
+    x: &[f32],
+    shape: &[usize],
+    dy: &mut [f32],
+) {
+    let config = reference.config();
+    if !config.relu {
+        return;
+    }
+    let stats = reference.last_stats().expect("a forward pass");
+    let g = wgpu_batchnorm::Geometry::new(shape, config.layout, config.channels).expect("shape");
+    let st = &reference.state;
+    for o in 0..g.outer {
+        for c in 0..g.channels {
+            let gamma = if config.scale {
+                st.gamma[c] as f64
+            } else {
+                1.0
+            };
+            let beta = if config.center {
+                st.beta[c] as f64
+            } else {
+                0.0
+            };
+            for i in 0..g.inner {
+                let k = g.index(o, c, i);
+                let pre = (x[k] as f64 - stats.mean[c]) * stats.inv_std[c] * gamma + beta;
+                if pre.abs() < 1e-4 {
+                    dy[k] = 0.0;
+                }
+            }
+        }
+    }
+}
