@@ -98,6 +98,16 @@ impl Plan {
                 max: limits.max_binding,
             });
         }
+        // The per-channel kernels run one thread per channel in a 1-D grid.
+        let channel_groups = channels.div_ceil(CHANNEL_WORKGROUP as usize) as u64;
+        if channel_groups > limits.max_groups_per_dim as u64 {
+            return Err(Error::TooLarge {
+                what: "channels (per-channel kernels)",
+                limit: "max_compute_workgroups_per_dimension",
+                needed: channel_groups,
+                max: limits.max_groups_per_dim as u64,
+            });
+        }
         let cw = if inner == 1 {
             (channels.next_power_of_two() as u32).min(64)
         } else {

@@ -282,6 +282,13 @@ impl Sequential {
         if let Some(p) = self.plans.get(&rows) {
             return Ok(p.clone());
         }
+        // Dense layers tile the batch in 16-row workgroups along one grid dimension.
+        let max_rows = self.ctx.plan_limits().max_groups_per_dim as usize * 16;
+        if rows > max_rows {
+            return Err(Error::Model(format!(
+                "a batch of {rows} rows exceeds the device's {max_rows}"
+            )));
+        }
         // Training uses one or two batch sizes; predictions of many sizes must not pile up.
         if self.plans.len() >= MAX_PLANS {
             self.plans.clear();
