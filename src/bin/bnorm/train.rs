@@ -54,7 +54,7 @@ pub struct Args {
     /// Hold out this fraction of the rows (the last ones) for validation.
     #[arg(long, default_value_t = 0.0)]
     validation_split: f64,
-    /// gpu or cpu (the f64 reference).
+    /// gpu or cpu (the f64 reference); gpu falls back to cpu when no adapter exists.
     #[arg(long, default_value = "gpu")]
     device: String,
     /// Save the trained (batch-norm) model's weights as safetensors.
@@ -150,7 +150,15 @@ pub fn run_cli(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         (all, None)
     };
     let ctx = match args.device.as_str() {
-        "gpu" => Some(Context::new()?),
+        "gpu" => match Context::new() {
+            Ok(ctx) => Some(ctx),
+            // A machine with no adapter at all still runs the job, on the CPU path.
+            Err(e @ wgpu_batchnorm::Error::NoAdapter(_)) => {
+                eprintln!("warning: {e}; training on the CPU path instead");
+                None
+            }
+            Err(e) => return Err(e.into()),
+        },
         "cpu" => None,
         d => return Err(format!("unknown device {d:?} (gpu or cpu)").into()),
     };
