@@ -816,38 +816,30 @@ impl Sequential {
         train: &Dataset,
         options: &FitOptions,
         validation: Option<&Dataset>,
-        mut on_epoch: impl FnMut(usize, &History),
+        on_epoch: impl FnMut(usize, &History),
     ) -> Result<History> {
-        if options.batch_size == 0 {
-            return Err(Error::Model("batch size must be > 0".into()));
-        }
         let data = self.upload(train, true)?;
         let val = validation.map(|v| self.upload(v, false)).transpose()?;
-        let mut history = History::default();
-        for epoch in 0..options.epochs {
-            let order = options.order(data.rows, epoch);
-            self.ctx
-                .queue()
-                .write_buffer(&data.order, 0, bytemuck::cast_slice(&order));
-            let mut start = 0;
-            while start < data.rows {
-                let rows = options.batch_size.min(data.rows - start);
-                self.step(&data, start, rows, start == 0)?;
-                start += rows;
-            }
-            if let Some(v) = &val {
-                self.run_inference(v, None)?;
-            }
-            let [loss, acc, vloss, vacc] = self.read_metrics()?;
-            history.loss.push(loss);
-            history.accuracy.push(acc);
-            if val.is_some() {
-                history.val_loss.push(vloss);
-                history.val_accuracy.push(vacc);
-            }
-            on_epoch(epoch, &history);
-        }
-        Ok(history)
+        options.run_epochs(
+            data.rows,
+            |order| {
+                self.ctx
+                    .queue()
+                    .write_buffer(&data.order, 0, bytemuck::cast_slice(order));
+                let mut start = 0;
+                while start < data.rows {
+                    let rows = options.batch_size.min(data.rows - start);
+                    self.step(&data, start, rows, start == 0)?;
+                    start += rows;
+                }
+                if let Some(v) = &val {
+                    self.run_inference(v, None)?;
+                }
+                let [loss, acc, vloss, vacc] = self.read_metrics()?;
+                Ok((loss, acc, val.as_ref().map(|_| (vloss, vacc))))
+            },
+            on_epoch,
+        )
     }
 
     /// Runs one training step on the given batch (rows in order): for step-by-step checks.

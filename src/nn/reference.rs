@@ -344,45 +344,38 @@ impl CpuModel {
         train: &Dataset,
         options: &FitOptions,
         validation: Option<&Dataset>,
-        mut on_epoch: impl FnMut(usize, &History),
+        on_epoch: impl FnMut(usize, &History),
     ) -> Result<History> {
-        if options.batch_size == 0 {
-            return Err(Error::Model("batch size must be > 0".into()));
-        }
         self.check(train)?;
-        let mut history = History::default();
         let f = train.features;
-        for epoch in 0..options.epochs {
-            let order = options.order(train.rows(), epoch);
-            let (mut loss, mut hits) = (0.0, 0.0);
-            for chunk in order.chunks(options.batch_size) {
-                let batch = Dataset {
-                    x: chunk
-                        .iter()
-                        .flat_map(|&r| {
-                            train.x[r as usize * f..(r as usize + 1) * f]
-                                .iter()
-                                .copied()
-                        })
-                        .collect(),
-                    labels: chunk.iter().map(|&r| train.labels[r as usize]).collect(),
-                    features: f,
-                    classes: train.classes,
-                };
-                let (l, a) = self.train_batch(&batch)?;
-                loss += l * chunk.len() as f64;
-                hits += a * chunk.len() as f64;
-            }
-            history.loss.push(loss / train.rows() as f64);
-            history.accuracy.push(hits / train.rows() as f64);
-            if let Some(v) = validation {
-                let (l, a) = self.evaluate(v)?;
-                history.val_loss.push(l);
-                history.val_accuracy.push(a);
-            }
-            on_epoch(epoch, &history);
-        }
-        Ok(history)
+        options.run_epochs(
+            train.rows(),
+            |order| {
+                let (mut loss, mut hits) = (0.0, 0.0);
+                for chunk in order.chunks(options.batch_size) {
+                    let batch = Dataset {
+                        x: chunk
+                            .iter()
+                            .flat_map(|&r| {
+                                train.x[r as usize * f..(r as usize + 1) * f]
+                                    .iter()
+                                    .copied()
+                            })
+                            .collect(),
+                        labels: chunk.iter().map(|&r| train.labels[r as usize]).collect(),
+                        features: f,
+                        classes: train.classes,
+                    };
+                    let (l, a) = self.train_batch(&batch)?;
+                    loss += l * chunk.len() as f64;
+                    hits += a * chunk.len() as f64;
+                }
+                let n = train.rows() as f64;
+                let val = validation.map(|v| self.evaluate(v)).transpose()?;
+                Ok((loss / n, hits / n, val))
+            },
+            on_epoch,
+        )
     }
 
     /// (loss, accuracy) in inference mode.

@@ -151,6 +151,32 @@ impl Default for FitOptions {
 }
 
 impl FitOptions {
+    /// The epoch loop both models share: checks the batch size, hands each epoch's row order
+    /// to `epoch`, which trains and returns (loss, accuracy, validation loss and accuracy),
+    /// records the history and reports it to `on_epoch`.
+    pub(crate) fn run_epochs(
+        &self,
+        rows: usize,
+        mut epoch: impl FnMut(&[u32]) -> Result<(f64, f64, Option<(f64, f64)>)>,
+        mut on_epoch: impl FnMut(usize, &History),
+    ) -> Result<History> {
+        if self.batch_size == 0 {
+            return Err(Error::Model("batch size must be > 0".into()));
+        }
+        let mut history = History::default();
+        for e in 0..self.epochs {
+            let (loss, accuracy, val) = epoch(&self.order(rows, e))?;
+            history.loss.push(loss);
+            history.accuracy.push(accuracy);
+            if let Some((l, a)) = val {
+                history.val_loss.push(l);
+                history.val_accuracy.push(a);
+            }
+            on_epoch(e, &history);
+        }
+        Ok(history)
+    }
+
     /// The row order of one epoch.
     pub fn order(&self, rows: usize, epoch: usize) -> Vec<u32> {
         if self.shuffle {

@@ -34,6 +34,14 @@ enum Command {
     },
 }
 
+/// Largest |a - b| over two equally long slices.
+fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max)
+}
+
 fn check(rows: usize, channels: usize) -> Result<(), Box<dyn std::error::Error>> {
     let ctx = Context::new()?;
     println!("device: {}", ctx.describe());
@@ -52,11 +60,7 @@ fn check(rows: usize, channels: usize) -> Result<(), Box<dyn std::error::Error>>
     for step in 1..=3 {
         let y = gpu.forward_host(&x, &shape, Mode::Training)?;
         let y_ref = cpu.forward(&x, &shape, Mode::Training)?;
-        let err = y
-            .iter()
-            .zip(&y_ref)
-            .map(|(a, b)| (a - b).abs())
-            .fold(0.0f32, f32::max);
+        let err = max_abs_diff(&y, &y_ref);
         println!("training step {step}: max |y_gpu - y_cpu| = {err:.3e}");
     }
     let rm = gpu.running_mean()?;
@@ -68,11 +72,7 @@ fn check(rows: usize, channels: usize) -> Result<(), Box<dyn std::error::Error>>
     println!("running mean after 3 steps: max relative error {err:.3e}");
     let y = gpu.forward_host(&x, &shape, Mode::Inference)?;
     let y_ref = cpu.forward(&x, &shape, Mode::Inference)?;
-    let err = y
-        .iter()
-        .zip(&y_ref)
-        .map(|(a, b)| (a - b).abs())
-        .fold(0.0f32, f32::max);
+    let err = max_abs_diff(&y, &y_ref);
     println!("inference: max |y_gpu - y_cpu| = {err:.3e}");
     Ok(())
 }
