@@ -14,7 +14,9 @@ use wgpu_batchnorm::Context;
 fn shapes() -> Vec<Case> {
     let spec = std::env::var("BNORM_BENCH_SHAPES")
         .unwrap_or_else(|_| "256x64,32x56x56x64,32x64x56x56:first".into());
-    spec.split(',').filter_map(Case::parse).collect()
+    spec.split(',')
+        .filter_map(|s| Case::parse(s).ok())
+        .collect()
 }
 
 fn bench(c: &mut Criterion) {

@@ -73,7 +73,7 @@ impl BatchNorm {
         let grads = ctx.create_buffer("bn.grads", 8 * c, storage)?;
         let partials = ctx.create_buffer("bn.partials", 16 * c, storage)?;
         let n = config.channels;
-        let mut init = vec![0.0f32; 4 * n];
+        let mut init = crate::memory::try_filled("initial channel values", 4 * n, 0.0f32)?;
         init[..n].fill(1.0);
         init[3 * n..].fill(1.0);
         ctx.queue()

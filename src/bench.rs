@@ -64,17 +64,32 @@ pub struct Case {
 }
 
 impl Case {
-    /// Parses `64x56x56x64` (channels-last), `64x64x56x56:first` or `32x10:last`.
-    pub fn parse(s: &str) -> Option<Case> {
+    /// Parses `64x56x56x64` (channels-last), `64x64x56x56:first` or `32x10:last`, refusing
+    /// (in words) a malformed shape, one whose size overflows, and one whose benchmark
+    /// buffers (input, output, gradients and reference copies: 6 tensors) exceed the host
+    /// memory available.
+    pub fn parse(s: &str) -> std::result::Result<Case, String> {
+        let hint = "e.g. 64x56x56x64 or 64x64x56x56:first";
         let (dims, layout) = match s.split_once(':') {
             Some((d, "first")) => (d, Layout::ChannelsFirst),
             Some((d, "last")) => (d, Layout::ChannelsLast),
-            Some(_) => return None,
+            Some((_, l)) => return Err(format!("bad layout {l:?} in {s:?} (first or last)")),
             None => (s, Layout::ChannelsLast),
         };
         let shape: Option<Vec<usize>> = dims.split('x').map(|d| d.trim().parse().ok()).collect();
-        let shape = shape?;
-        (shape.len() >= 2 && !shape.contains(&0)).then_some(Case { shape, layout })
+        let shape = shape.ok_or_else(|| format!("bad shape {s:?} ({hint})"))?;
+        if shape.len() < 2 || shape.contains(&0) {
+            return Err(format!(
+                "bad shape {s:?}: needs at least 2 dimensions, none of them 0 ({hint})"
+            ));
+        }
+        let elements = shape
+            .iter()
+            .try_fold(1u64, |a, &d| a.checked_mul(d as u64))
+            .ok_or_else(|| format!("shape {s:?} has more elements than can be counted"))?;
+        crate::memory::check_host_bytes("the benchmark's tensors", elements.saturating_mul(4 * 6))
+            .map_err(|e| format!("shape {s:?}: {e}"))?;
+        Ok(Case { shape, layout })
     }
 
     /// Channels of the case.

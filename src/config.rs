@@ -54,8 +54,9 @@ pub struct BatchNormConfig {
     /// Added to the variance before the square root (Keras 1e-3, PyTorch 1e-5).
     pub epsilon: f32,
     /// Keras: weight of the old value (0.99). PyTorch: weight of the new value (0.1);
-    /// `None` means the cumulative average (PyTorch only).
-    pub momentum: Option<f32>,
+    /// `None` means the cumulative average (PyTorch only). Kept in f64, as the frameworks keep
+    /// it as a Python float: both running-statistics weights are formed in f64 and rounded once.
+    pub momentum: Option<f64>,
     /// Learn and add beta (Keras `center`; PyTorch `affine`).
     pub center: bool,
     /// Learn and multiply by gamma (Keras `scale`; PyTorch `affine`).
@@ -123,6 +124,16 @@ impl BatchNormConfig {
         if self.channels == 0 {
             return Err(Error::ZeroChannels);
         }
+        // Kernels index channels as u32, and the channel buffer holds 16 bytes per channel.
+        let max = (u32::MAX / 16) as usize;
+        if self.channels > max {
+            return Err(Error::TooLarge {
+                what: "channels",
+                limit: "u32 channel indices",
+                needed: self.channels as u64,
+                max: max as u64,
+            });
+        }
         if !(self.epsilon.is_finite() && self.epsilon > 0.0) {
             return Err(Error::InvalidEpsilon(self.epsilon));
         }
@@ -138,12 +149,14 @@ impl BatchNormConfig {
         Ok(())
     }
 
-    /// `(keep, fresh)`: running <- keep * running + fresh * batch, computed in f64 then rounded
-    /// as the frameworks round their Python floats. `fresh < 0` marks the cumulative average.
+    /// `(keep, fresh)`: running <- keep * running + fresh * batch. Each weight is formed in
+    /// f64 from the f64 momentum and rounded to f32 once, as the frameworks round their Python
+    /// floats: Keras' `1 - 0.99` is f32(0.01000000000000001) = 0.0099999998, not
+    /// 1 - f32(0.99) = 0.0099999905. `fresh < 0` marks the cumulative average.
     pub fn running_weights(&self) -> (f32, f32) {
         match (self.convention, self.momentum) {
-            (Convention::Keras, Some(m)) => (m, (1.0 - m as f64) as f32),
-            (Convention::PyTorch, Some(f)) => ((1.0 - f as f64) as f32, f),
+            (Convention::Keras, Some(m)) => (m as f32, (1.0 - m) as f32),
+            (Convention::PyTorch, Some(f)) => ((1.0 - f) as f32, f as f32),
             (_, None) => (0.0, -1.0),
         }
     }

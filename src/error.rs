@@ -20,7 +20,7 @@ pub enum Error {
     InvalidEpsilon(f32),
     /// Momentum must lie in [0, 1].
     #[error("momentum must be finite and within [0, 1], got {0}")]
-    InvalidMomentum(f32),
+    InvalidMomentum(f64),
     /// `momentum: None` (cumulative average) exists only in the PyTorch convention.
     #[error("a cumulative moving average (momentum None) needs the PyTorch convention")]
     CumulativeNeedsPyTorch,
@@ -111,6 +111,19 @@ pub enum Error {
         /// The limit's value.
         max: u64,
     },
+    /// A shape whose element count cannot even be counted (the product overflows).
+    #[error("shape {0:?} has more elements than this machine can address (their product overflows {bits} bits)", bits = usize::BITS)]
+    ShapeOverflow(Vec<usize>),
+    /// Host memory for a buffer could not be reserved, or would exceed what is available.
+    #[error("not enough host memory for {what}: needs {needed} bytes{}", .available.map(|a| format!(", {a} available")).unwrap_or_default())]
+    HostMemory {
+        /// What was being allocated.
+        what: &'static str,
+        /// Bytes needed.
+        needed: u64,
+        /// Bytes available, when known.
+        available: Option<u64>,
+    },
     /// The device ran out of memory.
     #[error("GPU out of memory: {0}")]
     OutOfMemory(String),
@@ -123,6 +136,14 @@ pub enum Error {
     /// A network that cannot be built or trained as specified.
     #[error("model: {0}")]
     Model(String),
+    /// Training diverged: the loss became NaN or infinite (Keras' `TerminateOnNaN` stops here).
+    #[error("training diverged: the loss became NaN or infinite in epoch {epoch}{}; lower the learning rate or check the data", .batch.map(|b| format!(", batch {b}")).unwrap_or_default())]
+    NonFiniteLoss {
+        /// 1-based epoch.
+        epoch: usize,
+        /// 1-based batch of that epoch, when known.
+        batch: Option<usize>,
+    },
     /// A data file that cannot be used.
     #[error(transparent)]
     Data(#[from] crate::nn::DataError),

@@ -36,12 +36,7 @@ impl Geometry {
                 got: shape[axis],
             });
         }
-        let overflow = || Error::TooLarge {
-            what: "element count",
-            limit: "usize",
-            needed: u64::MAX,
-            max: usize::MAX as u64,
-        };
+        let overflow = || Error::ShapeOverflow(shape.to_vec());
         let product = |dims: &[usize]| {
             dims.iter()
                 .try_fold(1usize, |a, &d| a.checked_mul(d))

@@ -36,6 +36,7 @@ pub mod cpu;
 mod error;
 mod geometry;
 pub mod kernels;
+pub mod memory;
 pub mod nn;
 pub mod plan;
 mod tensor;

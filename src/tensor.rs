@@ -71,12 +71,7 @@ fn element_count(shape: &[usize]) -> Result<usize> {
     shape
         .iter()
         .try_fold(1usize, |a, &d| a.checked_mul(d))
-        .ok_or(Error::TooLarge {
-            what: "element count",
-            limit: "usize",
-            needed: u64::MAX,
-            max: usize::MAX as u64,
-        })
+        .ok_or_else(|| Error::ShapeOverflow(shape.to_vec()))
 }
 
 impl Tensor {

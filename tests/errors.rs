@@ -19,7 +19,7 @@ fn bad_configs_are_refused() {
         );
     }
     c.epsilon = 1e-3;
-    for m in [-0.1, 1.5, f32::NAN] {
+    for m in [-0.1, 1.5, f64::NAN] {
         c.momentum = Some(m);
         assert!(
             matches!(c.validate(), Err(Error::InvalidMomentum(_))),

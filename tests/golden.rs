@@ -59,7 +59,7 @@ fn config(case: &Value) -> (BatchNormConfig, Vec<usize>) {
         }
     );
     c.epsilon = case["epsilon"].as_f64().unwrap() as f32;
-    c.momentum = case["momentum"].as_f64().map(|m| m as f32);
+    c.momentum = case["momentum"].as_f64();
     c.relu = case["relu"].as_bool().unwrap();
     c.center = case["center"].as_bool().unwrap();
     c.scale = case["scale"].as_bool().unwrap();
@@ -112,8 +112,8 @@ impl Engine for CpuBatchNorm {
     }
     fn running(&self) -> (Vec<f32>, Vec<f32>) {
         (
-            self.state.running_mean.clone(),
-            self.state.running_var.clone(),
+            self.state.running_mean().to_vec(),
+            self.state.running_var().to_vec(),
         )
     }
     fn backward(
@@ -213,8 +213,8 @@ fn gpu_and_cpu_reproduce_keras_and_pytorch() {
         replay(&mut gpu, &case, &shape, &format!("gpu {name}"));
 
         let mut cpu = CpuBatchNorm::new(config).unwrap();
-        cpu.state.gamma = gamma;
-        cpu.state.beta = beta;
+        cpu.state.set_gamma(&gamma).unwrap();
+        cpu.state.set_beta(&beta).unwrap();
         replay(&mut cpu, &case, &shape, &format!("cpu {name}"));
 
         if let Some(n) = case["num_batches_tracked"].as_u64() {

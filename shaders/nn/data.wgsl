@@ -48,13 +48,13 @@ fn keep(i: u32, step: u32) -> bool {
 
 // Training dropout, forward and backward alike: dst = src * keep / (1 - rate). The mask is
 // recomputed from (element, step, seed), so backward needs nothing stored. The step is the
-// optimizer's counter (bitcast from its f32 count).
+// optimizer's u32 counter.
 @compute @workgroup_size(256)
 fn dropout(@builtin(global_invocation_id) id: vec3<u32>, @builtin(num_workgroups) n: vec3<u32>) {
     let i = flat(id, n);
     if (i >= e.rows * e.cols) {
         return;
     }
-    let step = u32(bitcast<f32>(aux[0]));
+    let step = aux[0];
     dst[i] = select(0.0, src[i] * e.scale, keep(i, step));
 }

@@ -12,22 +12,35 @@ use crate::error::{Error, Result};
 use crate::geometry::Geometry;
 
 /// What both CPU twins hold: the configuration, the parameters and the running statistics,
-/// with the framework initial values (gamma 1, beta 0, running mean 0, variance 1).
+/// with the framework initial values (gamma 1, beta 0, running mean 0, variance 1). Every
+/// per-channel vector has exactly `channels` values: the setters check it.
 #[derive(Debug, Clone)]
 pub struct LayerState {
     config: BatchNormConfig,
-    /// Gamma.
-    pub gamma: Vec<f32>,
-    /// Beta.
-    pub beta: Vec<f32>,
-    /// Running (moving) mean.
-    pub running_mean: Vec<f32>,
-    /// Running (moving) variance.
-    pub running_var: Vec<f32>,
-    /// Training forward passes so far.
-    pub batches_tracked: u64,
-    /// Frozen layers run training calls in inference mode.
-    pub trainable: bool,
+    gamma: Vec<f32>,
+    beta: Vec<f32>,
+    running_mean: Vec<f32>,
+    running_var: Vec<f32>,
+    batches_tracked: u64,
+    trainable: bool,
+}
+
+fn set_channels(
+    slot: &mut Vec<f32>,
+    what: &'static str,
+    channels: usize,
+    values: &[f32],
+) -> Result<()> {
+    if values.len() != channels {
+        return Err(Error::LengthMismatch {
+            what,
+            expected: channels,
+            got: values.len(),
+        });
+    }
+    slot.clear();
+    slot.extend_from_slice(values);
+    Ok(())
 }
 
 impl LayerState {
@@ -49,6 +62,61 @@ impl LayerState {
     /// The configuration.
     pub fn config(&self) -> &BatchNormConfig {
         &self.config
+    }
+
+    /// Gamma (scale).
+    pub fn gamma(&self) -> &[f32] {
+        &self.gamma
+    }
+    /// Beta (offset).
+    pub fn beta(&self) -> &[f32] {
+        &self.beta
+    }
+    /// Running (moving) mean.
+    pub fn running_mean(&self) -> &[f32] {
+        &self.running_mean
+    }
+    /// Running (moving) variance.
+    pub fn running_var(&self) -> &[f32] {
+        &self.running_var
+    }
+    /// Training forward passes so far (PyTorch's `num_batches_tracked`).
+    pub fn batches_tracked(&self) -> u64 {
+        self.batches_tracked
+    }
+    /// Whether training-mode calls use batch statistics (Keras `trainable`).
+    pub fn trainable(&self) -> bool {
+        self.trainable
+    }
+    /// Freezes (`false`) or unfreezes the layer.
+    pub fn set_trainable(&mut self, trainable: bool) {
+        self.trainable = trainable;
+    }
+    /// Sets gamma (one value per channel).
+    pub fn set_gamma(&mut self, values: &[f32]) -> Result<()> {
+        set_channels(&mut self.gamma, "gamma", self.config.channels, values)
+    }
+    /// Sets beta (one value per channel).
+    pub fn set_beta(&mut self, values: &[f32]) -> Result<()> {
+        set_channels(&mut self.beta, "beta", self.config.channels, values)
+    }
+    /// Sets the running mean (one value per channel).
+    pub fn set_running_mean(&mut self, values: &[f32]) -> Result<()> {
+        set_channels(
+            &mut self.running_mean,
+            "running mean",
+            self.config.channels,
+            values,
+        )
+    }
+    /// Sets the running variance (one value per channel).
+    pub fn set_running_var(&mut self, values: &[f32]) -> Result<()> {
+        set_channels(
+            &mut self.running_var,
+            "running variance",
+            self.config.channels,
+            values,
+        )
     }
 
     /// Gamma of channel `c`, or 1 without `scale`.

@@ -95,8 +95,12 @@ impl CpuBatchNorm {
                 (mean, var)
             }
             Mode::Inference => (
-                self.state.running_mean.iter().map(|&v| v as f64).collect(),
-                self.state.running_var.iter().map(|&v| v as f64).collect(),
+                self.state
+                    .running_mean()
+                    .iter()
+                    .map(|&v| v as f64)
+                    .collect(),
+                self.state.running_var().iter().map(|&v| v as f64).collect(),
             ),
         };
         let inv_std: Vec<f64> = var.iter().map(|v| 1.0 / (v + eps).sqrt()).collect();

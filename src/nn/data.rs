@@ -7,17 +7,15 @@ use thiserror::Error;
 
 use crate::nn::rng::Rng;
 
-/// Features and integer class labels.
+/// Features and integer class labels. Built only through [`Dataset::new`] (or the loaders,
+/// which call it), so its invariants always hold: at least one row and one feature,
+/// `x.len() == rows * features`, every feature finite, every label in `0..classes`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Dataset {
-    /// Row-major `[rows, features]`.
-    pub x: Vec<f32>,
-    /// One label per row, in `0..classes`.
-    pub labels: Vec<u32>,
-    /// Features per row.
-    pub features: usize,
-    /// Number of classes.
-    pub classes: usize,
+    x: Vec<f32>,
+    labels: Vec<u32>,
+    features: usize,
+    classes: usize,
 }
 
 /// What is wrong with a data file.
@@ -97,12 +95,159 @@ pub enum DataError {
     /// No rows.
     #[error("{0}: no data rows")]
     Empty(String),
+    /// The label columns leave no feature column.
+    #[error("{path}: rows have {columns} columns and {label_columns} of them are the label, which leaves no features")]
+    NoFeatureColumns {
+        /// The file.
+        path: String,
+        /// Columns per row.
+        columns: usize,
+        /// Columns taken by the label.
+        label_columns: usize,
+    },
+    /// A label that is not a non-negative integer.
+    #[error("{path}: row {row}: label {label} is not a non-negative integer class index")]
+    LabelNotInteger {
+        /// The file.
+        path: String,
+        /// 0-based row.
+        row: usize,
+        /// The label as read.
+        label: f64,
+    },
+    /// A feature that is NaN or infinite.
+    #[error("{path}: row {row}, feature {column}: {value} is not a finite number")]
+    NonFinite {
+        /// The file (or `<memory>`).
+        path: String,
+        /// 0-based row.
+        row: usize,
+        /// 0-based feature.
+        column: usize,
+        /// The value.
+        value: f32,
+    },
+    /// Arguments that cannot form a data set.
+    #[error("invalid data set: {0}")]
+    Invalid(String),
 }
 
+/// The name errors give to data built in memory.
+const MEMORY: &str = "<memory>";
+
 impl Dataset {
+    /// Builds a data set from row-major features `[rows, features]` and one label per row,
+    /// checking every invariant.
+    pub fn new(
+        x: Vec<f32>,
+        labels: Vec<u32>,
+        features: usize,
+        classes: usize,
+    ) -> Result<Dataset, DataError> {
+        Self::checked(MEMORY, x, labels, features, classes)
+    }
+
+    fn checked(
+        path: &str,
+        x: Vec<f32>,
+        labels: Vec<u32>,
+        features: usize,
+        classes: usize,
+    ) -> Result<Dataset, DataError> {
+        if features == 0 {
+            return Err(DataError::Invalid(
+                "a data set needs at least one feature".into(),
+            ));
+        }
+        if labels.is_empty() {
+            return Err(DataError::Empty(path.into()));
+        }
+        if classes == 0 {
+            return Err(DataError::Invalid(
+                "a data set needs at least one class".into(),
+            ));
+        }
+        let expected = labels.len().checked_mul(features);
+        if expected != Some(x.len()) {
+            return Err(DataError::Invalid(format!(
+                "{} rows x {features} features need {} values, got {}",
+                labels.len(),
+                expected.map_or_else(|| "more than usize::MAX".into(), |e| e.to_string()),
+                x.len()
+            )));
+        }
+        if let Some(i) = x.iter().position(|v| !v.is_finite()) {
+            return Err(DataError::NonFinite {
+                path: path.into(),
+                row: i / features,
+                column: i % features,
+                value: x[i],
+            });
+        }
+        if let Some(row) = labels.iter().position(|&l| l as usize >= classes) {
+            return Err(DataError::LabelOutOfRange {
+                path: path.into(),
+                row,
+                label: labels[row] as f64,
+                classes,
+            });
+        }
+        Ok(Dataset {
+            x,
+            labels,
+            features,
+            classes,
+        })
+    }
+
+    /// Inputs to predict from: no labels (all 0) and no finiteness check (NaN in, NaN out,
+    /// as in the frameworks). The caller checked `x.len()` is a positive multiple of `features`.
+    pub(crate) fn for_prediction(x: Vec<f32>, features: usize, classes: usize) -> Dataset {
+        Dataset {
+            labels: vec![0; x.len() / features],
+            x,
+            features,
+            classes,
+        }
+    }
+
+    /// Row-major features `[rows, features]`.
+    pub fn x(&self) -> &[f32] {
+        &self.x
+    }
+
+    /// One label per row, in `0..classes`.
+    pub fn labels(&self) -> &[u32] {
+        &self.labels
+    }
+
+    /// Features per row.
+    pub fn features(&self) -> usize {
+        self.features
+    }
+
+    /// Number of classes.
+    pub fn classes(&self) -> usize {
+        self.classes
+    }
+
     /// Rows.
     pub fn rows(&self) -> usize {
         self.labels.len()
+    }
+
+    /// The rows at `order` (indices into this data set), in that order.
+    pub(crate) fn gather(&self, order: &[u32]) -> Dataset {
+        let f = self.features;
+        Dataset {
+            x: order
+                .iter()
+                .flat_map(|&r| self.x[r as usize * f..(r as usize + 1) * f].iter().copied())
+                .collect(),
+            labels: order.iter().map(|&r| self.labels[r as usize]).collect(),
+            features: f,
+            classes: self.classes,
+        }
     }
 
     /// Checks the data against a model: its feature count, at least one row, and every label
@@ -137,9 +282,11 @@ impl Dataset {
         Ok(())
     }
 
-    /// The first `n` rows and the rest.
-    pub fn split(&self, n: usize) -> (Dataset, Dataset) {
-        let n = n.min(self.rows());
+    /// The first `n` rows and the rest; `None` when either part would be empty.
+    pub fn split(&self, n: usize) -> Option<(Dataset, Dataset)> {
+        if n == 0 || n >= self.rows() {
+            return None;
+        }
         let f = self.features;
         let part = |r: std::ops::Range<usize>| Dataset {
             x: self.x[r.start * f..r.end * f].to_vec(),
@@ -147,7 +294,26 @@ impl Dataset {
             features: f,
             classes: self.classes,
         };
-        (part(0..n), part(n..self.rows()))
+        Some((part(0..n), part(n..self.rows())))
+    }
+
+    /// Splits off the last `fraction` of the rows for validation (Keras' `validation_split`),
+    /// refusing a fraction outside (0, 1) or one that leaves either part empty.
+    pub fn split_validation(&self, fraction: f64) -> Result<(Dataset, Dataset), DataError> {
+        if !(fraction > 0.0 && fraction < 1.0) {
+            return Err(DataError::Invalid(format!(
+                "the validation split must lie strictly between 0 and 1, got {fraction}"
+            )));
+        }
+        let rows = self.rows();
+        let train = ((1.0 - fraction) * rows as f64).round() as usize;
+        self.split(train).ok_or_else(|| {
+            DataError::Invalid(format!(
+                "a validation split of {fraction} of {rows} rows leaves {} training and {} validation rows; both need at least one",
+                train.min(rows),
+                rows - train.min(rows)
+            ))
+        })
     }
 
     /// The embedded data set: `rows` × `features`, 3 classes, deterministic for a seed.
@@ -248,11 +414,16 @@ impl Dataset {
         }
         let w = rows[0].len();
         let label_cols = one_hot.unwrap_or(1);
+        if label_cols == 0 {
+            return Err(DataError::Invalid(
+                "a one-hot label needs at least one column (--one-hot K with K >= 1)".into(),
+            ));
+        }
         if w <= label_cols {
-            return Err(DataError::FeatureMismatch {
+            return Err(DataError::NoFeatureColumns {
                 path: name,
-                expected: 1,
-                got: 0,
+                columns: w,
+                label_columns: label_cols,
             });
         }
         let features = w - label_cols;
@@ -294,6 +465,12 @@ impl Dataset {
             });
         }
         let one_hot = (ys.len() == 2).then(|| ys[1]);
+        if one_hot == Some(0) || xs[1] == 0 {
+            return Err(DataError::Npy {
+                path: if xs[1] == 0 { fname } else { lname },
+                why: "a data set needs at least one feature and one class column".into(),
+            });
+        }
         Self::assemble(&lname, xv, xs[1], yv, one_hot, classes)
     }
 
@@ -308,6 +485,11 @@ impl Dataset {
         let rows = x.len() / features.max(1);
         if rows == 0 {
             return Err(DataError::Empty(name.into()));
+        }
+        if classes == Some(0) {
+            return Err(DataError::Invalid(
+                "the number of classes must be >= 1".into(),
+            ));
         }
         let labels: Vec<u32> = match one_hot {
             Some(k) => y
@@ -326,34 +508,40 @@ impl Dataset {
                     }
                 })
                 .collect::<Result<_, _>>()?,
-            None => {
-                let limit = classes.unwrap_or(u32::MAX as usize);
-                y.iter()
-                    .enumerate()
-                    .map(|(row, &l)| {
-                        if l.fract() == 0.0 && l >= 0.0 && (l as usize) < limit {
-                            Ok(l as u32)
-                        } else {
-                            Err(DataError::LabelOutOfRange {
-                                path: name.into(),
-                                row,
-                                label: l,
-                                classes: classes.unwrap_or(0),
-                            })
-                        }
-                    })
-                    .collect::<Result<_, _>>()?
-            }
+            None => y
+                .iter()
+                .enumerate()
+                .map(|(row, &l)| {
+                    // Labels index classes as u32 (the GPU's index type).
+                    if !(l.fract() == 0.0 && l >= 0.0 && l < u32::MAX as f64) {
+                        return Err(DataError::LabelNotInteger {
+                            path: name.into(),
+                            row,
+                            label: l,
+                        });
+                    }
+                    match classes {
+                        Some(k) if l as usize >= k => Err(DataError::LabelOutOfRange {
+                            path: name.into(),
+                            row,
+                            label: l,
+                            classes: k,
+                        }),
+                        _ => Ok(l as u32),
+                    }
+                })
+                .collect::<Result<_, _>>()?,
         };
         let classes = one_hot
             .or(classes)
             .unwrap_or_else(|| labels.iter().max().map_or(1, |&m| m as usize + 1));
-        Ok(Dataset {
-            x: x.into_iter().map(|v| v as f32).collect(),
+        Self::checked(
+            name,
+            x.into_iter().map(|v| v as f32).collect(),
             labels,
             features,
             classes,
-        })
+        )
     }
 
     /// Writes a CSV (features, then the integer label): the format `from_csv` reads.
@@ -424,7 +612,6 @@ fn read_npy(path: &Path) -> Result<(Vec<usize>, Vec<f64>), DataError> {
                 .map_err(|_| bad(format!("bad shape {shape_text:?}")))
         })
         .collect::<Result<_, _>>()?;
-    let count: usize = shape.iter().product();
     let data = &bytes[start + header_len..];
     let (size, conv): (usize, fn(&[u8]) -> f64) = match descr {
         "<f4" => (4, |b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]) as f64),
@@ -441,9 +628,18 @@ fn read_npy(path: &Path) -> Result<(Vec<usize>, Vec<f64>), DataError> {
             )))
         }
     };
-    if data.len() < count * size {
+    // Checked: a header may claim any shape; nothing is allocated before the file backs it.
+    let count = shape
+        .iter()
+        .try_fold(1usize, |a, &d| a.checked_mul(d))
+        .ok_or_else(|| {
+            bad(format!(
+                "shape {shape:?} has more elements than memory can hold"
+            ))
+        })?;
+    if count.checked_mul(size).is_none_or(|n| data.len() < n) {
         return Err(bad(format!(
-            "{} data bytes for shape {shape:?} of {descr}",
+            "{} data bytes cannot hold shape {shape:?} of {descr}",
             data.len()
         )));
     }

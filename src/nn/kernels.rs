@@ -49,7 +49,8 @@ pub(crate) struct OptParams {
     pub beta1: f32,
     pub beta2: f32,
     pub epsilon: f32,
-    pub _pad1: [f32; 2],
+    pub one_minus_beta1: f32,
+    pub one_minus_beta2: f32,
 }
 
 /// Mirror of `Elem` in `data.wgsl`.
@@ -166,7 +167,7 @@ impl NnKernels {
                 device,
                 &loss,
                 "softmax_xent",
-                &[Uniform(16), Read, Read, Write, Write],
+                &[Uniform(16), Read, Read, Write, Write, Write],
             ),
             adam_tick: kernel(device, &opt, "adam_tick", &opt_slots),
             adam: kernel(device, &opt, "adam", &opt_slots),

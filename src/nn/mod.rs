@@ -2,6 +2,7 @@
 //! cross-entropy, Adam and SGD, all on the GPU, with an f64 CPU reference of the same network.
 
 pub mod data;
+mod files;
 pub(crate) mod kernels;
 mod model;
 pub mod reference;
@@ -9,6 +10,7 @@ pub mod rng;
 pub mod spec;
 
 pub use data::{DataError, Dataset};
+pub use files::{check_writable, write_atomically};
 pub use model::{load_weights, save_weights, Sequential};
 pub use spec::{glorot_uniform, FitOptions, History, LayerSpec, Optimizer, Weight};
 

@@ -15,7 +15,7 @@ use crate::nn::kernels::{
     BIAS, RELU, TRANS_A, TRANS_B,
 };
 use crate::nn::spec::{
-    self, glorot_uniform, Block, FitOptions, History, LayerSpec, Optimizer, Weight,
+    self, glorot_uniform, Block, EpochMetrics, FitOptions, History, LayerSpec, Optimizer, Weight,
 };
 use crate::{BatchNorm, TensorRef};
 
@@ -85,6 +85,8 @@ pub struct Sequential {
     grads: wgpu::Buffer,
     tick: wgpu::Buffer,
     metrics: wgpu::Buffer,
+    /// The mean loss of each training batch of the current epoch, read once per epoch.
+    batch_losses: wgpu::Buffer,
     dummy: wgpu::Buffer,
     dummy_out: wgpu::Buffer,
     norms: Vec<BatchNorm>,
@@ -143,6 +145,7 @@ impl Sequential {
         optimizer: Optimizer,
     ) -> Result<Self> {
         let blocks = spec::blocks(input, layers)?;
+        optimizer.validate()?;
         let mut slots = Vec::new();
         let mut len = 0usize;
         let mut take = |n: usize| {
@@ -177,6 +180,7 @@ impl Sequential {
         let opt_v = storage(ctx, "nn.adam_v", bytes)?;
         let tick = storage(ctx, "nn.tick", 16)?;
         let metrics = storage(ctx, "nn.metrics", EVAL_METRICS + 16)?;
+        let batch_losses = storage(ctx, "nn.batch_losses", 256)?;
         // Unused slots bind these: one for read-only slots, one for writable ones (a buffer
         // may not be bound both ways in one bind group).
         let dummy = storage(ctx, "nn.dummy", 16)?;
@@ -190,19 +194,17 @@ impl Sequential {
             } => (lr, beta1, beta2, epsilon),
             Optimizer::Sgd { lr, momentum } => (lr, momentum, 0.0, 0.0),
         };
-        if !(lr.is_finite() && lr > 0.0) {
-            return Err(Error::Model(format!("learning rate must be > 0, got {lr}")));
-        }
         let opt_u = uniform(
             ctx,
             &OptParams {
                 len: len as u32,
                 _pad: 0,
-                lr,
-                beta1,
-                beta2,
-                epsilon,
-                _pad1: [0.0; 2],
+                lr: lr as f32,
+                beta1: beta1 as f32,
+                beta2: beta2 as f32,
+                epsilon: epsilon as f32,
+                one_minus_beta1: spec::complement(beta1),
+                one_minus_beta2: spec::complement(beta2),
             },
         )?;
         let k = ctx.nn_kernels();
@@ -228,6 +230,7 @@ impl Sequential {
             grads,
             tick,
             metrics,
+            batch_losses,
             dummy,
             dummy_out,
             norms,
@@ -471,6 +474,11 @@ impl Sequential {
                         offset: metrics_at,
                         size: Some(16),
                     },
+                    if mode == 1 {
+                        (&self.batch_losses).into()
+                    } else {
+                        (&self.dummy_out).into()
+                    },
                 ],
             ))
         };
@@ -497,12 +505,12 @@ impl Sequential {
             self.gathers.clear();
         }
         data.check_for(self.input, self.classes())?;
-        let x = storage(&self.ctx, "nn.data.x", (data.x.len() * 4) as u64)?;
+        let x = storage(&self.ctx, "nn.data.x", (data.x().len() * 4) as u64)?;
         let labels = storage(&self.ctx, "nn.data.labels", (data.rows() * 4) as u64)?;
         let order = storage(&self.ctx, "nn.data.order", (data.rows() * 4) as u64)?;
         let q = self.ctx.queue();
-        q.write_buffer(&x, 0, bytemuck::cast_slice(&data.x));
-        q.write_buffer(&labels, 0, bytemuck::cast_slice(&data.labels));
+        q.write_buffer(&x, 0, bytemuck::cast_slice(data.x()));
+        q.write_buffer(&labels, 0, bytemuck::cast_slice(data.labels()));
         let identity: Vec<u32> = (0..data.rows() as u32).collect();
         q.write_buffer(&order, 0, bytemuck::cast_slice(&identity));
         self.next_data_id += 1;
@@ -818,8 +826,11 @@ impl Sequential {
         validation: Option<&Dataset>,
         on_epoch: impl FnMut(usize, &History),
     ) -> Result<History> {
+        options.validate()?;
         let data = self.upload(train, true)?;
         let val = validation.map(|v| self.upload(v, false)).transpose()?;
+        let steps = data.rows.div_ceil(options.batch_size);
+        self.reserve_batch_losses(steps)?;
         options.run_epochs(
             data.rows,
             |order| {
@@ -835,11 +846,34 @@ impl Sequential {
                 if let Some(v) = &val {
                     self.run_inference(v, None)?;
                 }
-                let [loss, acc, vloss, vacc] = self.read_metrics()?;
-                Ok((loss, acc, val.as_ref().map(|_| (vloss, vacc))))
+                let [loss, accuracy, vloss, vacc] = self.read_metrics()?;
+                let batch_loss = self
+                    .ctx
+                    .read_f32(&self.batch_losses, 0, steps)?
+                    .into_iter()
+                    .map(f64::from)
+                    .collect();
+                Ok(EpochMetrics {
+                    loss,
+                    accuracy,
+                    batch_loss,
+                    validation: val.as_ref().map(|_| (vloss, vacc)),
+                })
             },
             on_epoch,
         )
+    }
+
+    /// Makes room for the per-batch losses of an epoch of `steps` batches.
+    fn reserve_batch_losses(&mut self, steps: usize) -> Result<()> {
+        let bytes = (steps as u64 * 4).next_multiple_of(256);
+        if bytes > self.batch_losses.size() {
+            self.batch_losses = storage(&self.ctx, "nn.batch_losses", bytes)?;
+            // The training loss kernels of every plan bind the old buffer.
+            self.plans.clear();
+            self.gathers.clear();
+        }
+        Ok(())
     }
 
     /// Runs one training step on the given batch (rows in order): for step-by-step checks.
@@ -865,12 +899,7 @@ impl Sequential {
                 got: x.len(),
             });
         }
-        let data = Dataset {
-            x: x.to_vec(),
-            labels: vec![0; x.len() / self.input],
-            features: self.input,
-            classes: self.classes(),
-        };
+        let data = Dataset::for_prediction(x.to_vec(), self.input, self.classes());
         let d = self.upload(&data, true)?;
         let mut probs = Vec::new();
         self.run_inference(&d, Some(&mut probs))?;
@@ -970,8 +999,17 @@ impl Sequential {
 
     /// Loads weights saved by [`Sequential::save`] (or any safetensors file with the same
     /// names and shapes).
+    /// The whole file is checked (names, shapes, nothing missing or extra) before any
+    /// weight changes.
     pub fn load(&mut self, path: &Path) -> Result<()> {
-        for w in load_weights(path)? {
+        let file = load_weights(path)?;
+        spec::match_weights(&spec::weight_names(&self.blocks), &file).map_err(|why| {
+            Error::Weights {
+                path: path.display().to_string(),
+                why,
+            }
+        })?;
+        for w in file {
             self.set_weight(&w.name, &w.values)?;
         }
         Ok(())
@@ -1003,9 +1041,7 @@ pub fn save_weights(weights: &[Weight], path: &Path) -> Result<()> {
         })
         .collect::<Result<_>>()?;
     let data = safetensors::serialize(views, None).map_err(|e| err(e.to_string()))?;
-    let tmp = path.with_extension("safetensors.partial");
-    std::fs::write(&tmp, data).map_err(|e| err(e.to_string()))?;
-    std::fs::rename(&tmp, path).map_err(|e| err(e.to_string()))
+    crate::nn::write_atomically(path, &data).map_err(|e| err(e.to_string()))
 }
 
 /// Reads an f32 safetensors file.

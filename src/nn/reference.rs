@@ -5,13 +5,13 @@
 use crate::error::{Error, Result};
 use crate::nn::data::Dataset;
 use crate::nn::spec::{
-    self, glorot_uniform, Block, FitOptions, History, LayerSpec, Optimizer, Weight,
+    self, glorot_uniform, Block, EpochMetrics, FitOptions, History, LayerSpec, Optimizer, Weight,
 };
 
 const BN_EPS: f64 = 1e-3;
 const BN_MOMENTUM: f64 = 0.99;
-const LOG_EPS: f64 = -16.118_095_651; // log(1e-7), as the GPU loss clamps
-const LOG_ONE_MINUS_EPS: f64 = -1.000_000_049_473_647_4e-7;
+/// Keras' backend epsilon: probabilities are clipped to [1e-7, 1 - 1e-7] before the log.
+const CLIP_EPS: f64 = 1e-7;
 
 /// The dropout mask of `data.wgsl`, bit for bit.
 pub fn dropout_keep(i: u32, step: u32, seed: u32, rate: f32) -> bool {
@@ -63,6 +63,13 @@ impl CpuModel {
         optimizer: Optimizer,
     ) -> Result<Self> {
         let blocks = spec::blocks(input, layers)?;
+        optimizer.validate()?;
+        // Parameters, gradients and Adam's two moments, in f64: refuse before allocating.
+        let values = spec::parameter_count(&blocks);
+        crate::memory::check_host_bytes(
+            "the model's parameters",
+            (values as u64).saturating_mul(32),
+        )?;
         let mut params = Vec::new();
         let mut running = Vec::new();
         let mut dense = 0;
@@ -200,15 +207,16 @@ impl CpuModel {
                     (0, f64::MIN),
                     |(ai, am), (j, &v)| if v > am { (j, v) } else { (ai, am) },
                 );
-            let lse = mx + z.iter().map(|v| (v - mx).exp()).sum::<f64>().ln();
-            let logp = z[y as usize] - lse;
-            let clamped = logp.clamp(LOG_EPS, LOG_ONE_MINUS_EPS);
-            loss -= clamped;
+            let s: f64 = z.iter().map(|v| (v - mx).exp()).sum();
+            // Keras clips the probability (not its log), so the clip's edge is where Keras has it.
+            let p_y = (z[y as usize] - mx).exp() / s;
+            let clipped = p_y.clamp(CLIP_EPS, 1.0 - CLIP_EPS);
+            loss -= clipped.ln();
             hits += (arg == y as usize) as u32 as f64;
-            if clamped == logp {
+            if clipped == p_y {
                 for j in 0..k {
                     d[i * k + j] =
-                        ((z[j] - lse).exp() - (j == y as usize) as u32 as f64) / rows as f64;
+                        ((z[j] - mx).exp() / s - (j == y as usize) as u32 as f64) / rows as f64;
                 }
             }
         }
@@ -220,9 +228,9 @@ impl CpuModel {
     pub fn gradients(&mut self, batch: &Dataset) -> Result<(f64, f64, Vec<Vec<f64>>)> {
         self.check(batch)?;
         let rows = batch.rows();
-        let x: Vec<f64> = batch.x.iter().map(|&v| v as f64).collect();
+        let x: Vec<f64> = batch.x().iter().map(|&v| v as f64).collect();
         let (logits, caches) = self.forward(&x, rows, true);
-        let (loss, acc, mut d) = self.loss(&logits, &batch.labels);
+        let (loss, acc, mut d) = self.loss(&logits, batch.labels());
         let mut grads: Vec<Vec<f64>> = self.params.iter().map(|p| vec![0.0; p.len()]).collect();
         let mut p = self.params.len();
         for (b, cache) in self.blocks.iter().zip(&caches).rev() {
@@ -319,17 +327,17 @@ impl CpuModel {
                     beta2,
                     epsilon,
                 } => {
-                    let (b1, b2) = (beta1 as f64, beta2 as f64);
-                    let alpha = lr as f64 * (1.0 - b2.powf(t)).sqrt() / (1.0 - b1.powf(t));
+                    let (b1, b2) = (beta1, beta2);
+                    let alpha = lr * (1.0 - b2.powf(t)).sqrt() / (1.0 - b1.powf(t));
                     for i in 0..p.len() {
                         m[i] += (g[i] - m[i]) * (1.0 - b1);
                         v[i] += (g[i] * g[i] - v[i]) * (1.0 - b2);
-                        p[i] -= alpha * m[i] / (v[i].sqrt() + epsilon as f64);
+                        p[i] -= alpha * m[i] / (v[i].sqrt() + epsilon);
                     }
                 }
                 Optimizer::Sgd { lr, momentum } => {
                     for i in 0..p.len() {
-                        m[i] = momentum as f64 * m[i] - lr as f64 * g[i];
+                        m[i] = momentum * m[i] - lr * g[i];
                         p[i] += m[i];
                     }
                 }
@@ -346,33 +354,34 @@ impl CpuModel {
         validation: Option<&Dataset>,
         on_epoch: impl FnMut(usize, &History),
     ) -> Result<History> {
+        options.validate()?;
         self.check(train)?;
-        let f = train.features;
+        // Activations, caches and gradients of one batch, in f64.
+        let widths: usize = self.input + self.blocks.iter().map(Block::width).sum::<usize>();
+        let rows = options.batch_size.min(train.rows()) as u64;
+        crate::memory::check_host_bytes(
+            "one batch's activations",
+            rows.saturating_mul(widths as u64).saturating_mul(8 * 4),
+        )?;
         options.run_epochs(
             train.rows(),
             |order| {
                 let (mut loss, mut hits) = (0.0, 0.0);
+                let mut batch_loss = Vec::new();
                 for chunk in order.chunks(options.batch_size) {
-                    let batch = Dataset {
-                        x: chunk
-                            .iter()
-                            .flat_map(|&r| {
-                                train.x[r as usize * f..(r as usize + 1) * f]
-                                    .iter()
-                                    .copied()
-                            })
-                            .collect(),
-                        labels: chunk.iter().map(|&r| train.labels[r as usize]).collect(),
-                        features: f,
-                        classes: train.classes,
-                    };
-                    let (l, a) = self.train_batch(&batch)?;
+                    let (l, a) = self.train_batch(&train.gather(chunk))?;
                     loss += l * chunk.len() as f64;
                     hits += a * chunk.len() as f64;
+                    batch_loss.push(l);
                 }
                 let n = train.rows() as f64;
-                let val = validation.map(|v| self.evaluate(v)).transpose()?;
-                Ok((loss / n, hits / n, val))
+                let validation = validation.map(|v| self.evaluate(v)).transpose()?;
+                Ok(EpochMetrics {
+                    loss: loss / n,
+                    accuracy: hits / n,
+                    batch_loss,
+                    validation,
+                })
             },
             on_epoch,
         )
@@ -381,9 +390,9 @@ impl CpuModel {
     /// (loss, accuracy) in inference mode.
     pub fn evaluate(&mut self, data: &Dataset) -> Result<(f64, f64)> {
         self.check(data)?;
-        let x: Vec<f64> = data.x.iter().map(|&v| v as f64).collect();
+        let x: Vec<f64> = data.x().iter().map(|&v| v as f64).collect();
         let (logits, _) = self.forward(&x, data.rows(), false);
-        let (loss, acc, _) = self.loss(&logits, &data.labels);
+        let (loss, acc, _) = self.loss(&logits, data.labels());
         Ok((loss, acc))
     }
 
@@ -447,6 +456,26 @@ impl CpuModel {
             .collect()
     }
 
+    /// Saves every weight to a safetensors file (atomically), as `Sequential::save` does.
+    pub fn save(&self, path: &std::path::Path) -> Result<()> {
+        crate::nn::save_weights(&self.weights(), path)
+    }
+
+    /// Loads a safetensors file; the whole file is checked before any weight changes.
+    pub fn load(&mut self, path: &std::path::Path) -> Result<()> {
+        let file = crate::nn::load_weights(path)?;
+        spec::match_weights(&spec::weight_names(&self.blocks), &file).map_err(|why| {
+            Error::Weights {
+                path: path.display().to_string(),
+                why,
+            }
+        })?;
+        for w in file {
+            self.set_weight(&w.name, &w.values)?;
+        }
+        Ok(())
+    }
+
     /// Sets one weight by its Keras name.
     pub fn set_weight(&mut self, name: &str, values: &[f32]) -> Result<()> {
         let names = spec::weight_names(&self.blocks);
@@ -504,9 +533,9 @@ impl CpuModel {
     pub fn training_loss(&mut self, batch: &Dataset) -> Result<f64> {
         self.check(batch)?;
         let saved = self.running.clone();
-        let x: Vec<f64> = batch.x.iter().map(|&v| v as f64).collect();
+        let x: Vec<f64> = batch.x().iter().map(|&v| v as f64).collect();
         let (logits, _) = self.forward(&x, batch.rows(), true);
         self.running = saved;
-        Ok(self.loss(&logits, &batch.labels).0)
+        Ok(self.loss(&logits, batch.labels()).0)
     }
 }

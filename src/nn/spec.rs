@@ -36,13 +36,31 @@ impl Block {
     }
 }
 
-/// Fuses ReLUs into the layer before them and checks the stack.
+/// Largest tensor of a network, in elements: the GPU indexes f32 buffers with u32 byte
+/// offsets, and both models accept exactly the same networks.
+pub const MAX_TENSOR_ELEMENTS: usize = (u32::MAX / 4) as usize;
+
+/// Fuses ReLUs into the layer before them and checks the stack: one place for both models,
+/// so they accept and refuse the same networks.
 pub(crate) fn blocks(input: usize, layers: &[LayerSpec]) -> Result<Vec<Block>> {
+    if input == 0 {
+        return Err(Error::Model(
+            "the network needs at least one input feature".into(),
+        ));
+    }
     let mut out: Vec<Block> = Vec::new();
     let mut width = input;
     for (i, l) in layers.iter().enumerate() {
         match *l {
             LayerSpec::Dense(units) if units > 0 => {
+                let params = width
+                    .checked_mul(units)
+                    .filter(|&p| p <= MAX_TENSOR_ELEMENTS);
+                if params.is_none() || units > MAX_TENSOR_ELEMENTS {
+                    return Err(Error::Model(format!(
+                        "layer {i}: Dense({units}) after {width} features needs a kernel of {width} x {units} values; at most {MAX_TENSOR_ELEMENTS} fit in one tensor"
+                    )));
+                }
                 out.push(Block::Dense {
                     inp: width,
                     out: units,
@@ -80,32 +98,71 @@ pub(crate) fn blocks(input: usize, layers: &[LayerSpec]) -> Result<Vec<Block>> {
     }
 }
 
-/// The optimizer of a model.
+/// The optimizer of a model. Hyperparameters are kept as the user wrote them (f64, like
+/// Keras' Python floats) and rounded to f32 where Keras rounds them, so the GPU does Keras'
+/// arithmetic: `1 - beta` is formed before rounding, `beta^t` from the rounded beta.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Optimizer {
     /// Keras `Adam`.
     Adam {
         /// Learning rate (Keras 1e-3).
-        lr: f32,
+        lr: f64,
         /// β1 (0.9).
-        beta1: f32,
+        beta1: f64,
         /// β2 (0.999).
-        beta2: f32,
+        beta2: f64,
         /// ε (1e-7).
-        epsilon: f32,
+        epsilon: f64,
     },
     /// Keras `SGD`.
     Sgd {
         /// Learning rate (Keras 1e-2).
-        lr: f32,
+        lr: f64,
         /// Momentum (0).
-        momentum: f32,
+        momentum: f64,
     },
 }
 
 impl Optimizer {
+    /// Checks every hyperparameter; both models call it, so they refuse the same things.
+    pub fn validate(&self) -> Result<()> {
+        let bad = |what: &str, v: f64, range: &str| {
+            Err(Error::Model(format!("{what} must be {range}, got {v}")))
+        };
+        let lr = match *self {
+            Optimizer::Adam {
+                lr,
+                beta1,
+                beta2,
+                epsilon,
+            } => {
+                if !(0.0..1.0).contains(&beta1) {
+                    return bad("Adam beta1", beta1, "within [0, 1)");
+                }
+                if !(0.0..1.0).contains(&beta2) {
+                    return bad("Adam beta2", beta2, "within [0, 1)");
+                }
+                if !(epsilon.is_finite() && epsilon as f32 > 0.0) {
+                    return bad("Adam epsilon", epsilon, "finite and > 0");
+                }
+                lr
+            }
+            Optimizer::Sgd { lr, momentum } => {
+                if !(0.0..=1.0).contains(&momentum) {
+                    return bad("SGD momentum", momentum, "within [0, 1]");
+                }
+                lr
+            }
+        };
+        // Rounded to f32 on the GPU: a value that rounds to 0 or infinity is refused too.
+        if !(lr.is_finite() && lr > 0.0 && (lr as f32).is_finite() && lr as f32 > 0.0) {
+            return bad("the learning rate", lr, "finite and > 0 (as an f32)");
+        }
+        Ok(())
+    }
+
     /// Keras' Adam defaults with a learning rate.
-    pub fn adam(lr: f32) -> Self {
+    pub fn adam(lr: f64) -> Self {
         Optimizer::Adam {
             lr,
             beta1: 0.9,
@@ -115,9 +172,15 @@ impl Optimizer {
     }
 
     /// SGD with momentum.
-    pub fn sgd(lr: f32, momentum: f32) -> Self {
+    pub fn sgd(lr: f64, momentum: f64) -> Self {
         Optimizer::Sgd { lr, momentum }
     }
+}
+
+/// `1 - beta` formed in f64 from the f32 value and rounded once, as Keras forms
+/// `1 - self.beta_1` from Python floats before it meets a float32 tensor.
+pub(crate) fn complement(beta: f64) -> f32 {
+    (1.0 - beta) as f32
 }
 
 impl Default for Optimizer {
@@ -151,28 +214,51 @@ impl Default for FitOptions {
 }
 
 impl FitOptions {
-    /// The epoch loop both models share: checks the batch size, hands each epoch's row order
-    /// to `epoch`, which trains and returns (loss, accuracy, validation loss and accuracy),
-    /// records the history and reports it to `on_epoch`.
-    pub(crate) fn run_epochs(
-        &self,
-        rows: usize,
-        mut epoch: impl FnMut(&[u32]) -> Result<(f64, f64, Option<(f64, f64)>)>,
-        mut on_epoch: impl FnMut(usize, &History),
-    ) -> Result<History> {
+    /// Checks the options (both models call this before any work).
+    pub fn validate(&self) -> Result<()> {
         if self.batch_size == 0 {
             return Err(Error::Model("batch size must be > 0".into()));
         }
+        if self.batch_size > MAX_TENSOR_ELEMENTS {
+            return Err(Error::Model(format!(
+                "batch size {} exceeds {MAX_TENSOR_ELEMENTS}",
+                self.batch_size
+            )));
+        }
+        Ok(())
+    }
+
+    /// The epoch loop both models share: checks the options, hands each epoch's row order
+    /// to `epoch`, which trains and returns its [`EpochMetrics`], records the history and
+    /// reports it to `on_epoch`. A non-finite training loss ends training with
+    /// [`Error::NonFiniteLoss`], as Keras' `TerminateOnNaN` would.
+    pub(crate) fn run_epochs(
+        &self,
+        rows: usize,
+        mut epoch: impl FnMut(&[u32]) -> Result<EpochMetrics>,
+        mut on_epoch: impl FnMut(usize, &History),
+    ) -> Result<History> {
+        self.validate()?;
         let mut history = History::default();
         for e in 0..self.epochs {
-            let (loss, accuracy, val) = epoch(&self.order(rows, e))?;
-            history.loss.push(loss);
-            history.accuracy.push(accuracy);
-            if let Some((l, a)) = val {
+            let m = epoch(&self.order(rows, e))?;
+            // The first batch whose loss is NaN or infinite, if any (the epoch's mean then is too).
+            let bad_batch = m.batch_loss.iter().position(|l| !l.is_finite());
+            let diverged = !m.loss.is_finite() || bad_batch.is_some();
+            history.loss.push(m.loss);
+            history.accuracy.push(m.accuracy);
+            history.batch_loss.push(m.batch_loss);
+            if let Some((l, a)) = m.validation {
                 history.val_loss.push(l);
                 history.val_accuracy.push(a);
             }
             on_epoch(e, &history);
+            if diverged {
+                return Err(Error::NonFiniteLoss {
+                    epoch: e + 1,
+                    batch: bad_batch.map(|b| b + 1),
+                });
+            }
         }
         Ok(history)
     }
@@ -188,6 +274,16 @@ impl FitOptions {
     }
 }
 
+/// What one epoch of training measured.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub(crate) struct EpochMetrics {
+    pub loss: f64,
+    pub accuracy: f64,
+    /// Mean loss of each batch, in order.
+    pub batch_loss: Vec<f64>,
+    pub validation: Option<(f64, f64)>,
+}
+
 /// Per-epoch metrics, as Keras' `History.history`.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct History {
@@ -200,6 +296,9 @@ pub struct History {
     pub val_loss: Vec<f64>,
     /// Validation accuracy per epoch.
     pub val_accuracy: Vec<f64>,
+    /// Mean loss of every batch, per epoch (what Keras' `on_train_batch_end` sees, before
+    /// its running average over the epoch).
+    pub batch_loss: Vec<Vec<f64>>,
 }
 
 /// Glorot-uniform kernel `[fan_in, fan_out]` for Dense layer number `index` of a model seeded
@@ -222,6 +321,15 @@ pub struct Weight {
     pub shape: Vec<usize>,
     /// Values, row-major.
     pub values: Vec<f32>,
+}
+
+/// Values of every weight of `blocks` (trainable and not); fits in usize because
+/// [`blocks`] bounds every tensor.
+pub(crate) fn parameter_count(blocks: &[Block]) -> usize {
+    weight_names(blocks)
+        .iter()
+        .map(|(_, shape, _)| shape.iter().product::<usize>())
+        .fold(0usize, usize::saturating_add)
 }
 
 /// Keras-style names of the parameters of `blocks`: (name, shape, trainable).
@@ -255,6 +363,52 @@ pub(crate) fn weight_names(blocks: &[Block]) -> Vec<(String, Vec<usize>, bool)> 
         }
     }
     out
+}
+
+/// Checks a whole weights file against a model's weights before any is applied: every
+/// expected tensor present once with exactly its shape (a Dense kernel is `[in, out]`, so
+/// `[out, in]` is refused even though the count matches), and nothing else.
+pub(crate) fn match_weights(
+    expected: &[(String, Vec<usize>, bool)],
+    file: &[Weight],
+) -> std::result::Result<(), String> {
+    for w in file {
+        match expected.iter().find(|(n, _, _)| *n == w.name) {
+            None => {
+                return Err(format!(
+                    "{} is not a weight of this model (it has {})",
+                    w.name,
+                    expected
+                        .iter()
+                        .map(|(n, _, _)| n.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ))
+            }
+            Some((_, shape, _)) if *shape != w.shape => {
+                return Err(format!(
+                    "{} has shape {:?}, the model's is {shape:?}",
+                    w.name, w.shape
+                ))
+            }
+            Some(_) if file.iter().filter(|o| o.name == w.name).count() > 1 => {
+                return Err(format!("{} appears more than once", w.name))
+            }
+            Some(_) if w.values.len() != w.shape.iter().product::<usize>() => {
+                return Err(format!("{}: values do not match its shape", w.name))
+            }
+            Some(_) => {}
+        }
+    }
+    let missing: Vec<&str> = expected
+        .iter()
+        .filter(|(n, _, _)| !file.iter().any(|w| w.name == *n))
+        .map(|(n, _, _)| n.as_str())
+        .collect();
+    if !missing.is_empty() {
+        return Err(format!("missing {}", missing.join(", ")));
+    }
+    Ok(())
 }
 
 /// A Keras-like summary table.

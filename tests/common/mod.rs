@@ -106,12 +106,12 @@ pub fn clear_relu_ties(
     for o in 0..g.outer {
         for c in 0..g.channels {
             let gamma = if config.scale {
-                st.gamma[c] as f64
+                st.gamma()[c] as f64
             } else {
                 1.0
             };
             let beta = if config.center {
-                st.beta[c] as f64
+                st.beta()[c] as f64
             } else {
                 0.0
             };

@@ -29,10 +29,10 @@ pub struct Args {
     reps: u32,
     /// Write the results as JSON to this file.
     #[arg(long)]
-    json: Option<String>,
+    json: Option<std::path::PathBuf>,
     /// Draw effective bandwidth against size to this PNG.
     #[arg(long)]
-    plot: Option<String>,
+    plot: Option<std::path::PathBuf>,
     /// Skip the GPU path.
     #[arg(long)]
     cpu_only: bool,
@@ -54,16 +54,20 @@ pub fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     let cases: Vec<Case> = args
         .shapes
         .split(',')
-        .map(|s| {
-            Case::parse(s)
-                .ok_or_else(|| format!("bad shape {s:?} (e.g. 64x56x56x64 or 64x64x56x56:first)"))
-        })
+        .map(Case::parse)
         .collect::<Result<_, _>>()?;
     let passes: Vec<Pass> = args
         .passes
         .split(',')
         .map(|s| Pass::parse(s.trim()).ok_or_else(|| format!("bad pass {s:?}")))
         .collect::<Result<_, _>>()?;
+    // Outputs are checked before the (long) measurements.
+    if let Some(path) = &args.json {
+        wgpu_batchnorm::nn::check_writable(path).map_err(|e| format!("--json: {e}"))?;
+    }
+    if let Some(path) = &args.plot {
+        plot::check_png_path(path).map_err(|e| format!("--plot: {e}"))?;
+    }
     let ctx = if args.cpu_only {
         None
     } else {
@@ -77,18 +81,18 @@ pub fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     // Well past the last-level cache, so the copy measures DRAM, not cache.
     let copy_bytes = largest.max(256 << 20);
 
-    println!("CPU: {} threads", rayon::current_num_threads());
+    say!("CPU: {} threads", rayon::current_num_threads());
     let cpu_copy = cpu_copy_bandwidth(copy_bytes, 5);
-    println!(
+    say!(
         "CPU memcpy bandwidth ({} MiB, read+write): {:.1} GB/s",
         copy_bytes >> 20,
         cpu_copy / 1e9
     );
     let gpu_copy = match &ctx {
         Some(ctx) => {
-            println!("GPU: {}", ctx.describe());
+            say!("GPU: {}", ctx.describe());
             let t = gpu_copy_bandwidth(ctx, copy_bytes as u64, 5)?;
-            println!(
+            say!(
                 "GPU copy bandwidth ({} MiB, read+write): {:.1} GB/s wall{}",
                 copy_bytes >> 20,
                 t.wall_s / 1e9,
@@ -180,12 +184,13 @@ pub fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
                 "max_difference": r.difference,
             })).collect::<Vec<_>>(),
         });
-        std::fs::write(path, serde_json::to_string_pretty(&doc)?)?;
-        println!("wrote {path}");
+        wgpu_batchnorm::nn::write_atomically(path, serde_json::to_string_pretty(&doc)?.as_bytes())
+            .map_err(|e| format!("--json: {e}"))?;
+        say!("wrote {}", path.display());
     }
     if let Some(path) = &args.plot {
         draw(path, &rows, cpu_copy, gpu_copy)?;
-        println!("wrote {path}");
+        say!("wrote {}", path.display());
     }
     if failed {
         return Err(
@@ -213,7 +218,7 @@ fn gbps(bytes: u64, s: f64) -> f64 {
 }
 
 fn print_table(rows: &[Row], cpu_copy: f64, gpu_copy: Option<Timing>) {
-    println!(
+    say!(
         "\n{:<22} {:<9} {:>10} {:>8} {:>7} | {:>10} {:>10} {:>8} {:>7} | {:>8} {:>9}",
         "shape",
         "pass",
@@ -249,7 +254,7 @@ fn print_table(rows: &[Row], cpu_copy: f64, gpu_copy: Option<Timing>) {
             }
             _ => ("-".into(), "-".into(), "-".into(), "-".into(), "-".into()),
         };
-        println!(
+        say!(
             "{:<22} {:<9} {:>10.3} {:>8.1} {:>7.2} | {:>10} {:>10} {:>8} {:>7} | {:>8} {:>9}",
             r.case.label(),
             r.pass.name(),
@@ -266,7 +271,7 @@ fn print_table(rows: &[Row], cpu_copy: f64, gpu_copy: Option<Timing>) {
                 .unwrap_or("-".into()),
         );
     }
-    println!(
+    say!(
         "\nGB/s counts the bytes each pass must move (forward 12, inference 8, backward 20 bytes per element);\n\
          /copy divides by the copy bandwidth of the same side; GPU ms are timestamp queries, wall ms submit to completion;\n\
          GPU/CPU is CPU time over GPU wall time."
@@ -274,7 +279,7 @@ fn print_table(rows: &[Row], cpu_copy: f64, gpu_copy: Option<Timing>) {
 }
 
 fn draw(
-    path: &str,
+    path: &std::path::Path,
     rows: &[Row],
     cpu_copy: f64,
     gpu_copy: Option<Timing>,

@@ -1,8 +1,28 @@
 //! `bnorm`: the command-line front end.
 
+/// `println!` that ends the program quietly (exit 0) when stdout's reader has gone away
+/// (`bnorm train | head`), instead of panicking on the broken pipe.
+macro_rules! say {
+    ($($t:tt)*) => {
+        $crate::emit(format_args!($($t)*))
+    };
+}
+
 mod bench;
 mod plot;
 mod train;
+
+fn emit(args: std::fmt::Arguments<'_>) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    if let Err(e) = out.write_fmt(args).and_then(|()| out.write_all(b"\n")) {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(0);
+        }
+        eprintln!("error: writing to stdout failed: {e}");
+        std::process::exit(1);
+    }
+}
 
 use clap::{Parser, Subcommand};
 use wgpu_batchnorm::cpu::CpuBatchNorm;
@@ -44,7 +64,7 @@ fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
 
 fn check(rows: usize, channels: usize) -> Result<(), Box<dyn std::error::Error>> {
     let ctx = Context::new()?;
-    println!("device: {}", ctx.describe());
+    say!("device: {}", ctx.describe());
     let shape = [rows, channels];
     // A deterministic batch whose channels have very different means and spreads.
     let x: Vec<f32> = (0..rows * channels)
@@ -61,19 +81,19 @@ fn check(rows: usize, channels: usize) -> Result<(), Box<dyn std::error::Error>>
         let y = gpu.forward_host(&x, &shape, Mode::Training)?;
         let y_ref = cpu.forward(&x, &shape, Mode::Training)?;
         let err = max_abs_diff(&y, &y_ref);
-        println!("training step {step}: max |y_gpu - y_cpu| = {err:.3e}");
+        say!("training step {step}: max |y_gpu - y_cpu| = {err:.3e}");
     }
     let rm = gpu.running_mean()?;
     let err = rm
         .iter()
-        .zip(&cpu.state.running_mean)
+        .zip(cpu.state.running_mean())
         .map(|(a, b)| (a - b).abs() / b.abs().max(1.0))
         .fold(0.0f32, f32::max);
-    println!("running mean after 3 steps: max relative error {err:.3e}");
+    say!("running mean after 3 steps: max relative error {err:.3e}");
     let y = gpu.forward_host(&x, &shape, Mode::Inference)?;
     let y_ref = cpu.forward(&x, &shape, Mode::Inference)?;
     let err = max_abs_diff(&y, &y_ref);
-    println!("inference: max |y_gpu - y_cpu| = {err:.3e}");
+    say!("inference: max |y_gpu - y_cpu| = {err:.3e}");
     Ok(())
 }
 
@@ -88,7 +108,7 @@ fn main() -> std::process::ExitCode {
         .unwrap_or(Command::Train(train::Args::default()))
     {
         Command::Info => Context::new()
-            .map(|ctx| println!("{}", ctx.describe()))
+            .map(|ctx| say!("{}", ctx.describe()))
             .map_err(Into::into),
         Command::Check { rows, channels } => check(rows, channels),
         Command::Bench(args) => bench::run(args),

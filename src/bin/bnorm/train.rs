@@ -7,7 +7,8 @@ use std::time::Instant;
 use indicatif::{ProgressBar, ProgressStyle};
 use wgpu_batchnorm::nn::reference::CpuModel;
 use wgpu_batchnorm::nn::{
-    save_weights, tutorial_layers, Dataset, FitOptions, History, Optimizer, Sequential, Weight,
+    check_writable, save_weights, tutorial_layers, Dataset, FitOptions, History, Optimizer,
+    Sequential, Weight,
 };
 use wgpu_batchnorm::Context;
 
@@ -23,13 +24,13 @@ pub struct Args {
     batch_size: usize,
     /// Learning rate (default: Adam 1e-3, SGD 1e-2).
     #[arg(long)]
-    lr: Option<f32>,
+    lr: Option<f64>,
     /// adam or sgd.
     #[arg(long, default_value = "adam")]
     optimizer: String,
     /// SGD momentum.
     #[arg(long, default_value_t = 0.0)]
-    momentum: f32,
+    momentum: f64,
     /// Seed of the initial weights, the shuffles and the embedded data.
     #[arg(long, default_value_t = 42)]
     seed: u64,
@@ -51,7 +52,8 @@ pub struct Args {
     /// Number of classes (default: from the labels).
     #[arg(long)]
     classes: Option<usize>,
-    /// Hold out this fraction of the rows (the last ones) for validation.
+    /// Hold out this fraction of the rows (the last ones) for validation: 0 (none) or
+    /// strictly between 0 and 1.
     #[arg(long, default_value_t = 0.0)]
     validation_split: f64,
     /// gpu or cpu (the f64 reference); gpu falls back to cpu when no adapter exists.
@@ -60,9 +62,9 @@ pub struct Args {
     /// Save the trained (batch-norm) model's weights as safetensors.
     #[arg(long)]
     save: Option<PathBuf>,
-    /// Draw loss and accuracy per epoch (solid: with BN, dashed: without).
+    /// Draw loss and accuracy per epoch as a PNG (solid: with BN, dashed: without).
     #[arg(long)]
-    plot: Option<String>,
+    plot: Option<PathBuf>,
     /// Do not shuffle between epochs.
     #[arg(long)]
     no_shuffle: bool,
@@ -88,7 +90,18 @@ fn load(args: &Args) -> Result<Dataset, Box<dyn std::error::Error>> {
     })
 }
 
-/// One training run; returns the history and seconds spent in fit.
+/// The optimizer the arguments ask for, checked.
+fn optimizer(args: &Args) -> Result<Optimizer, Box<dyn std::error::Error>> {
+    let optimizer = match args.optimizer.as_str() {
+        "adam" => Optimizer::adam(args.lr.unwrap_or(1e-3)),
+        "sgd" => Optimizer::sgd(args.lr.unwrap_or(1e-2), args.momentum),
+        o => return Err(format!("unknown optimizer {o:?} (adam or sgd)").into()),
+    };
+    optimizer.validate()?;
+    Ok(optimizer)
+}
+
+/// One training run; returns the history, seconds spent in fit, and the final weights.
 fn run(
     args: &Args,
     ctx: Option<&Context>,
@@ -97,12 +110,8 @@ fn run(
     bn: bool,
     bar: &ProgressBar,
 ) -> Result<(History, f64, Vec<Weight>), Box<dyn std::error::Error>> {
-    let optimizer = match args.optimizer.as_str() {
-        "adam" => Optimizer::adam(args.lr.unwrap_or(1e-3)),
-        "sgd" => Optimizer::sgd(args.lr.unwrap_or(1e-2), args.momentum),
-        o => return Err(format!("unknown optimizer {o:?} (adam or sgd)").into()),
-    };
-    let layers = tutorial_layers(bn, args.hidden, data.classes.max(2));
+    let optimizer = optimizer(args)?;
+    let layers = tutorial_layers(bn, args.hidden, data.classes().max(2));
     let options = FitOptions {
         batch_size: args.batch_size,
         epochs: args.epochs,
@@ -122,16 +131,16 @@ fn run(
     let t = Instant::now();
     match ctx {
         Some(ctx) => {
-            let mut model = Sequential::new(ctx, data.features, &layers, args.seed, optimizer)?;
+            let mut model = Sequential::new(ctx, data.features(), &layers, args.seed, optimizer)?;
             if bn {
-                bar.suspend(|| println!("{}", model.summary()));
+                bar.suspend(|| say!("{}", model.summary()));
             }
             let h = model.fit(data, &options, val, tick)?;
             let secs = t.elapsed().as_secs_f64();
             Ok((h, secs, model.weights()?))
         }
         None => {
-            let mut model = CpuModel::new(data.features, &layers, args.seed, optimizer)?;
+            let mut model = CpuModel::new(data.features(), &layers, args.seed, optimizer)?;
             let h = model.fit(data, &options, val, tick)?;
             let secs = t.elapsed().as_secs_f64();
             Ok((h, secs, model.weights()))
@@ -139,12 +148,47 @@ fn run(
     }
 }
 
+/// Everything that can be checked before any training: numbers, names, output paths.
+fn check_args(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
+    if args.epochs == 0 {
+        return Err("--epochs must be at least 1".into());
+    }
+    if args.batch_size == 0 {
+        return Err("--batch-size must be at least 1".into());
+    }
+    if args.hidden == 0 {
+        return Err("--hidden must be at least 1".into());
+    }
+    if !(args.validation_split == 0.0
+        || (args.validation_split > 0.0 && args.validation_split < 1.0))
+    {
+        return Err(format!(
+            "--validation-split must be 0 (none) or strictly between 0 and 1, got {}",
+            args.validation_split
+        )
+        .into());
+    }
+    if !matches!(args.device.as_str(), "gpu" | "cpu") {
+        return Err(format!("unknown device {:?} (gpu or cpu)", args.device).into());
+    }
+    if args.labels.is_some() && args.data.is_none() {
+        return Err("--labels needs --data (the features .npy)".into());
+    }
+    optimizer(args)?;
+    if let Some(path) = &args.save {
+        check_writable(path).map_err(|e| format!("--save: {e}"))?;
+    }
+    if let Some(path) = &args.plot {
+        plot::check_png_path(path).map_err(|e| format!("--plot: {e}"))?;
+    }
+    Ok(())
+}
+
 pub fn run_cli(args: Args) -> Result<(), Box<dyn std::error::Error>> {
+    check_args(&args)?;
     let all = load(&args)?;
     let (data, val) = if args.validation_split > 0.0 {
-        let n =
-            ((1.0 - args.validation_split.clamp(0.0, 0.9)) * all.rows() as f64).round() as usize;
-        let (a, b) = all.split(n);
+        let (a, b) = all.split_validation(args.validation_split)?;
         (a, Some(b))
     } else {
         (all, None)
@@ -159,18 +203,17 @@ pub fn run_cli(args: Args) -> Result<(), Box<dyn std::error::Error>> {
             }
             Err(e) => return Err(e.into()),
         },
-        "cpu" => None,
-        d => return Err(format!("unknown device {d:?} (gpu or cpu)").into()),
+        _ => None,
     };
     match &ctx {
-        Some(ctx) => println!("device: {}", ctx.describe()),
-        None => println!("device: CPU (f64 reference)"),
+        Some(ctx) => say!("device: {}", ctx.describe()),
+        None => say!("device: CPU (f64 reference)"),
     }
-    println!(
+    say!(
         "data: {} rows x {} features, {} classes{}",
         data.rows(),
-        data.features,
-        data.classes,
+        data.features(),
+        data.classes(),
         if args.data.is_none() {
             " (embedded synthetic set)"
         } else {
@@ -194,42 +237,43 @@ pub fn run_cli(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     bar.finish_and_clear();
 
     let steps = data.rows().div_ceil(args.batch_size) * args.epochs;
-    print!("\n{:>5}", "Epoch");
+    let mut header = format!("\n{:>5}", "Epoch");
     for (bn, _) in &results {
-        let l = if *bn { "with BN" } else { "without BN" };
-        print!(
+        header.push_str(&format!(
             " | {:>10} {:>9}",
             format!("Loss {}", if *bn { "BN" } else { "noBN" }),
             "Accuracy"
-        );
-        let _ = l;
+        ));
     }
     if val.is_some() {
-        print!(" | val (first run)");
+        header.push_str(" | val (first run)");
     }
-    println!();
+    say!("{header}");
     for e in 0..args.epochs {
-        print!("{:>5}", e + 1);
+        let mut line = format!("{:>5}", e + 1);
         for (_, (h, _, _)) in &results {
-            print!(" | {:>10.4} {:>9.4}", h.loss[e], h.accuracy[e]);
+            line.push_str(&format!(" | {:>10.4} {:>9.4}", h.loss[e], h.accuracy[e]));
         }
         if let Some((_, (h, _, _))) = results.first().filter(|_| val.is_some()) {
-            print!(" | {:.4} / {:.4}", h.val_loss[e], h.val_accuracy[e]);
+            line.push_str(&format!(
+                " | {:.4} / {:.4}",
+                h.val_loss[e], h.val_accuracy[e]
+            ));
         }
-        println!();
+        say!("{line}");
     }
     for (bn, (_, secs, _)) in &results {
-        println!(
+        say!(
             "{}: {:.3} s in fit, {:.3} ms per step ({} steps)",
             if *bn { "with BN" } else { "without BN" },
             secs,
-            secs * 1e3 / steps as f64,
+            secs * 1e3 / steps.max(1) as f64,
             steps
         );
     }
     if let (Some(path), Some((_, (_, _, weights)))) = (&args.save, results.first()) {
         save_weights(weights, path)?;
-        println!("saved weights to {}", path.display());
+        say!("saved weights to {}", path.display());
     }
     if let Some(path) = &args.plot {
         let series = |f: fn(&History) -> &Vec<f64>| -> Vec<Series> {
@@ -259,7 +303,7 @@ pub fn run_cli(args: Args) -> Result<(), Box<dyn std::error::Error>> {
                 ("Accuracy", &series(|h| &h.accuracy)),
             ],
         )?;
-        println!("wrote {path}");
+        say!("wrote {}", path.display());
     }
     Ok(())
 }
