@@ -30,13 +30,17 @@ fn finalize_training(@builtin(global_invocation_id) gid: vec3<u32>) {
     for (var s = 0u; s < p.total_splits; s++) {
         acc = chan_merge(acc, partials[s * p.channels + c]);
     }
+    // A channel that saw NaN or infinity, or whose statistics left f32's range, is NaN
+    // throughout (mean, variance, output, running statistics, gradients) on every backend.
+    let poisoned = acc.w > 0.0 || non_finite(acc.y) || non_finite(acc.z);
+    let nan = bitcast<f32>(NAN_BITS);
     let m2 = acc.z / acc.x;
-    let var_b = select(m2, 0.0, m2 < 0.0); // clamp at 0, NaN stays NaN
-    let inv_std = 1.0 / sqrt(var_b + p.eps);
+    let var_b = select(select(m2, 0.0, m2 < 0.0), nan, poisoned); // clamp at 0
+    let inv_std = select(1.0 / sqrt(var_b + p.eps), nan, poisoned);
     let scale = gamma(c) * inv_std;
     let old = state[c];
-    let pivot = old.fold.x;
-    let mean_d = acc.y;
+    let pivot = select(old.fold.x, nan, poisoned);
+    let mean_d = select(acc.y, nan, poisoned);
 
     let tracked = old.stats.w + 1.0;
     var keep = p.keep;
@@ -48,8 +52,8 @@ fn finalize_training(@builtin(global_invocation_id) gid: vec3<u32>) {
     let mean = pivot + mean_d;
     let rm = 2u * p.channels + c;
     let rv = 3u * p.channels + c;
-    chan[rm] = chan[rm] * keep + mean * fresh;
-    chan[rv] = chan[rv] * keep + var_b * p.var_correction * fresh;
+    chan[rm] = select(chan[rm] * keep + mean * fresh, nan, poisoned);
+    chan[rv] = select(chan[rv] * keep + var_b * p.var_correction * fresh, nan, poisoned);
 
     state[c].fold = vec4<f32>(pivot, scale, beta(c) - mean_d * scale, 0.0);
     state[c].grad.w = 1.0;

@@ -44,7 +44,17 @@ struct ChannelState {
     stats: vec4<f32>,
 }
 
-// Chan et al.'s merge of two (count, mean, M2) triples; exact for empty sides.
+// NaN or infinity, by bits: shader compilers may assume finite math and fold `x != x` or
+// `inf - inf` away (Mesa's GL path does), so non-finite values are tracked explicitly.
+fn non_finite(v: f32) -> bool {
+    return (bitcast<u32>(v) & 0x7f800000u) == 0x7f800000u;
+}
+
+const NAN_BITS: u32 = 0x7fc00000u;
+
+// Chan et al.'s merge of two (count, mean, M2, poisoned) partials; exact for empty sides.
+// `poisoned` (w = 1) marks a partial that saw a non-finite value or overflowed: it stays
+// set through every merge, and the finalize step turns the channel into NaN.
 fn chan_merge(a: vec4<f32>, b: vec4<f32>) -> vec4<f32> {
     let n = a.x + b.x;
     if (n == 0.0) {
@@ -52,7 +62,10 @@ fn chan_merge(a: vec4<f32>, b: vec4<f32>) -> vec4<f32> {
     }
     let d = b.y - a.y;
     let wb = b.x / n;
-    return vec4<f32>(n, a.y + d * wb, a.z + b.z + d * d * a.x * wb, 0.0);
+    let mean = a.y + d * wb;
+    let m2 = a.z + b.z + d * d * a.x * wb;
+    let poisoned = max(a.w, b.w) > 0.0 || non_finite(mean) || non_finite(m2);
+    return vec4<f32>(n, mean, m2, select(0.0, 1.0, poisoned));
 }
 
 // The 2-D grid folds a linear workgroup index past the 65,535-per-dimension limit.

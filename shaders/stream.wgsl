@@ -80,16 +80,21 @@ fn stats_body(t: u32, g: u32, sg_size: u32) {
         var cnt = 0.0;
         var mean = 0.0;
         var m2 = 0.0;
+        var poisoned = non_finite(pivot);
         var cur = cursor(w.k0, step);
         for (var k = w.k0; k < w.k1; k += step) {
-            let d = x[address(cur, w.c)] - pivot;
+            let v = x[address(cur, w.c)];
             advance(&cur);
+            poisoned = poisoned || non_finite(v);
+            let d = v - pivot;
             cnt += 1.0;
             let delta = d - mean;
             mean += delta / cnt;
             m2 += delta * (d - mean);
         }
-        acc = vec4<f32>(cnt, mean, m2, 0.0);
+        // Squares past f32's range (|x - pivot| near 1.8e19) poison the channel too.
+        poisoned = poisoned || non_finite(mean) || non_finite(m2);
+        acc = vec4<f32>(cnt, mean, m2, select(0.0, 1.0, poisoned));
     }
     acc = subgroup_merge_stats(acc, p.cw, sg_size);
     tree[t] = acc;

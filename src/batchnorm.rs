@@ -21,11 +21,9 @@ struct Prepared {
     channel_group: wgpu::BindGroup,
 }
 
-/// A stream bind-group set is keyed by geometry and the three buffer regions bound.
-type StreamKey = (Geometry, [(wgpu::Buffer, u64); 3]);
-
-/// Bind groups kept per layer before the cache is cleared (it holds caller buffers alive).
-const STREAM_CACHE_LIMIT: usize = 64;
+/// Geometries whose uniforms a layer keeps; past this the cache starts over, so a layer
+/// called with ever new shapes stays bounded.
+const PREPARED_LIMIT: usize = 32;
 
 /// What the last forward pass left for backward.
 #[derive(Debug, Clone)]
@@ -49,15 +47,10 @@ pub struct BatchNorm {
     /// Split partials; grows with the largest plan seen.
     partials: wgpu::Buffer,
     prepared: HashMap<Geometry, Arc<Prepared>>,
-    stream_groups: HashMap<StreamKey, Arc<Vec<wgpu::BindGroup>>>,
     last: Option<LastForward>,
     batches_tracked: u64,
     trainable: bool,
     timestamps: Option<(wgpu::QuerySet, u32)>,
-}
-
-fn region(t: &TensorRef<'_>) -> (wgpu::Buffer, u64) {
-    (t.buffer.clone(), t.offset)
 }
 
 impl BatchNorm {
@@ -87,7 +80,6 @@ impl BatchNorm {
             grads,
             partials,
             prepared: HashMap::new(),
-            stream_groups: HashMap::new(),
             last: None,
             batches_tracked: 0,
             trainable: true,
@@ -157,7 +149,9 @@ impl BatchNorm {
                     .create_buffer("bn.partials", needed, wgpu::BufferUsages::STORAGE)?;
             // Everything bound to the old partials buffer is stale.
             self.prepared.clear();
-            self.stream_groups.clear();
+        }
+        if self.prepared.len() >= PREPARED_LIMIT {
+            self.prepared.clear();
         }
         let cfg = &self.config;
         let n = g.per_channel();
@@ -220,22 +214,16 @@ impl BatchNorm {
         Ok(p)
     }
 
+    /// The bind groups of one call's tensors, one per chunk. Built per call and never
+    /// cached: a cached bind group would keep the caller's buffers alive.
     fn stream_groups(
-        &mut self,
+        &self,
         prep: &Prepared,
         x: &TensorRef<'_>,
         aux: &TensorRef<'_>,
         out: &TensorRef<'_>,
-    ) -> Arc<Vec<wgpu::BindGroup>> {
-        let key: StreamKey = (prep.plan.geometry, [region(x), region(aux), region(out)]);
-        if let Some(g) = self.stream_groups.get(&key) {
-            return g.clone();
-        }
-        if self.stream_groups.len() >= STREAM_CACHE_LIMIT {
-            self.stream_groups.clear();
-        }
-        let groups: Vec<wgpu::BindGroup> = prep
-            .plan
+    ) -> Vec<wgpu::BindGroup> {
+        prep.plan
             .chunks
             .iter()
             .zip(&prep.params)
@@ -267,10 +255,7 @@ impl BatchNorm {
                         ],
                     })
             })
-            .collect();
-        let groups = Arc::new(groups);
-        self.stream_groups.insert(key, groups.clone());
-        groups
+            .collect()
     }
 
     /// Validates one tensor argument against the geometry of `shape`.
@@ -288,7 +273,7 @@ impl BatchNorm {
 
     /// Records a forward pass into `encoder`: `y = BN(x)` (then ReLU when fused). Training mode
     /// also updates the running statistics and saves the batch statistics for backward. Never
-    /// submits. `x` and `y` must be different buffers.
+    /// submits. `x` and `y` must not overlap (they may be disjoint regions of one buffer).
     pub fn encode_forward(
         &mut self,
         encoder: &mut wgpu::CommandEncoder,
@@ -300,7 +285,7 @@ impl BatchNorm {
         let g = self.geometry(x.shape)?;
         self.check_region("x", &x, x.shape)?;
         self.check_region("y", &y, x.shape)?;
-        if x.buffer == y.buffer {
+        if x.overlaps(&y) {
             return Err(Error::Aliasing("forward: x and y"));
         }
         let mode = self
@@ -362,7 +347,7 @@ impl BatchNorm {
         self.check_region("x", &x, &last.shape)?;
         self.check_region("dy", &dy, &last.shape)?;
         self.check_region("dx", &dx, &last.shape)?;
-        if dx.buffer == x.buffer || dx.buffer == dy.buffer {
+        if dx.overlaps(&x) || dx.overlaps(&dy) {
             return Err(Error::Aliasing("backward: dx and x/dy"));
         }
         let prep = self.prepared(g)?;

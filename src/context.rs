@@ -95,13 +95,15 @@ impl Context {
                 *l = Some(format!("{reason:?}: {message}"));
             }
         });
-        // Our own device: an uncaptured error is kept and returned by the next call as
+        // Our own device: an uncaptured error is kept and returned once by the next call as
         // `Error::Gpu` rather than aborting the process. Every input is validated before
-        // recording, so these would be bugs or device failures.
-        let errors = lost.clone();
+        // recording, so these would be bugs or device failures. (Its own slot: an error is
+        // not a lost device, and the context stays usable after reporting it.)
+        let errors = Arc::new(Mutex::new(None));
+        let slot = errors.clone();
         device.on_uncaptured_error(Arc::new(move |e| {
             log::error!("wgpu: {e}");
-            if let Ok(mut slot) = errors.lock() {
+            if let Ok(mut slot) = slot.lock() {
                 slot.get_or_insert_with(|| format!("uncaptured wgpu error: {e}"));
             }
         }));
@@ -111,6 +113,7 @@ impl Context {
             adapter.get_info(),
             options,
             lost,
+            errors,
         ))
     }
 
@@ -118,7 +121,14 @@ impl Context {
     /// created with `Features::SUBGROUP`; large tensors are chunked to the device's limits.
     pub fn from_device(device: wgpu::Device, queue: wgpu::Queue, options: ContextOptions) -> Self {
         let info = device.adapter_info();
-        Self::build(device, queue, info, options, Arc::new(Mutex::new(None)))
+        Self::build(
+            device,
+            queue,
+            info,
+            options,
+            Arc::new(Mutex::new(None)),
+            Arc::new(Mutex::new(None)),
+        )
     }
 
     fn build(
@@ -127,6 +137,7 @@ impl Context {
         info: wgpu::AdapterInfo,
         options: ContextOptions,
         lost: Arc<Mutex<Option<String>>>,
+        errors: Arc<Mutex<Option<String>>>,
     ) -> Self {
         let l = device.limits();
         // Indices inside a chunk are u32 element indices: keep bindings under 4 GiB.
@@ -160,7 +171,7 @@ impl Context {
             info,
             kernels,
             lost,
-            errors: Arc::new(Mutex::new(None)),
+            errors,
             nn: Arc::new(OnceLock::new()),
         }
     }

@@ -20,11 +20,21 @@
 //! caller's `CommandEncoder` on the caller's buffers and never submit; [`BatchNorm::forward`],
 //! [`BatchNorm::forward_host`] and friends submit and return data.
 //!
-//! ## NaN and infinity
-//! As in Keras and PyTorch: in training, a NaN or infinity anywhere in a channel makes that
-//! channel's batch mean and variance NaN, so its whole output, its running statistics and
-//! its gradients become NaN; other channels are untouched. In inference, NaN and infinity
-//! propagate elementwise only. The fused ReLU passes NaN through (`relu(NaN) = NaN`).
+//! ## NaN, infinity and overflow
+//! In training, a NaN or infinity anywhere in a channel makes that channel's batch mean and
+//! variance NaN, so its whole output, its running statistics and its gradients (dx, dgamma)
+//! become NaN; other channels are untouched. This is the same on every backend (Vulkan, GL,
+//! Metal, DX12) and on both CPU paths: non-finite values are detected by their bits, not by
+//! arithmetic a shader compiler may fold away. (The frameworks reach NaN too, though PyTorch
+//! leaves a channel's mean at ±inf for an infinite input; here mean and variance are NaN
+//! together.) In inference, NaN and infinity propagate elementwise only. The fused ReLU passes
+//! NaN through (`relu(NaN) = NaN`).
+//!
+//! Statistics are accumulated in f32, as the frameworks do on a GPU: a channel whose squared
+//! deviations from its first value leave f32's range (`|x - x₀|` above about 1.8e19, or a
+//! variance above 3.4e38) is treated as non-finite, NaN, rather than returning a clipped
+//! or infinite variance. Below that limit results are exact to f32 round-off. The f64 CPU
+//! reference ([`cpu::CpuBatchNorm`]) has no such limit.
 
 pub use wgpu;
 

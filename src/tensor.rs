@@ -24,6 +24,21 @@ impl<'a> TensorRef<'a> {
         }
     }
 
+    /// Bytes of the region (saturating: an impossible size overlaps everything).
+    fn byte_len(&self) -> u64 {
+        self.shape
+            .iter()
+            .try_fold(4u64, |a, &d| a.checked_mul(d as u64))
+            .unwrap_or(u64::MAX)
+    }
+
+    /// Whether the two regions share any byte (same buffer, intersecting ranges).
+    pub(crate) fn overlaps(&self, other: &TensorRef<'_>) -> bool {
+        self.buffer == other.buffer
+            && self.offset < other.offset.saturating_add(other.byte_len())
+            && other.offset < self.offset.saturating_add(self.byte_len())
+    }
+
     /// Checks usage, alignment and size of the region.
     pub(crate) fn check(&self, what: &'static str, alignment: u64) -> Result<u64> {
         if !self.buffer.usage().contains(wgpu::BufferUsages::STORAGE) {

@@ -39,10 +39,23 @@ impl Moments {
     fn from_shifted(n: usize, s: f64, q: f64, pivot: f64) -> Self {
         let n = n as f64;
         let mean_d = s / n;
+        let m2 = q - s * mean_d;
         Moments {
             n,
             mean: pivot + mean_d,
-            m2: (q - s * mean_d).max(0.0),
+            // Clamp round-off below 0; NaN stays NaN.
+            m2: if m2 < 0.0 { 0.0 } else { m2 },
+        }
+    }
+
+    /// (mean, biased variance in f32) under the engine's non-finite rule.
+    fn mean_var(&self) -> (f64, f32) {
+        let (mean, var) = super::finite_or_nan(self.mean, self.m2 / self.n);
+        if (var as f32).is_finite() {
+            (mean, var as f32)
+        } else {
+            // A variance past f32's range overflows on the GPU too.
+            (f64::NAN, f32::NAN)
         }
     }
 
@@ -414,9 +427,10 @@ impl FastCpuBatchNorm {
                 (mean, var)
             }
             Mode::Training if g.inner == 1 => {
-                let m = rows_moments(x, g.channels);
-                let mean: Vec<f64> = m.iter().map(|m| m.mean).collect();
-                let var: Vec<f32> = m.iter().map(|m| (m.m2 / m.n) as f32).collect();
+                let (mean, var): (Vec<f64>, Vec<f32>) = rows_moments(x, g.channels)
+                    .iter()
+                    .map(Moments::mean_var)
+                    .unzip();
                 apply(x, y, &g, &self.fold(&mean, &var), relu);
                 (mean, var)
             }
@@ -426,13 +440,12 @@ impl FastCpuBatchNorm {
                 let ys = planes_by_channel_mut(y, &g);
                 #[allow(clippy::type_complexity)]
                 let channel = |(c, (xp, mut yp)): (usize, (&Vec<&[f32]>, Vec<&mut [f32]>))| {
-                    let m = planes_moments(xp);
-                    let var = (m.m2 / m.n) as f32;
-                    let fold = self.fold_of(c, m.mean, var);
+                    let (mean, var) = planes_moments(xp).mean_var();
+                    let fold = self.fold_of(c, mean, var);
                     for (xv, yv) in xp.iter().zip(yp.iter_mut()) {
                         affine_plane(xv, yv, fold, relu);
                     }
-                    (m.mean, var)
+                    (mean, var)
                 };
                 let stats: Vec<(f64, f32)> = if x.len() <= SEQUENTIAL_MAX {
                     xs.iter().zip(ys).enumerate().map(channel).collect()

@@ -11,6 +11,17 @@ use crate::config::{BatchNormConfig, Mode};
 use crate::error::{Error, Result};
 use crate::geometry::Geometry;
 
+/// The engine's rule for a channel whose statistics are not finite (it saw NaN or infinity,
+/// or, in f32, its squared deviations overflowed): mean and variance are both NaN, so its
+/// output, running statistics and gradients are NaN too, as on the GPU.
+pub(crate) fn finite_or_nan(mean: f64, var: f64) -> (f64, f64) {
+    if mean.is_finite() && var.is_finite() {
+        (mean, var)
+    } else {
+        (f64::NAN, f64::NAN)
+    }
+}
+
 /// What both CPU twins hold: the configuration, the parameters and the running statistics,
 /// with the framework initial values (gamma 1, beta 0, running mean 0, variance 1). Every
 /// per-channel vector has exactly `channels` values: the setters check it.

@@ -43,7 +43,7 @@ pub fn channel_moments(x: &[f32], g: &Geometry) -> (Vec<f64>, Vec<f64>) {
             };
             let mean = values().sum::<f64>() / n;
             let var = values().map(|v| (v - mean) * (v - mean)).sum::<f64>() / n;
-            (mean, var)
+            super::finite_or_nan(mean, var)
         })
         .unzip()
 }
