@@ -218,6 +218,7 @@ impl BatchNorm {
     /// cached: a cached bind group would keep the caller's buffers alive.
     fn stream_groups(
         &self,
+        layout: &wgpu::BindGroupLayout,
         prep: &Prepared,
         x: &TensorRef<'_>,
         aux: &TensorRef<'_>,
@@ -244,7 +245,7 @@ impl BatchNorm {
                     .device()
                     .create_bind_group(&wgpu::BindGroupDescriptor {
                         label: Some("bn.stream"),
-                        layout: &self.kernels.stream_layout,
+                        layout,
                         entries: &[
                             entry(0, params, 0, None),
                             bind(1, x, chunk),
@@ -292,17 +293,18 @@ impl BatchNorm {
             .config
             .resolve_mode(self.trainable, mode, &g, x.shape)?;
         let prep = self.prepared(g)?;
-        let groups = self.stream_groups(&prep, &x, &x, &y);
-        let max_dim = self.ctx.plan_limits().max_groups_per_dim;
         let k = &self.kernels;
+        let sk = k.streaming(x.buffer == y.buffer);
+        let groups = self.stream_groups(&sk.layout, &prep, &x, &x, &y);
+        let max_dim = self.ctx.plan_limits().max_groups_per_dim;
         let channel_groups = (g.channels as u32).div_ceil(CHANNEL_WORKGROUP);
         {
             let mut pass = encoder.begin_compute_pass(&self.pass_descriptor("bn.forward"));
             if mode == Mode::Training {
-                pass.set_pipeline(&k.pivot);
+                pass.set_pipeline(&sk.pivot);
                 pass.set_bind_group(0, &groups[0], &[]);
                 pass.dispatch_workgroups(channel_groups, 1, 1);
-                pass.set_pipeline(&k.stats);
+                pass.set_pipeline(&sk.stats);
                 for (chunk, group) in prep.plan.chunks.iter().zip(groups.iter()) {
                     let (gx, gy) = grid(chunk.stats_groups, max_dim);
                     pass.set_bind_group(0, group, &[]);
@@ -314,7 +316,7 @@ impl BatchNorm {
             }
             pass.set_bind_group(0, &prep.channel_group, &[]);
             pass.dispatch_workgroups(channel_groups, 1, 1);
-            pass.set_pipeline(&k.normalize);
+            pass.set_pipeline(&sk.normalize);
             for (chunk, group) in prep.plan.chunks.iter().zip(groups.iter()) {
                 let (gx, gy) = grid(chunk.stats_groups, max_dim);
                 pass.set_bind_group(0, group, &[]);
@@ -351,11 +353,12 @@ impl BatchNorm {
             return Err(Error::Aliasing("backward: dx and x/dy"));
         }
         let prep = self.prepared(g)?;
-        let groups = self.stream_groups(&prep, &x, &dy, &dx);
-        let max_dim = self.ctx.plan_limits().max_groups_per_dim;
         let k = &self.kernels;
+        let sk = k.streaming(dx.buffer == x.buffer || dx.buffer == dy.buffer);
+        let groups = self.stream_groups(&sk.layout, &prep, &x, &dy, &dx);
+        let max_dim = self.ctx.plan_limits().max_groups_per_dim;
         let mut pass = encoder.begin_compute_pass(&self.pass_descriptor("bn.backward"));
-        pass.set_pipeline(&k.reduce);
+        pass.set_pipeline(&sk.reduce);
         for (chunk, group) in prep.plan.chunks.iter().zip(groups.iter()) {
             let (gx, gy) = grid(chunk.stats_groups, max_dim);
             pass.set_bind_group(0, group, &[]);
@@ -364,7 +367,7 @@ impl BatchNorm {
         pass.set_pipeline(&k.finalize_backward);
         pass.set_bind_group(0, &prep.channel_group, &[]);
         pass.dispatch_workgroups((g.channels as u32).div_ceil(CHANNEL_WORKGROUP), 1, 1);
-        pass.set_pipeline(&k.dx);
+        pass.set_pipeline(&sk.dx);
         for (chunk, group) in prep.plan.chunks.iter().zip(groups.iter()) {
             let (gx, gy) = grid(chunk.stats_groups, max_dim);
             pass.set_bind_group(0, group, &[]);
@@ -511,19 +514,19 @@ impl BatchNorm {
 
     /// Mean used by the last forward pass (batch mean in training). Reads back.
     pub fn batch_mean(&self) -> Result<Vec<f32>> {
-        self.last.as_ref().ok_or(Error::BackwardBeforeForward)?;
+        self.last.as_ref().ok_or(Error::NoStatistics)?;
         Ok(self.read_state()?.iter().map(|s| s[0] + s[8]).collect())
     }
 
     /// Biased variance used by the last forward pass (batch variance in training). Reads back.
     pub fn batch_var(&self) -> Result<Vec<f32>> {
-        self.last.as_ref().ok_or(Error::BackwardBeforeForward)?;
+        self.last.as_ref().ok_or(Error::NoStatistics)?;
         Ok(self.read_state()?.iter().map(|s| s[10]).collect())
     }
 
     /// `1 / sqrt(var + eps)` of the last forward pass (PyTorch's `save_invstd`). Reads back.
     pub fn saved_inv_std(&self) -> Result<Vec<f32>> {
-        self.last.as_ref().ok_or(Error::BackwardBeforeForward)?;
+        self.last.as_ref().ok_or(Error::NoStatistics)?;
         Ok(self.read_state()?.iter().map(|s| s[9]).collect())
     }
 }

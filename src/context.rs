@@ -296,6 +296,20 @@ impl Context {
         offset: u64,
         size: u64,
     ) -> Result<Vec<u8>> {
+        if !buffer.usage().contains(wgpu::BufferUsages::COPY_SRC) {
+            return Err(Error::BufferUsage {
+                what: "readback",
+                missing: wgpu::BufferUsages::COPY_SRC,
+            });
+        }
+        let end = offset.checked_add(size);
+        if end.is_none_or(|e| e > buffer.size()) || !offset.is_multiple_of(4) || !size.is_multiple_of(4) {
+            return Err(Error::BufferTooSmall {
+                what: "readback",
+                needed: end.unwrap_or(u64::MAX),
+                available: buffer.size(),
+            });
+        }
         let staging = self.create_buffer(
             "bn.readback",
             size,

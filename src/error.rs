@@ -65,6 +65,9 @@ pub enum Error {
     /// PyTorch refuses training statistics from a single value per channel.
     #[error("expected more than 1 value per channel when training, got input shape {0:?} (PyTorch policy)")]
     SingleSample(Vec<usize>),
+    /// Statistics were asked for before any forward pass produced them.
+    #[error("no statistics yet: run a forward pass first")]
+    NoStatistics,
     /// Backward needs the statistics of a forward pass.
     #[error("backward called before any forward pass")]
     BackwardBeforeForward,

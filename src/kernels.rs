@@ -61,16 +61,27 @@ pub(crate) struct Params {
 /// Bytes of `ChannelState` in `shaders/common.wgsl`.
 pub(crate) const CHANNEL_STATE_BYTES: u64 = 48;
 
-/// Pipelines of one device.
+/// The streaming pipelines and their layout.
 #[derive(Debug)]
-pub struct Kernels {
-    pub(crate) stream_layout: wgpu::BindGroupLayout,
-    pub(crate) channel_layout: wgpu::BindGroupLayout,
+pub(crate) struct StreamKernels {
+    pub(crate) layout: wgpu::BindGroupLayout,
     pub(crate) pivot: wgpu::ComputePipeline,
     pub(crate) stats: wgpu::ComputePipeline,
     pub(crate) normalize: wgpu::ComputePipeline,
     pub(crate) reduce: wgpu::ComputePipeline,
     pub(crate) dx: wgpu::ComputePipeline,
+}
+
+/// Pipelines of one device.
+#[derive(Debug)]
+pub struct Kernels {
+    pub(crate) stream: StreamKernels,
+    /// The streaming kernels with every tensor binding writable, built on first use: for
+    /// inputs and outputs at disjoint regions of one buffer, which wgpu refuses to bind
+    /// read-only and writable in one dispatch.
+    shared: std::sync::OnceLock<StreamKernels>,
+    device: wgpu::Device,
+    pub(crate) channel_layout: wgpu::BindGroupLayout,
     pub(crate) finalize_training: wgpu::ComputePipeline,
     pub(crate) finalize_inference: wgpu::ComputePipeline,
     pub(crate) finalize_backward: wgpu::ComputePipeline,
@@ -104,20 +115,70 @@ fn uniform(binding: u32) -> wgpu::BindGroupLayoutEntry {
     }
 }
 
-impl Kernels {
-    /// Compiles both modules and every pipeline for `device`.
-    pub fn new(device: &wgpu::Device, subgroups: bool) -> Self {
-        let stream_layout = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
+fn pipeline(
+    device: &wgpu::Device,
+    layout: &wgpu::BindGroupLayout,
+    module: &wgpu::ShaderModule,
+    entry: &str,
+) -> wgpu::ComputePipeline {
+    let pl = device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
+        label: Some(entry),
+        bind_group_layouts: &[Some(layout)],
+        immediate_size: 0,
+    });
+    device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+        label: Some(entry),
+        layout: Some(&pl),
+        module,
+        entry_point: Some(entry),
+        compilation_options: wgpu::PipelineCompilationOptions {
+            constants: &[],
+            // Every workgroup variable is written before it is read.
+            zero_initialize_workgroup_memory: false,
+        },
+        cache: None,
+    })
+}
+
+impl StreamKernels {
+    /// `writable_inputs`: x and dy declared `read_write` (see [`Kernels`]'s `shared`).
+    fn new(device: &wgpu::Device, subgroups: bool, writable_inputs: bool) -> Self {
+        let layout = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
             label: Some("bn.stream"),
             entries: &[
                 uniform(0),
-                storage(1, true, 4),
-                storage(2, true, 4),
+                storage(1, !writable_inputs, 4),
+                storage(2, !writable_inputs, 4),
                 storage(3, false, 4),
                 storage(4, false, CHANNEL_STATE_BYTES),
                 storage(5, false, 16),
             ],
         });
+        let mut src = stream_source(subgroups);
+        if writable_inputs {
+            src = src
+                .replace("var<storage, read> x:", "var<storage, read_write> x:")
+                .replace("var<storage, read> dy:", "var<storage, read_write> dy:");
+        }
+        let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
+            label: Some("bn.stream"),
+            source: wgpu::ShaderSource::Wgsl(src.into()),
+        });
+        let s = |e| pipeline(device, &layout, &module, e);
+        StreamKernels {
+            pivot: s("pivot"),
+            stats: s("stats"),
+            normalize: s("normalize"),
+            reduce: s("reduce"),
+            dx: s("dx"),
+            layout,
+        }
+    }
+}
+
+impl Kernels {
+    /// Compiles both modules and every pipeline for `device`.
+    pub fn new(device: &wgpu::Device, subgroups: bool) -> Self {
         let channel_layout = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
             label: Some("bn.channel"),
             entries: &[
@@ -128,49 +189,30 @@ impl Kernels {
                 storage(4, false, 8),
             ],
         });
-        let stream_src = stream_source(subgroups);
-        let stream_module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
-            label: Some("bn.stream"),
-            source: wgpu::ShaderSource::Wgsl(stream_src.into()),
-        });
         let channel_module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
             label: Some("bn.channel"),
             source: wgpu::ShaderSource::Wgsl(channel_source().into()),
         });
-        let pipeline =
-            |layout: &wgpu::BindGroupLayout, module: &wgpu::ShaderModule, entry: &str| {
-                let pl = device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
-                    label: Some(entry),
-                    bind_group_layouts: &[Some(layout)],
-                    immediate_size: 0,
-                });
-                device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
-                    label: Some(entry),
-                    layout: Some(&pl),
-                    module,
-                    entry_point: Some(entry),
-                    compilation_options: wgpu::PipelineCompilationOptions {
-                        constants: &[],
-                        // Every workgroup variable is written before it is read.
-                        zero_initialize_workgroup_memory: false,
-                    },
-                    cache: None,
-                })
-            };
-        let s = |e| pipeline(&stream_layout, &stream_module, e);
-        let c = |e| pipeline(&channel_layout, &channel_module, e);
+        let c = |e| pipeline(device, &channel_layout, &channel_module, e);
         Kernels {
-            pivot: s("pivot"),
-            stats: s("stats"),
-            normalize: s("normalize"),
-            reduce: s("reduce"),
-            dx: s("dx"),
+            stream: StreamKernels::new(device, subgroups, false),
+            shared: std::sync::OnceLock::new(),
+            device: device.clone(),
             finalize_training: c("finalize_training"),
             finalize_inference: c("finalize_inference"),
             finalize_backward: c("finalize_backward"),
-            stream_layout,
             channel_layout,
             subgroups,
+        }
+    }
+
+    /// The streaming kernels for a call whose tensors do (`true`) or do not share a buffer.
+    pub(crate) fn streaming(&self, shared_buffer: bool) -> &StreamKernels {
+        if shared_buffer {
+            self.shared
+                .get_or_init(|| StreamKernels::new(&self.device, self.subgroups, true))
+        } else {
+            &self.stream
         }
     }
 }
