@@ -303,7 +303,10 @@ impl Context {
             });
         }
         let end = offset.checked_add(size);
-        if end.is_none_or(|e| e > buffer.size()) || !offset.is_multiple_of(4) || !size.is_multiple_of(4) {
+        if end.is_none_or(|e| e > buffer.size())
+            || !offset.is_multiple_of(4)
+            || !size.is_multiple_of(4)
+        {
             return Err(Error::BufferTooSmall {
                 what: "readback",
                 needed: end.unwrap_or(u64::MAX),

@@ -92,3 +92,190 @@ fn info_names_the_adapter() {
     assert!(ok, "{stderr}");
     assert!(out.contains("subgroups"), "{out}");
 }
+
+/// Runs `bnorm` with a deadline: a hang fails the test instead of hanging it.
+fn bnorm_within(secs: u64, args: &[&str]) -> (bool, String, String) {
+    use std::io::Read;
+    use std::process::Stdio;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_bnorm"))
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let start = std::time::Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if start.elapsed().as_secs() >= secs {
+            child.kill().ok();
+            panic!("bnorm {args:?} did not finish within {secs} s");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    let (mut out, mut err) = (String::new(), String::new());
+    child.stdout.take().unwrap().read_to_string(&mut out).ok();
+    child.stderr.take().unwrap().read_to_string(&mut err).ok();
+    (status.success(), out, err)
+}
+
+fn temp(name: &str) -> std::path::PathBuf {
+    let d = std::env::temp_dir().join(format!("bnorm-cli-{name}-{}", std::process::id()));
+    std::fs::remove_dir_all(&d).ok();
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// Bad arguments fail fast, in words, before any training, with nothing written and no panic.
+#[test]
+fn bad_arguments_fail_before_the_work() {
+    let d = temp("args");
+    let ok_csv = d.join("ok.csv");
+    std::fs::write(&ok_csv, "1,2,0\n3,4,1\n5,6,2\n7,8,0\n").unwrap();
+    let nan_csv = d.join("nan.csv");
+    std::fs::write(&nan_csv, "1,2,0\n3,nan,1\n").unwrap();
+    let ok = ok_csv.to_str().unwrap();
+    let nan = nan_csv.to_str().unwrap();
+    let e0 = d.join("e0.png");
+    let sub = d.join("sub");
+    std::fs::create_dir(&sub).unwrap();
+    let cases: Vec<(Vec<&str>, &str)> = vec![
+        // Used to hang at 90% CPU.
+        (
+            vec!["train", "--epochs", "0", "--plot", e0.to_str().unwrap()],
+            "--epochs",
+        ),
+        (vec!["train", "--batch-size", "0"], "--batch-size"),
+        (vec!["train", "--save", "nodir/w.safetensors"], "--save"),
+        (vec!["train", "--plot", "nodir/p.png"], "--plot"),
+        (vec!["train", "--plot", "p.jpg"], "PNG"),
+        (vec!["train", "--plot", sub.to_str().unwrap()], "--plot"),
+        (
+            vec!["train", "--save", sub.to_str().unwrap()],
+            "is a directory",
+        ),
+        (vec!["train", "--data", ok, "--one-hot", "0"], "one-hot"),
+        (
+            vec!["train", "--data", ok, "--one-hot", "5"],
+            "leaves no features",
+        ),
+        (vec!["train", "--data", nan], "not a finite number"),
+        (
+            vec!["train", "--validation-split", "1.5"],
+            "strictly between 0 and 1",
+        ),
+        (
+            vec!["train", "--validation-split", "1"],
+            "strictly between 0 and 1",
+        ),
+        (
+            vec!["train", "--validation-split", "NaN"],
+            "strictly between 0 and 1",
+        ),
+        (
+            vec!["train", "--validation-split=-1"],
+            "strictly between 0 and 1",
+        ),
+        (
+            vec!["train", "--validation-split", "0.0001"],
+            "0 validation rows",
+        ),
+        (vec!["train", "--lr=-1"], "learning rate"),
+        (vec!["train", "--lr", "0"], "learning rate"),
+        (vec!["train", "--lr", "NaN"], "learning rate"),
+        (
+            vec!["train", "--optimizer", "sgd", "--momentum", "NaN"],
+            "momentum",
+        ),
+        (
+            vec!["train", "--optimizer", "sgd", "--momentum=-5"],
+            "momentum",
+        ),
+        (vec!["train", "--optimizer", "rmsprop"], "unknown optimizer"),
+        (
+            vec!["train", "--hidden", "100000000", "--device", "cpu"],
+            "at most",
+        ),
+        (vec!["train", "--hidden", "0"], "--hidden"),
+        (
+            vec!["bench", "--shapes", "4294967296x4294967296"],
+            "more elements",
+        ),
+        (
+            vec!["bench", "--shapes", "100000000x1000"],
+            "not enough host memory",
+        ),
+        (
+            vec!["bench", "--shapes", "8x4", "--plot", "nodir/b.png"],
+            "--plot",
+        ),
+    ];
+    for (args, says) in cases {
+        let (ok, out, err) = bnorm_within(60, &args);
+        assert!(!ok, "{args:?} succeeded:\n{out}");
+        assert!(
+            err.contains(says),
+            "{args:?}: stderr does not say {says:?}:\n{err}"
+        );
+        assert!(!err.contains("panicked"), "{args:?}:\n{err}");
+        assert!(
+            !out.contains("Epoch"),
+            "{args:?} trained before failing:\n{out}"
+        );
+    }
+    assert!(!e0.exists());
+    let left: Vec<_> = std::fs::read_dir(&d).unwrap().collect();
+    assert_eq!(left.len(), 3, "only the inputs and the directory remain");
+    std::fs::remove_dir_all(&d).ok();
+}
+
+/// `bnorm train | head -1`: the program ends quietly when its reader goes away (it panicked
+/// on the broken pipe).
+#[test]
+fn a_closed_pipe_ends_the_program_quietly() {
+    use std::io::{BufRead, BufReader, Read};
+    use std::process::Stdio;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_bnorm"))
+        .args(["train", "--device", "cpu", "--epochs", "3"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    assert!(first.starts_with("device:"), "{first}");
+    // The reader is dropped here: every later write hits a closed pipe.
+    let status = child.wait().unwrap();
+    let mut err = String::new();
+    child.stderr.take().unwrap().read_to_string(&mut err).ok();
+    assert!(!err.contains("panicked"), "{err}");
+    assert!(status.success(), "{status:?} {err}");
+}
+
+/// A plot that cannot be written leaves no file; one that can is a PNG.
+#[test]
+fn plots_are_written_whole() {
+    let d = temp("plot");
+    let p = d.join("loss.png");
+    let (ok, out, err) = bnorm_within(
+        300,
+        &[
+            "train",
+            "--device",
+            "cpu",
+            "--epochs",
+            "2",
+            "--plot",
+            p.to_str().unwrap(),
+        ],
+    );
+    assert!(ok, "{out}\n{err}");
+    let bytes = std::fs::read(&p).unwrap();
+    assert_eq!(&bytes[1..4], b"PNG");
+    let names: Vec<_> = std::fs::read_dir(&d).unwrap().collect();
+    assert_eq!(names.len(), 1, "no temporary file left");
+    std::fs::remove_dir_all(&d).ok();
+}
