@@ -69,8 +69,7 @@ impl BatchNorm {
         let mut init = crate::memory::try_filled("initial channel values", 4 * n, 0.0f32)?;
         init[..n].fill(1.0);
         init[3 * n..].fill(1.0);
-        ctx.queue()
-            .write_buffer(&chan, 0, bytemuck::cast_slice(&init));
+        ctx.write(&chan, 0, bytemuck::cast_slice(&init))?;
         Ok(Self {
             kernels: ctx.kernels().clone(),
             ctx: ctx.clone(),
@@ -186,9 +185,7 @@ impl BatchNorm {
                 std::mem::size_of::<Params>() as u64,
                 wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
             )?;
-            self.ctx
-                .queue()
-                .write_buffer(&buf, 0, bytemuck::bytes_of(&p));
+            self.ctx.write(&buf, 0, bytemuck::bytes_of(&p))?;
             params.push(buf);
         }
         let channel_group = self
@@ -282,7 +279,19 @@ impl BatchNorm {
         y: TensorRef<'_>,
         mode: Mode,
     ) -> Result<()> {
-        self.ctx.check_alive()?;
+        let ctx = self.ctx.clone();
+        ctx.guard("batch-norm forward", || {
+            self.record_forward(encoder, x, y, mode)
+        })
+    }
+
+    fn record_forward(
+        &mut self,
+        encoder: &mut wgpu::CommandEncoder,
+        x: TensorRef<'_>,
+        y: TensorRef<'_>,
+        mode: Mode,
+    ) -> Result<()> {
         let g = self.geometry(x.shape)?;
         self.check_region("x", &x, x.shape)?;
         self.check_region("y", &y, x.shape)?;
@@ -343,7 +352,19 @@ impl BatchNorm {
         dy: TensorRef<'_>,
         dx: TensorRef<'_>,
     ) -> Result<()> {
-        self.ctx.check_alive()?;
+        let ctx = self.ctx.clone();
+        ctx.guard("batch-norm backward", || {
+            self.record_backward(encoder, x, dy, dx)
+        })
+    }
+
+    fn record_backward(
+        &mut self,
+        encoder: &mut wgpu::CommandEncoder,
+        x: TensorRef<'_>,
+        dy: TensorRef<'_>,
+        dx: TensorRef<'_>,
+    ) -> Result<()> {
         let last = self.last.clone().ok_or(Error::BackwardBeforeForward)?;
         let g = self.geometry(x.shape)?;
         self.check_region("x", &x, &last.shape)?;
@@ -435,13 +456,11 @@ impl BatchNorm {
                 got: values.len(),
             });
         }
-        self.ctx.check_alive()?;
-        self.ctx.queue().write_buffer(
+        self.ctx.write(
             &self.chan,
             slot * c as u64 * 4,
             bytemuck::cast_slice(values),
-        );
-        Ok(())
+        )
     }
 
     /// Gamma (scale). Reads back.

@@ -225,9 +225,19 @@ impl Context {
         &self.limits
     }
 
-    /// `Err(DeviceLost)` once the device is gone; `Err(Gpu)` once for an uncaptured error the
+    /// `Err(DeviceLost)` once the device is gone (destroyed, reset, removed: on a device this
+    /// context created and on a caller's alike); `Err(Gpu)` once for an uncaptured error the
     /// device reported since the last check (on a device this context created).
     pub fn check_alive(&self) -> Result<()> {
+        self.check_flags()?;
+        if self.probe_lost() {
+            return Err(self.mark_lost("the device was destroyed or lost"));
+        }
+        Ok(())
+    }
+
+    /// The cheap part of [`Context::check_alive`]: what callbacks and earlier calls recorded.
+    pub(crate) fn check_flags(&self) -> Result<()> {
         if let Some(why) = self.lost.lock().ok().and_then(|l| l.clone()) {
             return Err(Error::DeviceLost(why));
         }
@@ -237,6 +247,76 @@ impl Context {
         }
     }
 
+    /// Whether the device is lost, asked without a callback (a caller's device keeps its own):
+    /// a lost device does not record submissions, so waiting on an empty one fails with
+    /// `WrongSubmissionIndex`. Never blocks.
+    fn probe_lost(&self) -> bool {
+        let index = self.queue.submit([]);
+        matches!(
+            self.device.poll(wgpu::PollType::Wait {
+                submission_index: Some(index),
+                timeout: Some(std::time::Duration::ZERO),
+            }),
+            Err(wgpu::PollError::WrongSubmissionIndex(..))
+        )
+    }
+
+    fn mark_lost(&self, why: &str) -> Error {
+        if let Ok(mut l) = self.lost.lock() {
+            l.get_or_insert_with(|| why.to_string());
+        }
+        self.check_flags()
+            .err()
+            .unwrap_or_else(|| Error::DeviceLost(why.into()))
+    }
+
+    /// Runs `f`, which talks to the device, inside error scopes, so that a validation, memory
+    /// or internal error comes back as an [`Error`] instead of reaching the uncaptured-error
+    /// handler (a caller's device keeps its handler, which by default panics). An error on a
+    /// lost device is [`Error::DeviceLost`].
+    pub(crate) fn guard<T>(&self, what: &str, f: impl FnOnce() -> Result<T>) -> Result<T> {
+        self.check_flags()?;
+        let scopes = [
+            wgpu::ErrorFilter::Internal,
+            wgpu::ErrorFilter::OutOfMemory,
+            wgpu::ErrorFilter::Validation,
+        ]
+        .map(|filter| self.device.push_error_scope(filter));
+        let out = f();
+        let mut first = None;
+        for scope in scopes.into_iter().rev() {
+            if let Some(e) = pollster::block_on(scope.pop()) {
+                first.get_or_insert(e);
+            }
+        }
+        match first {
+            None => out,
+            Some(wgpu::Error::OutOfMemory { .. }) => {
+                Err(Error::OutOfMemory(format!("{what}: out of device memory")))
+            }
+            Some(e) => Err(if self.probe_lost() {
+                self.mark_lost(&format!("{what}: the device was destroyed or lost"))
+            } else {
+                Error::Gpu(format!("{what}: {e}"))
+            }),
+        }
+    }
+
+    /// `queue.write_buffer`, guarded.
+    pub(crate) fn write(&self, buffer: &wgpu::Buffer, offset: u64, bytes: &[u8]) -> Result<()> {
+        self.guard("writing a buffer", || {
+            self.queue.write_buffer(buffer, offset, bytes);
+            Ok(())
+        })
+    }
+
+    /// Submits without waiting, guarded; a lost device is reported, not ignored.
+    pub(crate) fn submit(&self, encoder: wgpu::CommandEncoder) -> Result<wgpu::SubmissionIndex> {
+        self.guard("submitting work", || {
+            Ok(self.queue.submit([encoder.finish()]))
+        })
+    }
+
     /// Creates a buffer, turning an out-of-memory into [`Error::OutOfMemory`].
     pub(crate) fn create_buffer(
         &self,
@@ -244,7 +324,7 @@ impl Context {
         size: u64,
         usage: wgpu::BufferUsages,
     ) -> Result<wgpu::Buffer> {
-        self.check_alive()?;
+        self.check_flags()?;
         let max = self.device.limits().max_buffer_size;
         if size > max {
             return Err(Error::TooLarge {
@@ -254,23 +334,19 @@ impl Context {
                 max,
             });
         }
-        let scope = self.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
-        let buffer = self.device.create_buffer(&wgpu::BufferDescriptor {
-            label: Some(label),
-            size: size.max(16).next_multiple_of(4),
-            usage,
-            mapped_at_creation: false,
-        });
-        match pollster::block_on(scope.pop()) {
-            Some(e) => Err(Error::OutOfMemory(format!("{label} ({size} bytes): {e}"))),
-            None => Ok(buffer),
-        }
+        self.guard(&format!("{label} ({size} bytes)"), || {
+            Ok(self.device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some(label),
+                size: size.max(16).next_multiple_of(4),
+                usage,
+                mapped_at_creation: false,
+            }))
+        })
     }
 
     /// Submits and waits until the GPU is done.
     pub fn submit_and_wait(&self, encoder: wgpu::CommandEncoder) -> Result<()> {
-        self.check_alive()?;
-        let index = self.queue.submit([encoder.finish()]);
+        let index = self.submit(encoder)?;
         self.wait(Some(index))
     }
 
@@ -280,12 +356,18 @@ impl Context {
                 submission_index: index,
                 timeout: None,
             })
-            .map_err(|e| match self.check_alive() {
-                Err(lost) => lost,
-                Ok(()) => Error::Gpu(e.to_string()),
+            .map_err(|e| match e {
+                // A lost device recorded no submission: the index it handed out is unknown.
+                wgpu::PollError::WrongSubmissionIndex(..) => {
+                    self.mark_lost("the device was destroyed or lost")
+                }
+                other => self
+                    .check_flags()
+                    .err()
+                    .unwrap_or_else(|| Error::Gpu(other.to_string())),
             })?;
         // Surface an error the device reported for the work just finished.
-        self.check_alive()
+        self.check_flags()
     }
 
     /// Reads `size` bytes of `buffer` from `offset` (multiples of 4): copy to a staging buffer,
@@ -318,14 +400,17 @@ impl Context {
             size,
             wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
         )?;
-        let mut encoder = self.device.create_command_encoder(&Default::default());
-        encoder.copy_buffer_to_buffer(buffer, offset, &staging, 0, size);
-        let index = self.queue.submit([encoder.finish()]);
         let slice = staging.slice(..size);
         let (tx, rx) = futures_intrusive::channel::shared::oneshot_channel();
-        slice.map_async(wgpu::MapMode::Read, move |r| {
-            let _ = tx.send(r);
-        });
+        let index = self.guard("reading a buffer back", || {
+            let mut encoder = self.device.create_command_encoder(&Default::default());
+            encoder.copy_buffer_to_buffer(buffer, offset, &staging, 0, size);
+            let index = self.queue.submit([encoder.finish()]);
+            slice.map_async(wgpu::MapMode::Read, move |r| {
+                let _ = tx.send(r);
+            });
+            Ok(index)
+        })?;
         // On native backends mapping completes inside poll; on the web the browser drives it.
         self.wait(Some(index))?;
         match rx.receive().await {

@@ -115,8 +115,7 @@ impl Tensor {
             });
         }
         let t = Self::zeros(ctx, shape)?;
-        ctx.queue()
-            .write_buffer(&t.buffer, 0, bytemuck::cast_slice(data));
+        ctx.write(&t.buffer, 0, bytemuck::cast_slice(data))?;
         Ok(t)
     }
 

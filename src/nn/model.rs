@@ -111,7 +111,7 @@ fn uniform<T: bytemuck::Pod>(ctx: &Context, value: &T) -> Result<wgpu::Buffer> {
         std::mem::size_of::<T>() as u64,
         wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
     )?;
-    ctx.queue().write_buffer(&b, 0, bytemuck::bytes_of(value));
+    ctx.write(&b, 0, bytemuck::bytes_of(value))?;
     Ok(b)
 }
 
@@ -138,6 +138,18 @@ impl Sequential {
     /// Builds the network for `input` features with Glorot-uniform Dense kernels drawn from
     /// `seed`, zero biases, and Keras-default BatchNorm layers.
     pub fn new(
+        ctx: &Context,
+        input: usize,
+        layers: &[LayerSpec],
+        seed: u64,
+        optimizer: Optimizer,
+    ) -> Result<Self> {
+        ctx.guard("building the model", || {
+            Self::build(ctx, input, layers, seed, optimizer)
+        })
+    }
+
+    fn build(
         ctx: &Context,
         input: usize,
         layers: &[LayerSpec],
@@ -244,13 +256,13 @@ impl Sequential {
         for (i, b) in model.blocks.clone().iter().enumerate() {
             match (*b, model.slots[i]) {
                 (Block::Dense { inp, out, .. }, Slots::Dense { w, .. }) => {
-                    model.write(w, &glorot_uniform(seed, dense, inp, out));
+                    model.write(w, &glorot_uniform(seed, dense, inp, out))?;
                     dense += 1;
                 }
                 (Block::Norm { channels, .. }, Slots::Norm { gb, .. }) => {
                     let mut g = vec![1.0f32; channels];
                     g.extend(std::iter::repeat_n(0.0, channels));
-                    model.write(gb, &g);
+                    model.write(gb, &g)?;
                 }
                 _ => {}
             }
@@ -258,12 +270,12 @@ impl Sequential {
         Ok(model)
     }
 
-    fn write(&self, offset_floats: usize, values: &[f32]) {
-        self.ctx.queue().write_buffer(
+    fn write(&self, offset_floats: usize, values: &[f32]) -> Result<()> {
+        self.ctx.write(
             &self.params,
             offset_floats as u64 * 4,
             bytemuck::cast_slice(values),
-        );
+        )
     }
 
     /// Input features.
@@ -281,10 +293,17 @@ impl Sequential {
         spec::summary(self.input, &self.blocks)
     }
 
+    /// The buffers and bind groups of batch size `rows`, built once (guarded: bind groups on a
+    /// lost device must not reach a caller's error handler).
     fn plan(&mut self, rows: usize) -> Result<Arc<Plan>> {
         if let Some(p) = self.plans.get(&rows) {
             return Ok(p.clone());
         }
+        let ctx = self.ctx.clone();
+        ctx.guard("building a batch plan", || self.build_plan(rows))
+    }
+
+    fn build_plan(&mut self, rows: usize) -> Result<Arc<Plan>> {
         // Dense layers tile the batch in 16-row workgroups along one grid dimension.
         let max_rows = self.ctx.plan_limits().max_groups_per_dim as usize * 16;
         if rows > max_rows {
@@ -508,11 +527,11 @@ impl Sequential {
         let x = storage(&self.ctx, "nn.data.x", (data.x().len() * 4) as u64)?;
         let labels = storage(&self.ctx, "nn.data.labels", (data.rows() * 4) as u64)?;
         let order = storage(&self.ctx, "nn.data.order", (data.rows() * 4) as u64)?;
-        let q = self.ctx.queue();
-        q.write_buffer(&x, 0, bytemuck::cast_slice(data.x()));
-        q.write_buffer(&labels, 0, bytemuck::cast_slice(data.labels()));
+        self.ctx.write(&x, 0, bytemuck::cast_slice(data.x()))?;
+        self.ctx
+            .write(&labels, 0, bytemuck::cast_slice(data.labels()))?;
         let identity: Vec<u32> = (0..data.rows() as u32).collect();
-        q.write_buffer(&order, 0, bytemuck::cast_slice(&identity));
+        self.ctx.write(&order, 0, bytemuck::cast_slice(&identity))?;
         self.next_data_id += 1;
         Ok(GpuData {
             id: self.next_data_id,
@@ -530,7 +549,7 @@ impl Sequential {
         plan: &Plan,
         data: &GpuData,
         start: usize,
-    ) {
+    ) -> Result<()> {
         let k = self.ctx.nn_kernels();
         let key = (plan.rows, data.id);
         if !self.gathers.contains_key(&key) {
@@ -550,8 +569,7 @@ impl Sequential {
         }
         // The start row is the one value that changes between steps of one batch size.
         self.ctx
-            .queue()
-            .write_buffer(&plan.gather_u, 8, bytemuck::bytes_of(&(start as u32)));
+            .write(&plan.gather_u, 8, bytemuck::bytes_of(&(start as u32)))?;
         let max = self.ctx.plan_limits().max_groups_per_dim;
         let mut pass = enc.begin_compute_pass(&Default::default());
         dispatch(
@@ -560,6 +578,7 @@ impl Sequential {
             &self.gathers[&key],
             groups_1d(plan.rows * self.input, 256, max),
         );
+        Ok(())
     }
 
     fn encode_forward(
@@ -744,6 +763,19 @@ impl Sequential {
     /// One training step on rows `start..start + rows` of `data` in its current order:
     /// gather, forward (batch statistics), loss, backward, optimizer: one encoder, one submit.
     fn step(&mut self, data: &GpuData, start: usize, rows: usize, first: bool) -> Result<()> {
+        let ctx = self.ctx.clone();
+        ctx.guard("a training step", || {
+            self.record_step(data, start, rows, first)
+        })
+    }
+
+    fn record_step(
+        &mut self,
+        data: &GpuData,
+        start: usize,
+        rows: usize,
+        first: bool,
+    ) -> Result<()> {
         let plan = self.plan(rows)?;
         let mut enc = self
             .ctx
@@ -752,19 +784,23 @@ impl Sequential {
         if first {
             enc.clear_buffer(&self.metrics, 0, Some(16));
         }
-        self.encode_gather(&mut enc, &plan, data, start);
+        self.encode_gather(&mut enc, &plan, data, start)?;
         self.encode_forward(&mut enc, &plan, Mode::Training)?;
         self.encode_xent(&mut enc, &plan, 0);
         self.encode_backward(&mut enc, &plan)?;
         self.encode_update(&mut enc);
-        self.ctx.check_alive()?;
-        self.ctx.queue().submit([enc.finish()]);
+        self.ctx.submit(enc)?;
         Ok(())
     }
 
     /// Inference over all of `data`: metrics into the evaluation slot, probabilities when
     /// `probs` is given.
-    fn run_inference(&mut self, data: &GpuData, mut probs: Option<&mut Vec<f32>>) -> Result<()> {
+    fn run_inference(&mut self, data: &GpuData, probs: Option<&mut Vec<f32>>) -> Result<()> {
+        let ctx = self.ctx.clone();
+        ctx.guard("inference", || self.record_inference(data, probs))
+    }
+
+    fn record_inference(&mut self, data: &GpuData, mut probs: Option<&mut Vec<f32>>) -> Result<()> {
         let mut start = 0;
         while start < data.rows {
             let rows = EVAL_ROWS.min(data.rows - start);
@@ -776,7 +812,7 @@ impl Sequential {
             if start == 0 {
                 enc.clear_buffer(&self.metrics, EVAL_METRICS, Some(16));
             }
-            self.encode_gather(&mut enc, &plan, data, start);
+            self.encode_gather(&mut enc, &plan, data, start)?;
             self.encode_forward(&mut enc, &plan, Mode::Inference)?;
             self.encode_xent(&mut enc, &plan, if probs.is_some() { 2 } else { 1 });
             if let Some(p) = probs.as_deref_mut() {
@@ -788,8 +824,7 @@ impl Sequential {
                     rows * classes,
                 )?);
             } else {
-                self.ctx.check_alive()?;
-                self.ctx.queue().submit([enc.finish()]);
+                self.ctx.submit(enc)?;
             }
             start += rows;
         }
@@ -835,8 +870,7 @@ impl Sequential {
             data.rows,
             |order| {
                 self.ctx
-                    .queue()
-                    .write_buffer(&data.order, 0, bytemuck::cast_slice(order));
+                    .write(&data.order, 0, bytemuck::cast_slice(order))?;
                 let mut start = 0;
                 while start < data.rows {
                     let rows = options.batch_size.min(data.rows - start);
@@ -961,9 +995,9 @@ impl Sequential {
             match (*b, self.slots[i]) {
                 (Block::Dense { inp, out, .. }, Slots::Dense { w, b: bias }) => {
                     if index == seen {
-                        self.write(w, values);
+                        self.write(w, values)?;
                     } else if index == seen + 1 {
-                        self.write(bias, values);
+                        self.write(bias, values)?;
                     }
                     let _ = (inp, out);
                     seen += 2;
@@ -972,11 +1006,11 @@ impl Sequential {
                     let norm = &self.norms[bn];
                     match index.checked_sub(seen) {
                         Some(0) => {
-                            self.write(gb, values);
+                            self.write(gb, values)?;
                             norm.set_gamma(values)?;
                         }
                         Some(1) => {
-                            self.write(gb + c, values);
+                            self.write(gb + c, values)?;
                             norm.set_beta(values)?;
                         }
                         Some(2) => norm.set_running_mean(values)?,
