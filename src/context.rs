@@ -334,14 +334,42 @@ impl Context {
                 max,
             });
         }
-        self.guard(&format!("{label} ({size} bytes)"), || {
+        let what = format!("{label} ({size} bytes)");
+        let buffer = self.guard(&what, || {
             Ok(self.device.create_buffer(&wgpu::BufferDescriptor {
                 label: Some(label),
                 size: size.max(16).next_multiple_of(4),
                 usage,
                 mapped_at_creation: false,
             }))
-        })
+        })?;
+        self.verify_allocation(&buffer, &what)?;
+        Ok(buffer)
+    }
+
+    /// GL drivers may fail a large allocation without an error (llvmpipe under an
+    /// address-space limit does): the buffer then has no storage and reads back zeros. On GL,
+    /// a large buffer is proven real by a sentinel written to its last word and read back.
+    fn verify_allocation(&self, buffer: &wgpu::Buffer, what: &str) -> Result<()> {
+        const VERIFY_FROM: u64 = 64 << 20;
+        let copyable = wgpu::BufferUsages::COPY_DST | wgpu::BufferUsages::COPY_SRC;
+        if self.info.backend != wgpu::Backend::Gl
+            || buffer.size() < VERIFY_FROM
+            || !buffer.usage().contains(copyable)
+        {
+            return Ok(());
+        }
+        let last = buffer.size() - 4;
+        let sentinel = 0x5EED_F00Du32;
+        self.write(buffer, last, bytemuck::bytes_of(&sentinel))?;
+        let back = pollster::block_on(self.read_bytes_async(buffer, last, 4))?;
+        if back != sentinel.to_le_bytes() {
+            return Err(Error::OutOfMemory(format!(
+                "{what}: the driver could not allocate it"
+            )));
+        }
+        // Buffers start zeroed.
+        self.write(buffer, last, &[0; 4])
     }
 
     /// Submits and waits until the GPU is done.
