@@ -35,7 +35,7 @@ fn memory_stays_flat_over_calls_with_fresh_tensors() {
     let x: Vec<f32> = (0..len).map(|i| (i % 97) as f32 * 0.1).collect();
     let config = BatchNormConfig::keras(64).with_layout(Layout::ChannelsFirst);
     let mut bn = BatchNorm::new(&ctx, config).unwrap();
-    let mut round = |bn: &mut BatchNorm| {
+    let round = |bn: &mut BatchNorm| {
         bn.forward_host(&x, &shape, Mode::Training).unwrap();
         bn.backward_host(&x, &x, &shape).unwrap();
         // The GPU-tensor API with the caller dropping y at once.
@@ -97,7 +97,7 @@ fn contexts_come_and_go() {
 }
 
 fn rounds(ctx: &Context, seed: u32, n: usize) -> Vec<Vec<f32>> {
-    let mut bn = BatchNorm::new(ctx, BatchNormConfig::keras(5).with_relu(seed % 2 == 0)).unwrap();
+    let mut bn = BatchNorm::new(ctx, BatchNormConfig::keras(5).with_relu(seed.is_multiple_of(2))).unwrap();
     (0..n)
         .map(|r| {
             let x: Vec<f32> = (0..40)
