@@ -97,7 +97,11 @@ fn contexts_come_and_go() {
 }
 
 fn rounds(ctx: &Context, seed: u32, n: usize) -> Vec<Vec<f32>> {
-    let mut bn = BatchNorm::new(ctx, BatchNormConfig::keras(5).with_relu(seed.is_multiple_of(2))).unwrap();
+    let mut bn = BatchNorm::new(
+        ctx,
+        BatchNormConfig::keras(5).with_relu(seed.is_multiple_of(2)),
+    )
+    .unwrap();
     (0..n)
         .map(|r| {
             let x: Vec<f32> = (0..40)

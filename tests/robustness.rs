@@ -467,3 +467,47 @@ fn statistics_before_a_forward_pass_say_so() {
     assert!(matches!(e, Error::NoStatistics), "{e}");
     assert!(e.to_string().contains("forward pass first"), "{e}");
 }
+
+/// Keras forms `1 - momentum` from Python floats: f32(1 - 0.99) = 0.0099999998, not
+/// 1 - f32(0.99) = 0.0099999905. On a channel of mean 1e4 that is 9.4e-5 in the moving mean
+/// after one step; rounded once, every path lands within f32 round-off of Keras.
+#[test]
+fn the_momentum_complement_is_rounded_once() {
+    let _g = serial();
+    let config = BatchNormConfig::keras(2);
+    let (keep, fresh) = config.running_weights();
+    assert_eq!(keep, 0.99f32);
+    assert_eq!(fresh, (1.0f64 - 0.99) as f32);
+    assert_ne!(fresh, 1.0 - 0.99f32);
+    let torch = BatchNormConfig::pytorch(2).running_weights();
+    assert_eq!(torch, ((1.0f64 - 0.1) as f32, 0.1f32));
+    // One training step on channels of mean 1e4 and 3e6.
+    let x: Vec<f32> = (0..64)
+        .map(|i| if i % 2 == 0 { 1e4 } else { 3e6 } + (i % 7) as f32 * 0.25)
+        .collect();
+    let mean =
+        |c: usize| -> f64 { x.iter().skip(c).step_by(2).map(|&v| v as f64).sum::<f64>() / 32.0 };
+    // Keras: moving = 0.99 * 0 + f32(0.01) * mean, in f32.
+    let keras: Vec<f32> = (0..2).map(|c| fresh * mean(c) as f32).collect();
+    let mut gpu = BatchNorm::new(ctx(), config.clone()).unwrap();
+    gpu.forward_host(&x, &[32, 2], Mode::Training).unwrap();
+    let mut fast = wgpu_batchnorm::cpu::FastCpuBatchNorm::new(config.clone()).unwrap();
+    fast.forward(&x, &[32, 2], Mode::Training).unwrap();
+    let mut reference = CpuBatchNorm::new(config).unwrap();
+    reference.forward(&x, &[32, 2], Mode::Training).unwrap();
+    for (who, got) in [
+        ("gpu", gpu.running_mean().unwrap()),
+        ("fast", fast.state.running_mean().to_vec()),
+        ("reference", reference.state.running_mean().to_vec()),
+    ] {
+        for c in 0..2 {
+            let err = (got[c] - keras[c]).abs() / keras[c].abs();
+            assert!(
+                err < 2e-7,
+                "{who} channel {c}: {} keras {}",
+                got[c],
+                keras[c]
+            );
+        }
+    }
+}
