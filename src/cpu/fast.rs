@@ -1,11 +1,11 @@
 //! The fast CPU path: f32 data, multi-threaded (rayon), loops the compiler vectorizes, and
 //! cache blocking where the layout allows it.
 //!
-//! Statistics: each short block (128 rows, or 4096 values of a plane) is summed twice in f32
-//! lanes while it sits in cache: first shifted by its first value (for the block's mean),
-//! then shifted by that mean (for M2 without cancellation, whatever the data: an outlier
-//! first sample, a mean of 1e7 with a spread of 0.1). Blocks merge with Chan's formula in
-//! f64. Channels-first tensors are processed one channel at a time: that channel's planes
+//! Statistics: each short block (128 rows, or 4096 values of a plane) is summed in f32 lanes,
+//! shifted by the mean so far, and merged with Chan's formula in f64. When that shift would
+//! cancel (the block's mean farther from it than its spread: an outlier first sample,
+//! drifting data) the block is summed again around its own mean while it sits in cache, so
+//! the result stays within f32 round-off of float64 whatever the data. Channels-first tensors are processed one channel at a time: that channel's planes
 //! (N × H·W values) stay in L2 between the statistics and the normalize pass, so DRAM sees x
 //! once. Channels-last tensors need all rows before any can be normalized: two sweeps.
 
@@ -98,12 +98,35 @@ fn plane_sums(v: &[f32], pivot: f32) -> (f64, f64) {
     (st, qt)
 }
 
-/// Moments of one short block of values, two-pass while it is in cache.
-fn block_moments(v: &[f32]) -> Moments {
-    let (s, _) = plane_sums(v, v[0]);
-    let pivot = (v[0] as f64 + s / v.len() as f64) as f32;
+/// Whether sums shifted by a pivot lose digits: when the block's mean is farther from the
+/// pivot than its spread (mean_d² > var, i.e. q > 2 M2), `q - s²/n` cancels. The block is
+/// then summed again around its own mean, while it is still in cache.
+#[inline]
+fn cancels(n: usize, s: f64, q: f64) -> bool {
+    s * s / n as f64 > 0.5 * q
+}
+
+/// Moments of one short block: one pass shifted by `pivot` (the mean so far), a second
+/// around the block's own mean only when the first would cancel (an outlier pivot, drifting
+/// data).
+fn block_moments(v: &[f32], pivot: f32) -> Moments {
+    let (s, q) = plane_sums(v, pivot);
+    if !cancels(v.len(), s, q) {
+        return Moments::from_shifted(v.len(), s, q, pivot as f64);
+    }
+    let pivot = (pivot as f64 + s / v.len() as f64) as f32;
     let (s, q) = plane_sums(v, pivot);
     Moments::from_shifted(v.len(), s, q, pivot as f64)
+}
+
+/// The pivot of the next block: the mean so far, or the block's first value.
+#[inline]
+fn next_pivot(acc: &Moments, first: f32) -> f32 {
+    if acc.n > 0.0 && acc.mean.is_finite() {
+        acc.mean as f32
+    } else {
+        first
+    }
 }
 
 /// Per-channel mean and biased variance of a channels-last `[rows, c]` tensor.
@@ -117,28 +140,28 @@ fn rows_moments(x: &[f32], c: usize) -> Vec<Moments> {
         let mut s = vec![0.0f32; c];
         let mut q = vec![0.0f32; c];
         let mut pivot = vec![0.0f32; c];
-        for block in task.chunks(ROW_BLOCK * c) {
-            let nb = block.len() / c;
-            // Pass 1: the block's mean per channel, shifted by its first row.
-            let first = &block[..c];
-            s.fill(0.0);
-            for row in block.chunks_exact(c) {
-                for ((s, &v), &p) in s.iter_mut().zip(row).zip(first) {
-                    *s += v - p;
-                }
-            }
-            for j in 0..c {
-                pivot[j] = (first[j] as f64 + s[j] as f64 / nb as f64) as f32;
-            }
-            // Pass 2: sums shifted by that mean.
+        let sums = |block: &[f32], pivot: &[f32], s: &mut [f32], q: &mut [f32]| {
             s.fill(0.0);
             q.fill(0.0);
             for row in block.chunks_exact(c) {
-                for (((s, q), &v), &p) in s.iter_mut().zip(q.iter_mut()).zip(row).zip(&pivot) {
+                for (((s, q), &v), &p) in s.iter_mut().zip(q.iter_mut()).zip(row).zip(pivot) {
                     let d = v - p;
                     *s += d;
                     *q += d * d;
                 }
+            }
+        };
+        for block in task.chunks(ROW_BLOCK * c) {
+            let nb = block.len() / c;
+            for j in 0..c {
+                pivot[j] = next_pivot(&acc[j], block[j]);
+            }
+            sums(block, &pivot, &mut s, &mut q);
+            if (0..c).any(|j| cancels(nb, s[j] as f64, q[j] as f64)) {
+                for j in 0..c {
+                    pivot[j] = (pivot[j] as f64 + s[j] as f64 / nb as f64) as f32;
+                }
+                sums(block, &pivot, &mut s, &mut q);
             }
             for j in 0..c {
                 let m = Moments::from_shifted(nb, s[j] as f64, q[j] as f64, pivot[j] as f64);
@@ -158,10 +181,13 @@ fn rows_moments(x: &[f32], c: usize) -> Vec<Moments> {
 
 /// Moments of one channel of a channels-first tensor from its planes.
 fn planes_moments(planes: &[&[f32]]) -> Moments {
-    planes
-        .iter()
-        .flat_map(|p| p.chunks(PLANE_BLOCK))
-        .fold(Moments::default(), |acc, b| acc.merge(block_moments(b)))
+    let mut acc = Moments::default();
+    for plane in planes {
+        for block in plane.chunks(PLANE_BLOCK) {
+            acc = acc.merge(block_moments(block, next_pivot(&acc, block[0])));
+        }
+    }
+    acc
 }
 
 /// Per-channel `y = (x - p) * a + b`: subtracting the pivot `p` (the mean rounded to f32, or
@@ -619,28 +645,27 @@ impl FastCpuBatchNorm {
             )| {
                 let (p, rj) = (fold.p[j], r[j]);
                 let (mut sb, mut sg) = (0.0f64, 0.0f64);
-                let blocks = xp
-                    .iter()
-                    .zip(dp.iter())
-                    .flat_map(|(xv, dv)| xv.chunks(PLANE_BLOCK).zip(dv.chunks(PLANE_BLOCK)));
-                for (xv, dv) in blocks {
-                    let (mut a, mut b) = ([0.0f32; LANES], [0.0f32; LANES]);
-                    let (xc, dc) = (xv.chunks_exact(LANES), dv.chunks_exact(LANES));
-                    let (xr, dr) = (xc.remainder(), dc.remainder());
-                    for (xl, dl) in xc.zip(dc) {
-                        for l in 0..LANES {
-                            let d = mask(xl[l], j, dl[l]);
-                            a[l] += d;
-                            b[l] += d * ((xl[l] - p) - rj);
+                // Lanes move to f64 every PLANE_BLOCK values: long planes keep f32 sums short.
+                for (xplane, dplane) in xp.iter().zip(dp.iter()) {
+                    for (xv, dv) in xplane.chunks(PLANE_BLOCK).zip(dplane.chunks(PLANE_BLOCK)) {
+                        let (mut a, mut b) = ([0.0f32; LANES], [0.0f32; LANES]);
+                        let (xc, dc) = (xv.chunks_exact(LANES), dv.chunks_exact(LANES));
+                        let (xr, dr) = (xc.remainder(), dc.remainder());
+                        for (xl, dl) in xc.zip(dc) {
+                            for l in 0..LANES {
+                                let d = mask(xl[l], j, dl[l]);
+                                a[l] += d;
+                                b[l] += d * ((xl[l] - p) - rj);
+                            }
                         }
+                        for (&xv, &dv) in xr.iter().zip(dr) {
+                            let d = mask(xv, j, dv);
+                            sb += d as f64;
+                            sg += (d * ((xv - p) - rj)) as f64;
+                        }
+                        sb += a.iter().map(|&v| v as f64).sum::<f64>();
+                        sg += b.iter().map(|&v| v as f64).sum::<f64>();
                     }
-                    for (&xv, &dv) in xr.iter().zip(dr) {
-                        let d = mask(xv, j, dv);
-                        sb += d as f64;
-                        sg += (d * ((xv - p) - rj)) as f64;
-                    }
-                    sb += a.iter().map(|&v| v as f64).sum::<f64>();
-                    sg += b.iter().map(|&v| v as f64).sum::<f64>();
                 }
                 let (db, dg) = (sb as f32, (sg * saved.inv_std[j] as f64) as f32);
                 let (k, kb, kc) = coeffs(j, db, dg);
