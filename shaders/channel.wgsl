@@ -19,7 +19,7 @@ fn beta(c: u32) -> f32 {
     return select(0.0, chan[p.channels + c], (p.flags & FLAG_CENTER) != 0u);
 }
 
-@compute @workgroup_size(64)
+@compute @workgroup_size(CHANNEL_WG)
 fn finalize_training(@builtin(global_invocation_id) gid: vec3<u32>) {
     let c = gid.x;
     if (c >= p.channels) {
@@ -60,7 +60,7 @@ fn finalize_training(@builtin(global_invocation_id) gid: vec3<u32>) {
     state[c].stats = vec4<f32>(mean_d, inv_std, var_b, tracked);
 }
 
-@compute @workgroup_size(64)
+@compute @workgroup_size(CHANNEL_WG)
 fn finalize_inference(@builtin(global_invocation_id) gid: vec3<u32>) {
     let c = gid.x;
     if (c >= p.channels) {
@@ -75,7 +75,7 @@ fn finalize_inference(@builtin(global_invocation_id) gid: vec3<u32>) {
     state[c].stats = vec4<f32>(0.0, inv_std, running_var, state[c].stats.w);
 }
 
-@compute @workgroup_size(64)
+@compute @workgroup_size(CHANNEL_WG)
 fn finalize_backward(@builtin(global_invocation_id) gid: vec3<u32>) {
     let c = gid.x;
     if (c >= p.channels) {

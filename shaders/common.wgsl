@@ -1,7 +1,7 @@
 // Definitions shared by every batch-norm kernel. The host concatenates this file in front of
-// `stream.wgsl` (kernels that walk the tensor) and `channel.wgsl` (one thread per channel).
-
-const WG: u32 = 256u; // threads per workgroup of the streaming kernels
+// `stream.wgsl` (kernels that walk the tensor) and `channel.wgsl` (one thread per channel),
+// after a prelude generated from `src/plan.rs` that defines the workgroup sizes once:
+// WG (threads per streaming workgroup) and CHANNEL_WG (channels per finalize workgroup).
 
 const FLAG_RELU: u32 = 1u;
 const FLAG_CENTER: u32 = 2u;

@@ -24,12 +24,12 @@ fn subgroup_add(v: vec4<f32>, cw: u32, sg_size: u32) -> vec4<f32> {
     return acc;
 }
 
-@compute @workgroup_size(256)
+@compute @workgroup_size(WG)
 fn stats(@builtin(subgroup_id) sid: u32, @builtin(subgroup_invocation_id) lane: u32, @builtin(subgroup_size) sg: u32, @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     stats_body(sid * sg + lane, linear_group(wid, nwg), sg);
 }
 
-@compute @workgroup_size(256)
+@compute @workgroup_size(WG)
 fn reduce(@builtin(subgroup_id) sid: u32, @builtin(subgroup_invocation_id) lane: u32, @builtin(subgroup_size) sg: u32, @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     reduce_body(sid * sg + lane, linear_group(wid, nwg), sg);
 }

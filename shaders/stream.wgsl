@@ -186,17 +186,17 @@ fn dx_body(t: u32, g: u32) {
     }
 }
 
-@compute @workgroup_size(64)
+@compute @workgroup_size(CHANNEL_WG)
 fn pivot(@builtin(global_invocation_id) gid: vec3<u32>) {
     pivot_body(gid.x);
 }
 
-@compute @workgroup_size(256)
+@compute @workgroup_size(WG)
 fn normalize(@builtin(local_invocation_index) t: u32, @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     normalize_body(t, linear_group(wid, nwg));
 }
 
-@compute @workgroup_size(256)
+@compute @workgroup_size(WG)
 fn dx(@builtin(local_invocation_index) t: u32, @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     dx_body(t, linear_group(wid, nwg));
 }

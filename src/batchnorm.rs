@@ -32,18 +32,34 @@ struct LastForward {
     shape: Vec<usize>,
 }
 
+/// Regions of caller buffers that hold a layer's per-channel values and gradients (see
+/// [`BatchNorm::with_parameters`]).
+#[derive(Debug, Clone)]
+pub struct ParamBinding {
+    /// Holds `[gamma | beta | running mean | running variance]`, C f32 each.
+    pub params: wgpu::Buffer,
+    /// Byte offset of gamma in `params`.
+    pub params_offset: u64,
+    /// Receives `[dgamma | dbeta]`, C f32 each.
+    pub grads: wgpu::Buffer,
+    /// Byte offset of dgamma in `grads`.
+    pub grads_offset: u64,
+}
+
 /// Batch normalization over one channel axis, with running statistics, on the GPU.
 #[derive(Debug)]
 pub struct BatchNorm {
     config: BatchNormConfig,
     ctx: Context,
     kernels: Arc<Kernels>,
-    /// `[gamma | beta | running mean | running variance]`.
+    /// `[gamma | beta | running mean | running variance]` at `chan_at` (ours or the caller's).
     chan: wgpu::Buffer,
+    chan_at: u64,
     /// `ChannelState` per channel.
     state: wgpu::Buffer,
-    /// `[dgamma | dbeta]`.
+    /// `[dgamma | dbeta]` at `grads_at` (ours or the caller's).
     grads: wgpu::Buffer,
+    grads_at: u64,
     /// Split partials; grows with the largest plan seen.
     partials: wgpu::Buffer,
     prepared: HashMap<Geometry, Arc<Prepared>>,
@@ -58,25 +74,90 @@ impl BatchNorm {
     pub fn new(ctx: &Context, config: BatchNormConfig) -> Result<Self> {
         config.validate()?;
         let c = config.channels as u64;
-        let storage = wgpu::BufferUsages::STORAGE
-            | wgpu::BufferUsages::COPY_DST
-            | wgpu::BufferUsages::COPY_SRC;
-        let chan = ctx.create_buffer("bn.channel_params", 16 * c, storage)?;
+        let chan = ctx.create_buffer("bn.channel_params", 16 * c, Self::PARAM_USAGE)?;
+        let grads = ctx.create_buffer("bn.grads", 8 * c, Self::PARAM_USAGE)?;
+        Self::build(
+            ctx,
+            config,
+            ParamBinding {
+                params: chan,
+                params_offset: 0,
+                grads,
+                grads_offset: 0,
+            },
+        )
+    }
+
+    /// Usage a parameter or gradient buffer needs.
+    pub const PARAM_USAGE: wgpu::BufferUsages = wgpu::BufferUsages::STORAGE
+        .union(wgpu::BufferUsages::COPY_DST)
+        .union(wgpu::BufferUsages::COPY_SRC);
+
+    /// Builds the layer on regions of the caller's buffers: its per-channel values live at
+    /// `binding.params` (written here with the initial values) and its gradients at
+    /// `binding.grads`, so an optimizer or a network can own the only copy. Offsets must be
+    /// multiples of `min_storage_buffer_offset_alignment`; buffers need
+    /// [`BatchNorm::PARAM_USAGE`].
+    pub fn with_parameters(
+        ctx: &Context,
+        config: BatchNormConfig,
+        binding: ParamBinding,
+    ) -> Result<Self> {
+        config.validate()?;
+        let c = config.channels as u64;
+        let align = ctx.plan_limits().offset_alignment;
+        for (what, buffer, offset, bytes) in [
+            ("parameters", &binding.params, binding.params_offset, 16 * c),
+            ("gradients", &binding.grads, binding.grads_offset, 8 * c),
+        ] {
+            if !buffer.usage().contains(Self::PARAM_USAGE) {
+                return Err(Error::BufferUsage {
+                    what,
+                    missing: Self::PARAM_USAGE - buffer.usage(),
+                });
+            }
+            if !offset.is_multiple_of(align) {
+                return Err(Error::MisalignedOffset {
+                    what,
+                    offset,
+                    alignment: align,
+                });
+            }
+            let available = buffer.size().saturating_sub(offset);
+            if bytes > available {
+                return Err(Error::BufferTooSmall {
+                    what,
+                    needed: bytes,
+                    available,
+                });
+            }
+        }
+        Self::build(ctx, config, binding)
+    }
+
+    fn build(ctx: &Context, config: BatchNormConfig, binding: ParamBinding) -> Result<Self> {
+        let c = config.channels as u64;
+        let storage = Self::PARAM_USAGE;
         let state = ctx.create_buffer("bn.state", CHANNEL_STATE_BYTES * c, storage)?;
-        let grads = ctx.create_buffer("bn.grads", 8 * c, storage)?;
         let partials = ctx.create_buffer("bn.partials", 16 * c, storage)?;
         let n = config.channels;
         let mut init = crate::memory::try_filled("initial channel values", 4 * n, 0.0f32)?;
         init[..n].fill(1.0);
         init[3 * n..].fill(1.0);
-        ctx.write(&chan, 0, bytemuck::cast_slice(&init))?;
+        ctx.write(
+            &binding.params,
+            binding.params_offset,
+            bytemuck::cast_slice(&init),
+        )?;
         Ok(Self {
             kernels: ctx.kernels().clone(),
             ctx: ctx.clone(),
             config,
-            chan,
+            chan: binding.params,
+            chan_at: binding.params_offset,
             state,
-            grads,
+            grads: binding.grads,
+            grads_at: binding.grads_offset,
             partials,
             prepared: HashMap::new(),
             last: None,
@@ -196,10 +277,10 @@ impl BatchNorm {
                 layout: &self.kernels.channel_layout,
                 entries: &[
                     entry(0, &params[0], 0, None),
-                    entry(1, &self.chan, 0, None),
+                    entry(1, &self.chan, self.chan_at, Some(16 * g.channels as u64)),
                     entry(2, &self.state, 0, None),
                     entry(3, &self.partials, 0, None),
-                    entry(4, &self.grads, 0, None),
+                    entry(4, &self.grads, self.grads_at, Some(8 * g.channels as u64)),
                 ],
             });
         let p = Arc::new(Prepared {
@@ -344,7 +425,7 @@ impl BatchNorm {
 
     /// Records the backward pass of the last forward into `encoder`: `dx` from `x` and `dy`
     /// (masked by the fused ReLU), and dgamma/dbeta into the layer's gradient buffer
-    /// ([`BatchNorm::grads_buffer`]). `x` must be the input of that forward pass. Never submits.
+    /// ([`BatchNorm::grads_region`]). `x` must be the input of that forward pass. Never submits.
     pub fn encode_backward(
         &mut self,
         encoder: &mut wgpu::CommandEncoder,
@@ -444,7 +525,8 @@ impl BatchNorm {
 
     fn read_chan(&self, slot: u64) -> Result<Vec<f32>> {
         let c = self.config.channels;
-        self.ctx.read_f32(&self.chan, slot * c as u64 * 4, c)
+        self.ctx
+            .read_f32(&self.chan, self.chan_at + slot * c as u64 * 4, c)
     }
 
     fn write_chan(&self, slot: u64, what: &'static str, values: &[f32]) -> Result<()> {
@@ -496,26 +578,29 @@ impl BatchNorm {
         self.write_chan(3, "running variance", v)
     }
 
-    /// `[gamma | beta | running mean | running variance]`, C f32 each: for optimizers that
-    /// update gamma/beta in place on the GPU.
-    pub fn channel_buffer(&self) -> &wgpu::Buffer {
-        &self.chan
+    /// The buffer and byte offset of `[gamma | beta | running mean | running variance]`,
+    /// C f32 each: for optimizers that update gamma/beta in place on the GPU.
+    pub fn channel_region(&self) -> (&wgpu::Buffer, u64) {
+        (&self.chan, self.chan_at)
     }
 
-    /// `[dgamma | dbeta]`, C f32 each, written by each backward pass.
-    pub fn grads_buffer(&self) -> &wgpu::Buffer {
-        &self.grads
+    /// The buffer and byte offset of `[dgamma | dbeta]`, C f32 each, written by each
+    /// backward pass.
+    pub fn grads_region(&self) -> (&wgpu::Buffer, u64) {
+        (&self.grads, self.grads_at)
     }
 
     /// dgamma of the last backward pass. Reads back.
     pub fn dgamma(&self) -> Result<Vec<f32>> {
-        self.ctx.read_f32(&self.grads, 0, self.config.channels)
+        self.ctx
+            .read_f32(&self.grads, self.grads_at, self.config.channels)
     }
 
     /// dbeta of the last backward pass. Reads back.
     pub fn dbeta(&self) -> Result<Vec<f32>> {
         let c = self.config.channels;
-        self.ctx.read_f32(&self.grads, c as u64 * 4, c)
+        self.ctx
+            .read_f32(&self.grads, self.grads_at + c as u64 * 4, c)
     }
 
     fn read_state(&self) -> Result<Vec<[f32; 12]>> {

@@ -161,9 +161,19 @@ impl BatchNormConfig {
         }
     }
 
+    /// `(keep, fresh)` in f64, unrounded: the weights of a float64 model (Keras with
+    /// `floatx = float64`). `fresh < 0` marks the cumulative average.
+    pub fn running_weights_f64(&self) -> (f64, f64) {
+        match (self.convention, self.momentum) {
+            (Convention::Keras, Some(m)) => (m, 1.0 - m),
+            (Convention::PyTorch, Some(f)) => (1.0 - f, f),
+            (_, None) => (0.0, -1.0),
+        }
+    }
+
     /// The mode a pass over `shape` really runs in — a frozen layer (`trainable == false`)
     /// runs inference, as Keras does — or the PyTorch batch-of-one error.
-    pub(crate) fn resolve_mode(
+    pub fn resolve_mode(
         &self,
         trainable: bool,
         mode: Mode,

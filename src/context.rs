@@ -1,11 +1,16 @@
 //! The device a layer runs on: created here from the environment, or the caller's own.
 
-use std::sync::{Arc, Mutex, OnceLock};
+use std::any::{Any, TypeId};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
 use crate::error::{Error, Result};
 use crate::kernels::Kernels;
-use crate::nn::kernels::NnKernels;
 use crate::plan::PlanLimits;
+
+/// Per-device values of any type, built once (pipelines of layers built on the engine): the
+/// context keeps them without knowing what they are.
+type Extensions = Arc<Mutex<HashMap<TypeId, Arc<dyn Any + Send + Sync>>>>;
 
 /// Knobs of a [`Context`]. `Default` uses everything the adapter offers.
 #[derive(Debug, Clone, Default)]
@@ -28,7 +33,7 @@ pub struct Context {
     limits: PlanLimits,
     lost: Arc<Mutex<Option<String>>>,
     errors: Arc<Mutex<Option<String>>>,
-    nn: Arc<OnceLock<NnKernels>>,
+    extensions: Extensions,
 }
 
 fn env_adapter_name() -> Option<String> {
@@ -172,7 +177,7 @@ impl Context {
             kernels,
             lost,
             errors,
-            nn: Arc::new(OnceLock::new()),
+            extensions: Extensions::default(),
         }
     }
 
@@ -216,9 +221,32 @@ impl Context {
         &self.kernels
     }
 
-    /// The network kernels, compiled on first use.
-    pub(crate) fn nn_kernels(&self) -> &NnKernels {
-        self.nn.get_or_init(|| NnKernels::new(&self.device))
+    /// The value of type `T` for this device, built by `init` on first use and shared by
+    /// every clone of the context (compiled pipelines, for instance).
+    pub(crate) fn cached<T: Any + Send + Sync>(
+        &self,
+        init: impl FnOnce(&wgpu::Device) -> T,
+    ) -> Arc<T> {
+        let key = TypeId::of::<T>();
+        if let Some(v) = self
+            .extensions
+            .lock()
+            .ok()
+            .and_then(|m| m.get(&key).cloned())
+        {
+            if let Ok(v) = v.downcast::<T>() {
+                return v;
+            }
+        }
+        // Built outside the lock: compiling pipelines takes a while.
+        let value = Arc::new(init(&self.device));
+        if let Ok(mut m) = self.extensions.lock() {
+            let entry = m.entry(key).or_insert_with(|| value.clone());
+            if let Ok(v) = entry.clone().downcast::<T>() {
+                return v;
+            }
+        }
+        value
     }
 
     pub(crate) fn plan_limits(&self) -> &PlanLimits {
@@ -274,7 +302,11 @@ impl Context {
     /// or internal error comes back as an [`Error`] instead of reaching the uncaptured-error
     /// handler (a caller's device keeps its handler, which by default panics). An error on a
     /// lost device is [`Error::DeviceLost`].
-    pub(crate) fn guard<T>(&self, what: &str, f: impl FnOnce() -> Result<T>) -> Result<T> {
+    pub(crate) fn guard<T, E: From<Error>>(
+        &self,
+        what: &str,
+        f: impl FnOnce() -> std::result::Result<T, E>,
+    ) -> std::result::Result<T, E> {
         self.check_flags()?;
         let scopes = [
             wgpu::ErrorFilter::Internal,
@@ -292,13 +324,14 @@ impl Context {
         match first {
             None => out,
             Some(wgpu::Error::OutOfMemory { .. }) => {
-                Err(Error::OutOfMemory(format!("{what}: out of device memory")))
+                Err(Error::OutOfMemory(format!("{what}: out of device memory")).into())
             }
             Some(e) => Err(if self.probe_lost() {
                 self.mark_lost(&format!("{what}: the device was destroyed or lost"))
             } else {
                 Error::Gpu(format!("{what}: {e}"))
-            }),
+            }
+            .into()),
         }
     }
 
@@ -306,7 +339,7 @@ impl Context {
     pub(crate) fn write(&self, buffer: &wgpu::Buffer, offset: u64, bytes: &[u8]) -> Result<()> {
         self.guard("writing a buffer", || {
             self.queue.write_buffer(buffer, offset, bytes);
-            Ok(())
+            Ok::<_, Error>(())
         })
     }
 
@@ -336,7 +369,7 @@ impl Context {
         }
         let what = format!("{label} ({size} bytes)");
         let buffer = self.guard(&what, || {
-            Ok(self.device.create_buffer(&wgpu::BufferDescriptor {
+            Ok::<_, Error>(self.device.create_buffer(&wgpu::BufferDescriptor {
                 label: Some(label),
                 size: size.max(16).next_multiple_of(4),
                 usage,
@@ -370,6 +403,28 @@ impl Context {
         }
         // Buffers start zeroed.
         self.write(buffer, last, &[0; 4])
+    }
+
+    /// A uniform buffer holding `value`.
+    pub(crate) fn uniform<T: bytemuck::Pod>(&self, label: &str, value: &T) -> Result<wgpu::Buffer> {
+        let b = self.create_buffer(
+            label,
+            std::mem::size_of::<T>() as u64,
+            wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+        )?;
+        self.write(&b, 0, bytemuck::bytes_of(value))?;
+        Ok(b)
+    }
+
+    /// A storage buffer (`STORAGE | COPY_SRC | COPY_DST`) of `bytes`.
+    pub(crate) fn storage(&self, label: &str, bytes: u64) -> Result<wgpu::Buffer> {
+        self.create_buffer(
+            label,
+            bytes,
+            wgpu::BufferUsages::STORAGE
+                | wgpu::BufferUsages::COPY_DST
+                | wgpu::BufferUsages::COPY_SRC,
+        )
     }
 
     /// Submits and waits until the GPU is done.
@@ -437,7 +492,7 @@ impl Context {
             slice.map_async(wgpu::MapMode::Read, move |r| {
                 let _ = tx.send(r);
             });
-            Ok(index)
+            Ok::<_, Error>(index)
         })?;
         // On native backends mapping completes inside poll; on the web the browser drives it.
         self.wait(Some(index))?;

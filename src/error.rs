@@ -136,28 +136,6 @@ pub enum Error {
     /// Mapping a buffer for readback failed.
     #[error("buffer readback failed: {0}")]
     Readback(String),
-    /// A network that cannot be built or trained as specified.
-    #[error("model: {0}")]
-    Model(String),
-    /// Training diverged: the loss became NaN or infinite (Keras' `TerminateOnNaN` stops here).
-    #[error("training diverged: the loss became NaN or infinite in epoch {epoch}{}; lower the learning rate or check the data", .batch.map(|b| format!(", batch {b}")).unwrap_or_default())]
-    NonFiniteLoss {
-        /// 1-based epoch.
-        epoch: usize,
-        /// 1-based batch of that epoch, when known.
-        batch: Option<usize>,
-    },
-    /// A data file that cannot be used.
-    #[error(transparent)]
-    Data(#[from] crate::nn::DataError),
-    /// A weights file that cannot be read or written.
-    #[error("weights file {path}: {why}")]
-    Weights {
-        /// The file.
-        path: String,
-        /// What went wrong.
-        why: String,
-    },
     /// The device reported a validation or internal error.
     #[error("wgpu error: {0}")]
     Gpu(String),

@@ -1,8 +1,8 @@
 //! WGSL sources, bind-group layouts and compute pipelines, built once per device.
 
-use std::num::NonZeroU64;
-
 use bytemuck::{Pod, Zeroable};
+
+use crate::pipeline::{self, Slot};
 
 /// Shared definitions of every module.
 pub const COMMON_WGSL: &str = include_str!("../shaders/common.wgsl");
@@ -15,6 +15,15 @@ pub const ENTRY_WORKGROUP_WGSL: &str = include_str!("../shaders/entry_workgroup.
 /// Per-channel finalize kernels.
 pub const CHANNEL_WGSL: &str = include_str!("../shaders/channel.wgsl");
 
+/// The workgroup sizes, written once (in `plan.rs`) and handed to WGSL as constants.
+fn prelude() -> String {
+    format!(
+        "const WG: u32 = {}u;\nconst CHANNEL_WG: u32 = {}u;\n",
+        crate::plan::WORKGROUP,
+        crate::plan::CHANNEL_WORKGROUP
+    )
+}
+
 /// The WGSL of the streaming module, with or without subgroup operations.
 pub fn stream_source(subgroups: bool) -> String {
     let entry = if subgroups {
@@ -22,12 +31,12 @@ pub fn stream_source(subgroups: bool) -> String {
     } else {
         ENTRY_WORKGROUP_WGSL
     };
-    [COMMON_WGSL, STREAM_WGSL, entry].join("\n")
+    [&prelude(), COMMON_WGSL, STREAM_WGSL, entry].join("\n")
 }
 
 /// The WGSL of the per-channel module.
 pub fn channel_source() -> String {
-    [COMMON_WGSL, CHANNEL_WGSL].join("\n")
+    [&prelude(), COMMON_WGSL, CHANNEL_WGSL].join("\n")
 }
 
 pub(crate) const FLAG_RELU: u32 = 1;
@@ -89,82 +98,36 @@ pub struct Kernels {
     pub subgroups: bool,
 }
 
-fn storage(binding: u32, read_only: bool, min: u64) -> wgpu::BindGroupLayoutEntry {
-    wgpu::BindGroupLayoutEntry {
-        binding,
-        visibility: wgpu::ShaderStages::COMPUTE,
-        ty: wgpu::BindingType::Buffer {
-            ty: wgpu::BufferBindingType::Storage { read_only },
-            has_dynamic_offset: false,
-            min_binding_size: NonZeroU64::new(min),
-        },
-        count: None,
-    }
-}
-
-fn uniform(binding: u32) -> wgpu::BindGroupLayoutEntry {
-    wgpu::BindGroupLayoutEntry {
-        binding,
-        visibility: wgpu::ShaderStages::COMPUTE,
-        ty: wgpu::BindingType::Buffer {
-            ty: wgpu::BufferBindingType::Uniform,
-            has_dynamic_offset: false,
-            min_binding_size: NonZeroU64::new(std::mem::size_of::<Params>() as u64),
-        },
-        count: None,
-    }
-}
-
-fn pipeline(
-    device: &wgpu::Device,
-    layout: &wgpu::BindGroupLayout,
-    module: &wgpu::ShaderModule,
-    entry: &str,
-) -> wgpu::ComputePipeline {
-    let pl = device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
-        label: Some(entry),
-        bind_group_layouts: &[Some(layout)],
-        immediate_size: 0,
-    });
-    device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
-        label: Some(entry),
-        layout: Some(&pl),
-        module,
-        entry_point: Some(entry),
-        compilation_options: wgpu::PipelineCompilationOptions {
-            constants: &[],
-            // Every workgroup variable is written before it is read.
-            zero_initialize_workgroup_memory: false,
-        },
-        cache: None,
-    })
-}
+const PARAMS_BYTES: u64 = std::mem::size_of::<Params>() as u64;
 
 impl StreamKernels {
     /// `writable_inputs`: x and dy declared `read_write` (see [`Kernels`]'s `shared`).
     fn new(device: &wgpu::Device, subgroups: bool, writable_inputs: bool) -> Self {
-        let layout = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
-            label: Some("bn.stream"),
-            entries: &[
-                uniform(0),
-                storage(1, !writable_inputs, 4),
-                storage(2, !writable_inputs, 4),
-                storage(3, false, 4),
-                storage(4, false, CHANNEL_STATE_BYTES),
-                storage(5, false, 16),
+        let input = if writable_inputs {
+            Slot::Write(4)
+        } else {
+            Slot::Read(4)
+        };
+        let layout = pipeline::layout(
+            device,
+            "bn.stream",
+            &[
+                Slot::Uniform(PARAMS_BYTES),
+                input,
+                input,
+                Slot::Write(4),
+                Slot::Write(CHANNEL_STATE_BYTES),
+                Slot::Write(16),
             ],
-        });
+        );
         let mut src = stream_source(subgroups);
         if writable_inputs {
             src = src
                 .replace("var<storage, read> x:", "var<storage, read_write> x:")
                 .replace("var<storage, read> dy:", "var<storage, read_write> dy:");
         }
-        let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
-            label: Some("bn.stream"),
-            source: wgpu::ShaderSource::Wgsl(src.into()),
-        });
-        let s = |e| pipeline(device, &layout, &module, e);
+        let module = pipeline::module(device, "bn.stream", &src);
+        let s = |e| pipeline::pipeline(device, &layout, &module, e);
         StreamKernels {
             pivot: s("pivot"),
             stats: s("stats"),
@@ -179,21 +142,19 @@ impl StreamKernels {
 impl Kernels {
     /// Compiles both modules and every pipeline for `device`.
     pub fn new(device: &wgpu::Device, subgroups: bool) -> Self {
-        let channel_layout = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
-            label: Some("bn.channel"),
-            entries: &[
-                uniform(0),
-                storage(1, false, 16),
-                storage(2, false, CHANNEL_STATE_BYTES),
-                storage(3, true, 16),
-                storage(4, false, 8),
+        let channel_layout = pipeline::layout(
+            device,
+            "bn.channel",
+            &[
+                Slot::Uniform(PARAMS_BYTES),
+                Slot::Write(16),
+                Slot::Write(CHANNEL_STATE_BYTES),
+                Slot::Read(16),
+                Slot::Write(8),
             ],
-        });
-        let channel_module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
-            label: Some("bn.channel"),
-            source: wgpu::ShaderSource::Wgsl(channel_source().into()),
-        });
-        let c = |e| pipeline(device, &channel_layout, &channel_module, e);
+        );
+        let channel_module = pipeline::module(device, "bn.channel", &channel_source());
+        let c = |e| pipeline::pipeline(device, &channel_layout, &channel_module, e);
         Kernels {
             stream: StreamKernels::new(device, subgroups, false),
             shared: std::sync::OnceLock::new(),

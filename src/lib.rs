@@ -45,18 +45,35 @@ mod context;
 pub mod cpu;
 mod error;
 mod geometry;
-pub mod kernels;
+mod kernels;
 pub mod memory;
 pub mod nn;
-pub mod plan;
+mod pipeline;
+mod plan;
 mod tensor;
 
-pub use batchnorm::BatchNorm;
+pub use batchnorm::{BatchNorm, ParamBinding};
 pub use config::{BatchNormConfig, Convention, Layout, Mode, SingleSamplePolicy};
 pub use context::{Context, ContextOptions};
 pub use error::{Error, Result};
 pub use geometry::Geometry;
 pub use tensor::{Tensor, TensorRef};
+
+/// Every WGSL module this crate compiles, exactly as it hands it to wgpu: `(name, source,
+/// needs subgroups)`. For validating them offline (naga) or precompiling them.
+pub fn shader_sources() -> Vec<(&'static str, String, bool)> {
+    let mut v = vec![
+        ("stream (workgroup)", kernels::stream_source(false), false),
+        ("stream (subgroup)", kernels::stream_source(true), true),
+        ("channel", kernels::channel_source(), false),
+    ];
+    v.extend(
+        nn::shader_sources()
+            .into_iter()
+            .map(|(name, src)| (name, src, false)),
+    );
+    v
+}
 
 // The README's examples compile as doctests.
 #[cfg(doctest)]

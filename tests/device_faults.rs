@@ -6,7 +6,15 @@ mod common;
 use std::sync::{Arc, Mutex};
 
 use common::serial;
-use wgpu_batchnorm::nn::{tutorial_layers, Dataset, FitOptions, Optimizer, Sequential};
+use wgpu_batchnorm::nn::{self, tutorial_layers, Dataset, FitOptions, Optimizer, Sequential};
+
+/// The engine's error inside a network's (whose device errors wrap the engine's).
+fn engine<T>(r: Result<T, nn::Error>) -> Result<T, Error> {
+    r.map_err(|e| match e {
+        nn::Error::Engine(e) => e,
+        other => Error::Gpu(format!("not an engine error: {other}")),
+    })
+}
 use wgpu_batchnorm::{BatchNorm, BatchNormConfig, Context, ContextOptions, Error, Mode, Tensor};
 
 fn caller_device() -> (wgpu::Device, wgpu::Queue) {
@@ -43,25 +51,23 @@ fn assert_every_call_is_lost(ctx: &Context, bn: &mut BatchNorm, model: &mut Sequ
     );
     lost(
         "Sequential::new",
-        Sequential::new(
+        engine(Sequential::new(
             ctx,
             5,
             &tutorial_layers(true, 4, 3),
             0,
             Optimizer::default(),
-        )
+        ))
         .map(drop),
     );
     let data = Dataset::synthetic(16, 5, 0);
-    lost("train_batch", model.train_batch(&data));
+    lost("train_batch", engine(model.train_batch(&data)));
     lost(
         "fit",
-        model
-            .fit(&data, &FitOptions::default(), None, |_, _| {})
-            .map(drop),
+        engine(model.fit(&data, &FitOptions::default(), None, |_, _| {})).map(drop),
     );
-    lost("predict", model.predict(data.x()).map(drop));
-    lost("weights", model.weights().map(drop));
+    lost("predict", engine(model.predict(data.x())).map(drop));
+    lost("weights", engine(model.weights()).map(drop));
 }
 
 /// `device.destroy()` on a caller's device (with wgpu's default handler, which panics on an
@@ -158,7 +164,7 @@ fn a_device_destroyed_mid_fit_stops_fit() {
             device.destroy();
         }
     });
-    assert!(matches!(r, Err(Error::DeviceLost(_))), "{r:?}");
+    assert!(matches!(engine(r), Err(Error::DeviceLost(_))), "mid-fit");
 }
 
 /// One uncaptured error (a caller's destroyed buffer, submitted by us) comes back once as

@@ -8,7 +8,7 @@ mod common;
 use common::{ctx, serial};
 use proptest::prelude::*;
 use wgpu_batchnorm::nn::reference::CpuModel;
-use wgpu_batchnorm::nn::{Dataset, FitOptions, LayerSpec, Optimizer, Sequential};
+use wgpu_batchnorm::nn::{self, Dataset, FitOptions, LayerSpec, Optimizer, Sequential};
 
 fn cases(default: u32) -> u32 {
     std::env::var("PROPTEST_CASES")
@@ -197,7 +197,7 @@ proptest! {
                     // A run that diverges in f32 may stay finite in f64: the one allowed
                     // difference, and only as a divergence.
                     (Err(e), Ok(_)) | (Ok(_), Err(e)) => prop_assert!(
-                        matches!(e, wgpu_batchnorm::Error::NonFiniteLoss { .. }),
+                        matches!(e, nn::Error::NonFiniteLoss { .. }),
                         "{e}"
                     ),
                 }

@@ -10,7 +10,7 @@ use common::{ctx, serial};
 use wgpu_batchnorm::cpu::CpuBatchNorm;
 use wgpu_batchnorm::nn::reference::CpuModel;
 use wgpu_batchnorm::nn::{
-    load_weights, save_weights, tutorial_layers, DataError, Dataset, FitOptions, LayerSpec,
+    self, load_weights, save_weights, tutorial_layers, DataError, Dataset, FitOptions, LayerSpec,
     Optimizer, Sequential,
 };
 use wgpu_batchnorm::{BatchNorm, BatchNormConfig, Error, Mode, Tensor, TensorRef};
@@ -233,7 +233,7 @@ fn divergence_surfaces_as_an_error() {
         assert!(
             matches!(
                 e,
-                Error::NonFiniteLoss {
+                nn::Error::NonFiniteLoss {
                     epoch: 1,
                     batch: Some(1)
                 }
@@ -251,7 +251,7 @@ fn divergence_surfaces_as_an_error() {
     let big = Dataset::new(big, data.labels().to_vec(), 5, 3).unwrap();
     let mut gpu = Sequential::new(ctx(), 5, &layers, 0, Optimizer::default()).unwrap();
     let e = gpu.fit(&big, &options, None, |_, _| {}).unwrap_err();
-    assert!(matches!(e, Error::NonFiniteLoss { .. }), "{e}");
+    assert!(matches!(e, nn::Error::NonFiniteLoss { .. }), "{e}");
 }
 
 /// A weights file is validated whole before any weight changes: transposed kernels, missing
@@ -300,11 +300,11 @@ fn weights_files_are_validated_before_applying() {
         let p = d.join(format!("{}.safetensors", what.replace(' ', "_")));
         save_weights(&weights, &p).unwrap();
         let e = gpu.load(&p).unwrap_err();
-        assert!(matches!(e, Error::Weights { .. }), "{what}: {e}");
+        assert!(matches!(e, nn::Error::Weights { .. }), "{what}: {e}");
         assert_eq!(gpu.weights().unwrap(), good, "{what}: GPU model changed");
         let before = cpu.weights();
         let e = cpu.load(&p).unwrap_err();
-        assert!(matches!(e, Error::Weights { .. }), "{what}: {e}");
+        assert!(matches!(e, nn::Error::Weights { .. }), "{what}: {e}");
         assert_eq!(cpu.weights(), before, "{what}: CPU model changed");
     }
     // And a whole, right file loads.

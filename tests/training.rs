@@ -321,7 +321,7 @@ fn weights_round_trip_through_safetensors() {
     std::fs::write(&bad, b"not a safetensors file").unwrap();
     assert!(matches!(
         b.load(&bad),
-        Err(wgpu_batchnorm::Error::Weights { .. })
+        Err(wgpu_batchnorm::nn::Error::Weights { .. })
     ));
     std::fs::remove_dir_all(&dir).ok();
 }

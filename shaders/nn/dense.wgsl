@@ -1,5 +1,6 @@
 // Dense layers: a tiled matrix multiply C = op(A) · op(B) (+ bias, + ReLU), column sums for
-// bias gradients, and the ReLU mask of a gradient.
+// bias gradients, and the ReLU mask of a gradient. Driven by `src/nn/layers/dense.rs`, which
+// prepends the tile and workgroup sizes (T, COLSUM_WG, ELEM_WG) so they are written once.
 
 struct Gemm {
     m: u32,      // rows of C
@@ -12,7 +13,6 @@ const TRANS_A: u32 = 1u;
 const TRANS_B: u32 = 2u;
 const BIAS: u32 = 4u;
 const RELU: u32 = 8u;
-const T: u32 = 16u;
 
 @group(0) @binding(0) var<uniform> g: Gemm;
 @group(0) @binding(1) var<storage, read> a: array<f32>;
@@ -20,8 +20,8 @@ const T: u32 = 16u;
 @group(0) @binding(3) var<storage, read> bias: array<f32>;
 @group(0) @binding(4) var<storage, read_write> c: array<f32>;
 
-var<workgroup> tile_a: array<array<f32, 16>, 16>;
-var<workgroup> tile_b: array<array<f32, 16>, 16>;
+var<workgroup> tile_a: array<array<f32, T>, T>;
+var<workgroup> tile_b: array<array<f32, T>, T>;
 
 fn load_a(row: u32, col: u32) -> f32 {
     if (row >= g.m || col >= g.k) {
@@ -43,8 +43,8 @@ fn load_b(row: u32, col: u32) -> f32 {
     return b[row * g.n + col];
 }
 
-// 16 x 16 output tile per workgroup; both operands staged through workgroup memory.
-@compute @workgroup_size(16, 16)
+// T x T output tile per workgroup; both operands staged through workgroup memory.
+@compute @workgroup_size(T, T)
 fn gemm(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
     let row = wid.y * T + lid.y;
     let col = wid.x * T + lid.x;
@@ -70,7 +70,7 @@ fn gemm(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid
 }
 
 // c[j] = sum over the m rows of a[row, j] (a is [m, n]): the bias gradient.
-@compute @workgroup_size(64)
+@compute @workgroup_size(COLSUM_WG)
 fn colsum(@builtin(global_invocation_id) id: vec3<u32>) {
     let j = id.x;
     if (j >= g.n) {
@@ -84,9 +84,9 @@ fn colsum(@builtin(global_invocation_id) id: vec3<u32>) {
 }
 
 // c = c where b (the layer's ReLU output) > 0, else 0: the ReLU backward, in place.
-@compute @workgroup_size(256)
-fn relu_mask(@builtin(global_invocation_id) id: vec3<u32>) {
-    let i = id.x;
+@compute @workgroup_size(ELEM_WG)
+fn relu_mask(@builtin(global_invocation_id) id: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = id.x + id.y * nwg.x * ELEM_WG;
     if (i >= g.m * g.n) {
         return;
     }

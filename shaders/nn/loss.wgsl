@@ -21,8 +21,8 @@ struct Xent {
 // Training: the mean loss of batch b of the epoch at [b].
 @group(0) @binding(5) var<storage, read_write> batch_losses: array<f32>;
 
-var<workgroup> part_loss: array<f32, 256>;
-var<workgroup> part_hits: array<f32, 256>;
+var<workgroup> part_loss: array<f32, LOSS_WG>;
+var<workgroup> part_hits: array<f32, LOSS_WG>;
 
 const EPS: f32 = 1e-7;                 // Keras' backend epsilon
 const ONE_MINUS_EPS: f32 = 0.99999988; // f32(1 - 1e-7)
@@ -32,12 +32,12 @@ fn non_finite(x: f32) -> bool {
     return (bitcast<u32>(x) & 0x7f800000u) == 0x7f800000u;
 }
 
-@compute @workgroup_size(256)
+@compute @workgroup_size(LOSS_WG)
 fn softmax_xent(@builtin(local_invocation_index) t: u32) {
     let k = q.classes;
     var loss = 0.0;
     var hits = 0.0;
-    for (var r = t; r < q.rows; r += 256u) {
+    for (var r = t; r < q.rows; r += LOSS_WG) {
         let base = r * k;
         var mx = logits[base];
         var arg = 0u;
@@ -77,7 +77,7 @@ fn softmax_xent(@builtin(local_invocation_index) t: u32) {
     }
     part_loss[t] = loss;
     part_hits[t] = hits;
-    for (var s = 128u; s > 0u; s /= 2u) {
+    for (var s = LOSS_WG / 2u; s > 0u; s /= 2u) {
         workgroupBarrier();
         if (t < s) {
             part_loss[t] += part_loss[t + s];

@@ -1,5 +1,6 @@
 // Optimizers over one flat parameter buffer (every layer's parameters at 256-byte aligned
-// offsets). The step counter lives on the GPU, so a step needs no host data.
+// offsets). The step counter lives on the GPU, so a step needs no host data. Driven by
+// `src/nn/optimizer.rs`; CPU twin in `optimizer_cpu.rs`.
 
 struct Opt {
     len: u32,
@@ -126,11 +127,11 @@ fn adam_tick() {
 }
 
 fn index(id: vec3<u32>, n: vec3<u32>) -> u32 {
-    return id.x + id.y * n.x * 256u;
+    return id.x + id.y * n.x * ELEM_WG;
 }
 
 // m += (g - m)(1 - b1); v += (g² - v)(1 - b2); p -= (m alpha) / (sqrt(v) + eps): Keras' order.
-@compute @workgroup_size(256)
+@compute @workgroup_size(ELEM_WG)
 fn adam(@builtin(global_invocation_id) id: vec3<u32>, @builtin(num_workgroups) n: vec3<u32>) {
     let i = index(id, n);
     if (i >= o.len) {
@@ -150,7 +151,7 @@ fn sgd_tick() {
 }
 
 // Keras SGD: m = momentum m - lr g; p += m (plain p -= lr g when momentum is 0).
-@compute @workgroup_size(256)
+@compute @workgroup_size(ELEM_WG)
 fn sgd(@builtin(global_invocation_id) id: vec3<u32>, @builtin(num_workgroups) n: vec3<u32>) {
     let i = index(id, n);
     if (i >= o.len) {

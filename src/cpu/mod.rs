@@ -5,7 +5,9 @@ mod fast;
 mod reference;
 
 pub use fast::FastCpuBatchNorm;
-pub use reference::{channel_moments, CpuBatchNorm, Gradients, Stats};
+pub use reference::{
+    backward, channel_moments, normalize, stats_for, CpuBatchNorm, Gradients, Stats,
+};
 
 use crate::config::{BatchNormConfig, Mode};
 use crate::error::{Error, Result};
@@ -181,21 +183,47 @@ impl LayerState {
     }
 
     /// Counts one training step and folds its batch statistics (`n` values per channel) into
-    /// the running statistics, as the configured framework does.
+    /// the running statistics, as the configured framework does (weights rounded to f32, as
+    /// on the GPU).
     pub(crate) fn record_training(&mut self, mean: &[f64], var: &[f64], n: usize) {
         self.batches_tracked += 1;
         let (keep, fresh) = self.config.running_weights();
-        let (keep, fresh) = if fresh < 0.0 {
-            let f = 1.0 / self.batches_tracked as f64;
-            (1.0 - f, f)
-        } else {
-            (keep as f64, fresh as f64)
-        };
-        let corr = self.config.variance_correction(n) as f64;
+        let weights = (keep as f64, fresh as f64);
         for c in 0..mean.len() {
-            self.running_mean[c] = (keep * self.running_mean[c] as f64 + fresh * mean[c]) as f32;
-            self.running_var[c] =
-                (keep * self.running_var[c] as f64 + fresh * var[c] * corr) as f32;
+            let (m, v) = running_update(
+                &self.config,
+                weights,
+                self.batches_tracked,
+                n,
+                (mean[c], var[c]),
+                (self.running_mean[c] as f64, self.running_var[c] as f64),
+            );
+            self.running_mean[c] = m as f32;
+            self.running_var[c] = v as f32;
         }
     }
+}
+
+/// One channel's running (mean, variance) after a training step that saw `n` values per
+/// channel with batch statistics `batch`, given `(keep, fresh)` weights (`fresh < 0`: the
+/// cumulative average over `tracked` steps) and the convention's variance correction.
+pub fn running_update(
+    config: &BatchNormConfig,
+    (keep, fresh): (f64, f64),
+    tracked: u64,
+    n: usize,
+    batch: (f64, f64),
+    old: (f64, f64),
+) -> (f64, f64) {
+    let (keep, fresh) = if fresh < 0.0 {
+        let f = 1.0 / tracked as f64;
+        (1.0 - f, f)
+    } else {
+        (keep, fresh)
+    };
+    let corr = config.variance_correction(n) as f64;
+    (
+        keep * old.0 + fresh * batch.0,
+        keep * old.1 + fresh * batch.1 * corr,
+    )
 }

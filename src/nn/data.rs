@@ -252,18 +252,18 @@ impl Dataset {
 
     /// Checks the data against a model: its feature count, at least one row, and every label
     /// within the model's classes.
-    pub fn check_for(&self, features: usize, classes: usize) -> crate::Result<()> {
+    pub fn check_for(&self, features: usize, classes: usize) -> crate::nn::Result<()> {
         if self.features != features {
-            return Err(crate::Error::Model(format!(
+            return Err(crate::nn::Error::Model(format!(
                 "data has {} features, the model takes {features}",
                 self.features
             )));
         }
         if self.rows() == 0 {
-            return Err(crate::Error::EmptyTensor(vec![0, self.features]));
+            return Err(crate::Error::EmptyTensor(vec![0, self.features]).into());
         }
         if let Some(&l) = self.labels.iter().find(|&&l| l as usize >= classes) {
-            return Err(crate::Error::Model(format!(
+            return Err(crate::nn::Error::Model(format!(
                 "label {l} is out of range for {classes} classes"
             )));
         }

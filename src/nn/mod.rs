@@ -1,18 +1,34 @@
-//! A small training stack around the engine: Dense, BatchNorm (+ReLU), Dropout, softmax
-//! cross-entropy, Adam and SGD, all on the GPU, with an f64 CPU reference of the same network.
+//! A small training stack built on the engine: layers as modules (Dense, BatchNorm with any
+//! convention, ReLU fused into the layer before it, Sigmoid/Tanh, Dropout), softmax
+//! cross-entropy, Adam and SGD, all on the GPU, with an f64 CPU twin of every piece.
+//! `docs/ARCHITECTURE.md` says which file owns what and how to add a layer.
 
 pub mod data;
+mod error;
 mod files;
-pub(crate) mod kernels;
-mod model;
+mod gather;
+mod layer;
+mod layers;
+mod loss;
+mod loss_cpu;
+mod optimizer;
+mod optimizer_cpu;
 pub mod reference;
+mod registry;
 pub mod rng;
-pub mod spec;
+mod sequential;
+mod spec;
+mod weights;
 
 pub use data::{DataError, Dataset};
+pub use error::{Error, Result};
 pub use files::{check_writable, write_atomically};
-pub use model::{load_weights, save_weights, Sequential};
-pub use spec::{glorot_uniform, FitOptions, History, LayerSpec, Optimizer, Weight};
+pub use layers::activation::Activation;
+pub use optimizer::Optimizer;
+pub use registry::{LayerSpec, MAX_TENSOR_ELEMENTS};
+pub use sequential::Sequential;
+pub use spec::{glorot_uniform, Callbacks, FitOptions, History, Weight};
+pub use weights::{load_weights, save_weights};
 
 /// The tutorial's network: Dense(10) → BatchNormalization → ReLU → Dense(3) → softmax, or
 /// without the BatchNormalization layer.
@@ -24,4 +40,16 @@ pub fn tutorial_layers(batch_norm: bool, hidden: usize, classes: usize) -> Vec<L
     l.push(LayerSpec::Relu);
     l.push(LayerSpec::Dense(classes));
     l
+}
+
+/// Every WGSL module of the network, as compiled (name, source): for validation.
+pub(crate) fn shader_sources() -> Vec<(&'static str, String)> {
+    vec![
+        ("nn/dense", layers::dense::source()),
+        ("nn/dropout", layers::dropout::source()),
+        ("nn/activation", layers::activation::source()),
+        ("nn/loss", loss::source()),
+        ("nn/optimizer", optimizer::source()),
+        ("nn/gather", gather::source()),
+    ]
 }

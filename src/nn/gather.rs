@@ -1,0 +1,122 @@
+//! The batch gather (`shaders/nn/gather.wgsl`): rows of the GPU-resident data set, in the
+//! epoch's order, into the network's input. The start row is the one value written per step.
+
+use bytemuck::{Pod, Zeroable};
+
+use crate::nn::error::Result;
+use crate::nn::layer::ELEM_WG;
+use crate::pipeline::{self, bind, dispatch, groups_1d, Kernel, Slot};
+use crate::Context;
+
+/// The shader with its workgroup size.
+pub(crate) fn source() -> String {
+    format!(
+        "const ELEM_WG: u32 = {ELEM_WG}u;\n{}",
+        include_str!("../../shaders/nn/gather.wgsl")
+    )
+}
+
+/// Mirror of `Gather` in `gather.wgsl`.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Pod, Zeroable)]
+struct Uniform {
+    rows: u32,
+    cols: u32,
+    start: u32,
+    _pad: u32,
+}
+
+/// Byte offset of `start` in the uniform.
+const START_AT: u64 = 8;
+
+struct Kernels {
+    gather: Kernel,
+}
+
+impl Kernels {
+    fn new(device: &wgpu::Device) -> Self {
+        let module = pipeline::module(device, "nn.gather", &source());
+        let slots = [
+            Slot::Uniform(16),
+            Slot::Read(4),
+            Slot::Read(4),
+            Slot::Read(4),
+            Slot::Write(4),
+            Slot::Write(4),
+        ];
+        Kernels {
+            gather: pipeline::kernel(device, &module, "gather", &slots),
+        }
+    }
+}
+
+/// The data set's buffers on the GPU.
+pub(crate) struct DataIo<'a> {
+    pub x: &'a wgpu::Buffer,
+    pub labels: &'a wgpu::Buffer,
+    pub order: &'a wgpu::Buffer,
+}
+
+/// A gather of `rows` rows of one data set into one batch's input buffers.
+pub(crate) struct Gather {
+    kernels: std::sync::Arc<Kernels>,
+    uniform: wgpu::Buffer,
+    group: wgpu::BindGroup,
+    elements: usize,
+}
+
+impl Gather {
+    pub fn new(
+        ctx: &Context,
+        rows: usize,
+        cols: usize,
+        data: DataIo<'_>,
+        x: &wgpu::Buffer,
+        labels: &wgpu::Buffer,
+    ) -> Result<Self> {
+        let kernels = ctx.cached(Kernels::new);
+        let uniform = ctx.uniform(
+            "nn.gather",
+            &Uniform {
+                rows: rows as u32,
+                cols: cols as u32,
+                start: 0,
+                _pad: 0,
+            },
+        )?;
+        let group = bind(
+            ctx.device(),
+            "nn.gather",
+            &kernels.gather.layout,
+            &[
+                (&uniform).into(),
+                data.x.into(),
+                data.labels.into(),
+                data.order.into(),
+                x.into(),
+                labels.into(),
+            ],
+        );
+        Ok(Gather {
+            kernels,
+            uniform,
+            group,
+            elements: rows * cols,
+        })
+    }
+
+    /// Records the gather of the rows at positions `start..start + rows` of the order.
+    pub fn encode(
+        &self,
+        ctx: &Context,
+        enc: &mut wgpu::CommandEncoder,
+        start: usize,
+    ) -> Result<()> {
+        ctx.write(&self.uniform, START_AT, bytemuck::bytes_of(&(start as u32)))?;
+        let max = ctx.plan_limits().max_groups_per_dim;
+        let mut pass = enc.begin_compute_pass(&Default::default());
+        let groups = groups_1d(self.elements, ELEM_WG as usize, max);
+        dispatch(&mut pass, &self.kernels.gather, &self.group, groups);
+        Ok(())
+    }
+}

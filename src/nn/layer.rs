@@ -1,0 +1,180 @@
+//! What a layer is, in the spirit of Burn's and candle's `Module`: a definition that declares
+//! its parameters (Keras names, shapes, trainable or not, where they sit in the layer's region
+//! of the network's one parameter buffer) and its output width, and builds two twins: a GPU
+//! layer that records its forward and backward passes into the caller's encoder, and an f64
+//! CPU layer that computes the same (the oracle of the tests and the `--device cpu` path).
+//!
+//! Adding a layer: a shader under `shaders/nn/` if it needs one, its driver in
+//! `layers/<name>.rs` (the definition and the GPU twin), its CPU twin in
+//! `layers/<name>_cpu.rs`, one line in `registry.rs`, and its tests.
+
+use std::fmt::Debug;
+
+use crate::nn::error::Result;
+use crate::nn::spec::glorot_uniform;
+use crate::{Context, Mode};
+
+/// Threads of the elementwise kernels' workgroups (gather, dropout, activations, the
+/// optimizer, the ReLU mask), handed to their WGSL as `ELEM_WG`.
+pub(crate) const ELEM_WG: u32 = 256;
+
+/// Floats between parameter regions: 256 bytes, any device's storage offset alignment.
+pub(crate) const ALIGN_FLOATS: usize = 64;
+
+/// `n` rounded up to the region alignment.
+pub(crate) fn aligned(n: usize) -> usize {
+    n.div_ceil(ALIGN_FLOATS) * ALIGN_FLOATS
+}
+
+/// How a parameter starts.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) enum Init {
+    Zeros,
+    Ones,
+    /// Keras' glorot uniform, from the model seed and the layer's ordinal among its kind.
+    GlorotUniform,
+}
+
+/// One parameter or state tensor of a layer.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Param {
+    /// Keras' name inside the layer: `kernel`, `bias`, `gamma`, `moving_mean`...
+    pub name: &'static str,
+    pub shape: Vec<usize>,
+    /// Updated by the optimizer (false: state, such as moving statistics).
+    pub trainable: bool,
+    /// Floats from the start of the layer's region.
+    pub offset: usize,
+    pub init: Init,
+}
+
+impl Param {
+    pub fn len(&self) -> usize {
+        self.shape.iter().product()
+    }
+
+    /// Initial values: `seed` is the model's, `ordinal` the layer's among its kind.
+    pub fn initial(&self, seed: u64, ordinal: usize) -> Vec<f32> {
+        match self.init {
+            Init::Zeros => vec![0.0; self.len()],
+            Init::Ones => vec![1.0; self.len()],
+            Init::GlorotUniform => glorot_uniform(seed, ordinal, self.shape[0], self.shape[1]),
+        }
+    }
+}
+
+/// Where one layer's passes read and write, for one batch size: the network's activation
+/// buffers and the layer's regions (float offsets) of the parameter and gradient buffers.
+pub(crate) struct Io<'a> {
+    pub rows: usize,
+    /// `[rows, input width]`.
+    pub input: &'a wgpu::Buffer,
+    /// `[rows, output width]`.
+    pub output: &'a wgpu::Buffer,
+    /// The loss's gradient with respect to the output (backward may change it in place).
+    pub d_output: &'a wgpu::Buffer,
+    /// Receives the gradient with respect to the input (a scratch buffer for the first
+    /// layer, which `first` marks: nothing reads it, so a layer may skip it).
+    pub d_input: &'a wgpu::Buffer,
+    pub first: bool,
+    pub params: &'a wgpu::Buffer,
+    pub grads: &'a wgpu::Buffer,
+    /// Float offset of this layer's region in `params` and `grads`.
+    pub at: usize,
+    /// The optimizer's step counter (`[u32]`), for layers whose training pass depends on it.
+    pub tick: &'a wgpu::Buffer,
+}
+
+/// A layer definition: shapes and parameters, and the factory of its two twins.
+pub(crate) trait LayerDef: Debug + Send + Sync {
+    /// Keras' base name of the layer's weights: `dense`, `batch_normalization`, `dropout`.
+    fn keras_name(&self) -> &'static str;
+    /// The summary's description: `Dense+ReLU`, `BN`, `Dropout 0.3`.
+    fn describe(&self) -> String;
+    fn output_width(&self) -> usize;
+    /// Parameters in Keras' order, with their offsets in the layer's region.
+    fn params(&self) -> Vec<Param> {
+        Vec::new()
+    }
+    /// Floats of the layer's region.
+    fn region_len(&self) -> usize {
+        self.params()
+            .iter()
+            .map(|p| p.offset + p.len())
+            .max()
+            .unwrap_or(0)
+    }
+    /// The fusion rule: absorbs a ReLU that follows (false: it cannot).
+    fn fuse_relu(&mut self) -> bool {
+        false
+    }
+    /// Whether its outputs can be the softmax logits of the loss (a Dense layer without
+    /// activation).
+    fn gives_logits(&self) -> bool {
+        false
+    }
+    /// The GPU twin, with its parameters at float `at` of `params` / `grads`.
+    fn gpu(
+        &self,
+        ctx: &Context,
+        params: &wgpu::Buffer,
+        grads: &wgpu::Buffer,
+        at: usize,
+    ) -> Result<Box<dyn GpuLayer>>;
+    /// The f64 CPU twin.
+    fn cpu(&self) -> Box<dyn CpuLayer>;
+}
+
+/// A layer on the GPU: records into the caller's encoder, never submits.
+pub(crate) trait GpuLayer: Send + Sync {
+    /// Builds what the passes at batch size `io.rows` bind (kept until `forget`).
+    fn prepare(&mut self, ctx: &Context, io: &Io<'_>) -> Result<()>;
+    /// Drops everything `prepare` built (the network's buffers of those batch sizes go).
+    fn forget(&mut self);
+    fn forward(
+        &mut self,
+        ctx: &Context,
+        enc: &mut wgpu::CommandEncoder,
+        io: &Io<'_>,
+        mode: Mode,
+    ) -> Result<()>;
+    /// Backward of the last forward: the parameter gradients into `io.grads`, and the input
+    /// gradient into `io.d_input` when there is one.
+    fn backward(
+        &mut self,
+        ctx: &Context,
+        enc: &mut wgpu::CommandEncoder,
+        io: &Io<'_>,
+    ) -> Result<()>;
+}
+
+/// A layer on the CPU, in f64: the GPU layer's twin.
+pub(crate) trait CpuLayer: Debug + Send + Sync {
+    /// `x` is `[rows, input]`; returns `[rows, output]` and keeps what backward needs.
+    /// `params` are the layer's tensors in `LayerDef::params` order (state may change).
+    fn forward(
+        &mut self,
+        params: &mut [Vec<f64>],
+        x: Vec<f64>,
+        rows: usize,
+        training: bool,
+        step: u64,
+    ) -> Result<Vec<f64>>;
+    /// Returns the input gradient; adds each trainable tensor's gradient into `grads`
+    /// (`params` order; non-trainable entries are left alone).
+    fn backward(
+        &mut self,
+        params: &[Vec<f64>],
+        dy: Vec<f64>,
+        rows: usize,
+        step: u64,
+        grads: &mut [Vec<f64>],
+    ) -> Result<Vec<f64>>;
+    fn boxed_clone(&self) -> Box<dyn CpuLayer>;
+}
+
+impl Clone for Box<dyn CpuLayer> {
+    fn clone(&self) -> Self {
+        self.boxed_clone()
+    }
+}

@@ -1,0 +1,11 @@
+//! One file per layer: the definition and GPU twin (`<name>.rs`, which drives its shader in
+//! `shaders/nn/`), and the f64 CPU twin (`<name>_cpu.rs`).
+
+pub(crate) mod activation;
+mod activation_cpu;
+pub(crate) mod batch_norm;
+mod batch_norm_cpu;
+pub(crate) mod dense;
+mod dense_cpu;
+pub(crate) mod dropout;
+pub(crate) mod dropout_cpu;

@@ -1,0 +1,116 @@
+//! Softmax fused with categorical cross-entropy (`shaders/nn/loss.wgsl`): the batch's loss and
+//! correct predictions accumulate on the GPU, each training batch's mean loss lands in its
+//! slot, the gradient of the logits is written in place. CPU twin: `loss_cpu.rs`.
+
+use bytemuck::{Pod, Zeroable};
+
+use crate::nn::error::Result;
+use crate::pipeline::{self, bind, dispatch, Kernel, Region, Slot};
+use crate::Context;
+
+/// Threads of the loss's one workgroup.
+const LOSS_WG: u32 = 256;
+
+/// The shader with its workgroup size.
+pub(crate) fn source() -> String {
+    format!(
+        "const LOSS_WG: u32 = {LOSS_WG}u;\n{}",
+        include_str!("../../shaders/nn/loss.wgsl")
+    )
+}
+
+/// What one loss dispatch does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum LossMode {
+    /// Loss and metrics only (evaluation).
+    Metrics = 0,
+    /// Also the gradient of the logits, and the batch's loss in its slot (training).
+    Training = 1,
+    /// Also the probabilities (prediction).
+    Probabilities = 2,
+}
+
+/// Mirror of `Xent` in `loss.wgsl`.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Pod, Zeroable)]
+struct Uniform {
+    rows: u32,
+    classes: u32,
+    mode: u32,
+    inv_rows: f32,
+}
+
+struct Kernels {
+    xent: Kernel,
+}
+
+impl Kernels {
+    fn new(device: &wgpu::Device) -> Self {
+        let module = pipeline::module(device, "nn.loss", &source());
+        let slots = [
+            Slot::Uniform(16),
+            Slot::Read(4),
+            Slot::Read(4),
+            Slot::Write(4),
+            Slot::Write(16),
+            Slot::Write(4),
+        ];
+        Kernels {
+            xent: pipeline::kernel(device, &module, "softmax_xent", &slots),
+        }
+    }
+}
+
+/// One prepared loss dispatch.
+pub(crate) struct Loss {
+    kernels: std::sync::Arc<Kernels>,
+    group: wgpu::BindGroup,
+}
+
+/// The buffers a loss dispatch binds.
+pub(crate) struct LossIo<'a> {
+    pub rows: usize,
+    pub classes: usize,
+    pub logits: &'a wgpu::Buffer,
+    pub labels: &'a wgpu::Buffer,
+    /// Gradient of the logits (training) or probabilities (prediction).
+    pub out: &'a wgpu::Buffer,
+    /// `[loss sum, correct, rows seen, batches seen]`.
+    pub metrics: Region<'a>,
+    /// The batch-loss slots (training; any writable buffer otherwise).
+    pub batch_losses: &'a wgpu::Buffer,
+}
+
+impl Loss {
+    pub fn new(ctx: &Context, mode: LossMode, io: LossIo<'_>) -> Result<Self> {
+        let kernels = ctx.cached(Kernels::new);
+        let u = ctx.uniform(
+            "nn.loss",
+            &Uniform {
+                rows: io.rows as u32,
+                classes: io.classes as u32,
+                mode: mode as u32,
+                inv_rows: 1.0 / io.rows as f32,
+            },
+        )?;
+        let group = bind(
+            ctx.device(),
+            "nn.loss",
+            &kernels.xent.layout,
+            &[
+                (&u).into(),
+                io.logits.into(),
+                io.labels.into(),
+                io.out.into(),
+                io.metrics,
+                io.batch_losses.into(),
+            ],
+        );
+        Ok(Loss { kernels, group })
+    }
+
+    pub fn encode(&self, enc: &mut wgpu::CommandEncoder) {
+        let mut pass = enc.begin_compute_pass(&Default::default());
+        dispatch(&mut pass, &self.kernels.xent, &self.group, (1, 1));
+    }
+}

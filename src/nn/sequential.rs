@@ -1,0 +1,617 @@
+//! `Sequential`: a small network trained on the GPU, as a loop over its layers. One training
+//! step (gather, forward, loss, backward, optimizer) is one encoder and one submit; loss and
+//! accuracy accumulate on the GPU and are read back once per epoch. Every parameter lives in
+//! one buffer (each layer's region at a 256-byte aligned offset), which the optimizer updates
+//! in place: there is no other copy.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Arc;
+
+use crate::nn::data::Dataset;
+use crate::nn::error::{Error, Result};
+use crate::nn::gather::{DataIo, Gather};
+use crate::nn::layer::{aligned, GpuLayer, Io, LayerDef};
+use crate::nn::loss::{Loss, LossIo, LossMode};
+use crate::nn::optimizer::{GpuOptimizer, Optimizer};
+use crate::nn::registry::{self, LayerSpec};
+use crate::nn::spec::{run_epochs, Callbacks, EpochFn, EpochMetrics, FitOptions, History, Weight};
+use crate::nn::weights::{load_checked, save_weights};
+use crate::pipeline::Region;
+use crate::{Context, Mode};
+
+/// Largest batch of one evaluation / prediction submit.
+const EVAL_ROWS: usize = 1024;
+/// Batch sizes whose buffers are kept at once.
+const MAX_PLANS: usize = 16;
+/// Byte offset of the evaluation metrics in the metrics buffer (training metrics at 0).
+const EVAL_METRICS: u64 = 256;
+/// Rows of a Dense layer's GEMM tile: a batch spans at most this many times the device's
+/// workgroups per grid dimension.
+const ROWS_PER_GROUP: usize = 16;
+
+/// A data set resident on the GPU for one call.
+struct GpuData {
+    id: u64,
+    rows: usize,
+    x: wgpu::Buffer,
+    labels: wgpu::Buffer,
+    order: wgpu::Buffer,
+}
+
+/// The activation buffers and loss dispatches of one batch size.
+struct Plan {
+    rows: usize,
+    x: wgpu::Buffer,
+    labels: wgpu::Buffer,
+    acts: Vec<wgpu::Buffer>,
+    dacts: Vec<wgpu::Buffer>,
+    /// The input gradient of the first layer, which nothing reads.
+    scratch: wgpu::Buffer,
+    /// Training, evaluation and prediction.
+    losses: [Loss; 3],
+}
+
+/// The network's shared buffers, as layers see them.
+struct Shared<'a> {
+    params: &'a wgpu::Buffer,
+    grads: &'a wgpu::Buffer,
+    tick: &'a wgpu::Buffer,
+    at: &'a [usize],
+}
+
+impl Shared<'_> {
+    /// What layer `i` reads and writes at the plan's batch size.
+    fn io<'b>(&'b self, plan: &'b Plan, i: usize) -> Io<'b> {
+        Io {
+            rows: plan.rows,
+            input: if i == 0 { &plan.x } else { &plan.acts[i - 1] },
+            output: &plan.acts[i],
+            d_output: &plan.dacts[i],
+            d_input: if i == 0 {
+                &plan.scratch
+            } else {
+                &plan.dacts[i - 1]
+            },
+            first: i == 0,
+            params: self.params,
+            grads: self.grads,
+            at: self.at[i],
+            tick: self.tick,
+        }
+    }
+}
+
+/// A Keras-style sequential classifier on the GPU.
+pub struct Sequential {
+    ctx: Context,
+    defs: Vec<Box<dyn LayerDef>>,
+    layers: Vec<Box<dyn GpuLayer>>,
+    /// Float offset of each layer's region in `params` and `grads`.
+    at: Vec<usize>,
+    input: usize,
+    params_len: usize,
+    params: wgpu::Buffer,
+    grads: wgpu::Buffer,
+    optimizer: GpuOptimizer,
+    metrics: wgpu::Buffer,
+    /// The mean loss of each training batch of the current epoch.
+    batch_losses: wgpu::Buffer,
+    plans: HashMap<usize, Arc<Plan>>,
+    gathers: HashMap<(usize, u64), Gather>,
+    next_data_id: u64,
+}
+
+impl Sequential {
+    /// Builds the network for `input` features with Glorot-uniform Dense kernels drawn from
+    /// `seed`, zero biases, and BatchNorm layers at their initial values.
+    pub fn new(
+        ctx: &Context,
+        input: usize,
+        layers: &[LayerSpec],
+        seed: u64,
+        optimizer: Optimizer,
+    ) -> Result<Self> {
+        let defs = registry::resolve(input, layers)?;
+        optimizer.validate()?;
+        ctx.guard("building the model", || {
+            Self::build(ctx, input, defs, seed, optimizer)
+        })
+    }
+
+    fn build(
+        ctx: &Context,
+        input: usize,
+        defs: Vec<Box<dyn LayerDef>>,
+        seed: u64,
+        optimizer: Optimizer,
+    ) -> Result<Self> {
+        let mut at = Vec::with_capacity(defs.len());
+        let mut len = 0usize;
+        for d in &defs {
+            at.push(len);
+            len += aligned(d.region_len());
+        }
+        let bytes = len as u64 * 4;
+        let params = ctx.storage("nn.params", bytes)?;
+        let grads = ctx.storage("nn.grads", bytes)?;
+        for ((d, &a), (_, ordinal)) in defs.iter().zip(&at).zip(registry::names(&defs)) {
+            for p in d.params() {
+                let values = p.initial(seed, ordinal);
+                ctx.write(
+                    &params,
+                    (a + p.offset) as u64 * 4,
+                    bytemuck::cast_slice(&values),
+                )?;
+            }
+        }
+        let layers = defs
+            .iter()
+            .zip(&at)
+            .map(|(d, &a)| d.gpu(ctx, &params, &grads, a))
+            .collect::<Result<Vec<_>>>()?;
+        let optimizer = GpuOptimizer::new(ctx, optimizer, &params, &grads, len)?;
+        Ok(Sequential {
+            ctx: ctx.clone(),
+            defs,
+            layers,
+            at,
+            input,
+            params_len: len,
+            params,
+            grads,
+            optimizer,
+            metrics: ctx.storage("nn.metrics", EVAL_METRICS + 16)?,
+            batch_losses: ctx.storage("nn.batch_losses", 256)?,
+            plans: HashMap::new(),
+            gathers: HashMap::new(),
+            next_data_id: 0,
+        })
+    }
+
+    /// Input features.
+    pub fn input_features(&self) -> usize {
+        self.input
+    }
+
+    /// Output classes.
+    pub fn classes(&self) -> usize {
+        self.defs.last().map_or(0, |d| d.output_width())
+    }
+
+    /// A Keras-like table of the layers.
+    pub fn summary(&self) -> String {
+        registry::summary(&self.defs)
+    }
+
+    /// The buffers and bind groups of batch size `rows`, built once (guarded: bind groups on a
+    /// lost device must not reach a caller's error handler).
+    fn plan(&mut self, rows: usize) -> Result<Arc<Plan>> {
+        if let Some(p) = self.plans.get(&rows) {
+            return Ok(p.clone());
+        }
+        let max_rows = self.ctx.plan_limits().max_groups_per_dim as usize * ROWS_PER_GROUP;
+        if rows > max_rows {
+            return Err(Error::Model(format!(
+                "a batch of {rows} rows exceeds the device's {max_rows}"
+            )));
+        }
+        // Training uses one or two batch sizes; predictions of many sizes must not pile up.
+        if self.plans.len() >= MAX_PLANS {
+            self.forget_plans();
+        }
+        let ctx = self.ctx.clone();
+        let plan = Arc::new(ctx.guard("building a batch plan", || self.build_plan(rows))?);
+        self.plans.insert(rows, plan.clone());
+        Ok(plan)
+    }
+
+    fn forget_plans(&mut self) {
+        self.plans.clear();
+        self.gathers.clear();
+        for l in &mut self.layers {
+            l.forget();
+        }
+    }
+
+    fn build_plan(&mut self, rows: usize) -> Result<Plan> {
+        let ctx = &self.ctx;
+        let floats = |n: usize| (rows * n * 4) as u64;
+        let x = ctx.storage("nn.x", floats(self.input))?;
+        let labels = ctx.storage("nn.labels", (rows * 4) as u64)?;
+        let mut acts = Vec::new();
+        let mut dacts = Vec::new();
+        for d in &self.defs {
+            acts.push(ctx.storage("nn.act", floats(d.output_width()))?);
+            dacts.push(ctx.storage("nn.dact", floats(d.output_width()))?);
+        }
+        let scratch = ctx.storage("nn.dx0", floats(self.input))?;
+        let last = self.defs.len() - 1;
+        let loss = |mode, at: u64| {
+            Loss::new(
+                ctx,
+                mode,
+                LossIo {
+                    rows,
+                    classes: self.classes(),
+                    logits: &acts[last],
+                    labels: &labels,
+                    out: &dacts[last],
+                    metrics: Region {
+                        buffer: &self.metrics,
+                        offset: at,
+                        size: Some(16),
+                    },
+                    batch_losses: &self.batch_losses,
+                },
+            )
+        };
+        let losses = [
+            loss(LossMode::Training, 0)?,
+            loss(LossMode::Metrics, EVAL_METRICS)?,
+            loss(LossMode::Probabilities, EVAL_METRICS)?,
+        ];
+        let plan = Plan {
+            rows,
+            x,
+            labels,
+            acts,
+            dacts,
+            scratch,
+            losses,
+        };
+        let shared = Shared {
+            params: &self.params,
+            grads: &self.grads,
+            tick: self.optimizer.tick(),
+            at: &self.at,
+        };
+        for (i, layer) in self.layers.iter_mut().enumerate() {
+            layer.prepare(ctx, &shared.io(&plan, i))?;
+        }
+        Ok(plan)
+    }
+
+    /// Uploads a data set for one call. The gathers of earlier calls are dropped here, so a
+    /// model keeps at most the data of its current call alive.
+    fn upload(&mut self, data: &Dataset, first_of_call: bool) -> Result<GpuData> {
+        if first_of_call {
+            self.gathers.clear();
+        }
+        data.check_for(self.input, self.classes())?;
+        let ctx = &self.ctx;
+        let x = ctx.storage("nn.data.x", (data.x().len() * 4) as u64)?;
+        let labels = ctx.storage("nn.data.labels", (data.rows() * 4) as u64)?;
+        let order = ctx.storage("nn.data.order", (data.rows() * 4) as u64)?;
+        ctx.write(&x, 0, bytemuck::cast_slice(data.x()))?;
+        ctx.write(&labels, 0, bytemuck::cast_slice(data.labels()))?;
+        let identity: Vec<u32> = (0..data.rows() as u32).collect();
+        ctx.write(&order, 0, bytemuck::cast_slice(&identity))?;
+        self.next_data_id += 1;
+        Ok(GpuData {
+            id: self.next_data_id,
+            rows: data.rows(),
+            x,
+            labels,
+            order,
+        })
+    }
+
+    /// Records the gather of rows `start..start + plan.rows` of `data` (in its order).
+    fn encode_gather(
+        &mut self,
+        enc: &mut wgpu::CommandEncoder,
+        plan: &Plan,
+        data: &GpuData,
+        start: usize,
+    ) -> Result<()> {
+        let key = (plan.rows, data.id);
+        if !self.gathers.contains_key(&key) {
+            let io = DataIo {
+                x: &data.x,
+                labels: &data.labels,
+                order: &data.order,
+            };
+            let g = Gather::new(&self.ctx, plan.rows, self.input, io, &plan.x, &plan.labels)?;
+            self.gathers.insert(key, g);
+        }
+        self.gathers[&key].encode(&self.ctx, enc, start)
+    }
+
+    fn encode_forward(
+        &mut self,
+        enc: &mut wgpu::CommandEncoder,
+        plan: &Plan,
+        mode: Mode,
+    ) -> Result<()> {
+        let shared = Shared {
+            params: &self.params,
+            grads: &self.grads,
+            tick: self.optimizer.tick(),
+            at: &self.at,
+        };
+        for (i, layer) in self.layers.iter_mut().enumerate() {
+            layer.forward(&self.ctx, enc, &shared.io(plan, i), mode)?;
+        }
+        Ok(())
+    }
+
+    fn encode_backward(&mut self, enc: &mut wgpu::CommandEncoder, plan: &Plan) -> Result<()> {
+        let shared = Shared {
+            params: &self.params,
+            grads: &self.grads,
+            tick: self.optimizer.tick(),
+            at: &self.at,
+        };
+        for (i, layer) in self.layers.iter_mut().enumerate().rev() {
+            layer.backward(&self.ctx, enc, &shared.io(plan, i))?;
+        }
+        Ok(())
+    }
+
+    /// One training step on rows `start..start + rows` of `data` in its current order:
+    /// gather, forward (batch statistics), loss, backward, optimizer: one encoder, one submit.
+    fn step(&mut self, data: &GpuData, start: usize, rows: usize, first: bool) -> Result<()> {
+        let plan = self.plan(rows)?;
+        let ctx = self.ctx.clone();
+        ctx.guard("a training step", || {
+            let mut enc = ctx.device().create_command_encoder(&Default::default());
+            if first {
+                enc.clear_buffer(&self.metrics, 0, Some(16));
+            }
+            self.encode_gather(&mut enc, &plan, data, start)?;
+            self.encode_forward(&mut enc, &plan, Mode::Training)?;
+            plan.losses[0].encode(&mut enc);
+            self.encode_backward(&mut enc, &plan)?;
+            self.optimizer.encode(&ctx, &mut enc);
+            ctx.submit(enc)?;
+            Ok(())
+        })
+    }
+
+    /// Inference over all of `data`: metrics into the evaluation slot, probabilities when
+    /// `probs` is given.
+    fn run_inference(&mut self, data: &GpuData, mut probs: Option<&mut Vec<f32>>) -> Result<()> {
+        let mut start = 0;
+        while start < data.rows {
+            let rows = EVAL_ROWS.min(data.rows - start);
+            let plan = self.plan(rows)?;
+            let ctx = self.ctx.clone();
+            let probs = probs.as_deref_mut();
+            ctx.guard("inference", || {
+                let mut enc = ctx.device().create_command_encoder(&Default::default());
+                if start == 0 {
+                    enc.clear_buffer(&self.metrics, EVAL_METRICS, Some(16));
+                }
+                self.encode_gather(&mut enc, &plan, data, start)?;
+                self.encode_forward(&mut enc, &plan, Mode::Inference)?;
+                let which = if probs.is_some() { 2 } else { 1 };
+                plan.losses[which].encode(&mut enc);
+                match probs {
+                    Some(p) => {
+                        ctx.submit_and_wait(enc)?;
+                        let out = &plan.dacts[self.defs.len() - 1];
+                        p.extend(ctx.read_f32(out, 0, rows * self.classes())?);
+                    }
+                    None => {
+                        ctx.submit(enc)?;
+                    }
+                }
+                Ok::<_, Error>(())
+            })?;
+            start += rows;
+        }
+        Ok(())
+    }
+
+    /// Reads (training loss, accuracy, evaluation loss, accuracy): the one readback of an epoch.
+    fn read_metrics(&self) -> Result<[f64; 4]> {
+        let m = self
+            .ctx
+            .read_f32(&self.metrics, 0, (EVAL_METRICS / 4) as usize + 4)?;
+        let e = (EVAL_METRICS / 4) as usize;
+        let ratio = |a: f32, n: f32| {
+            if n > 0.0 {
+                a as f64 / n as f64
+            } else {
+                f64::NAN
+            }
+        };
+        Ok([
+            ratio(m[0], m[2]),
+            ratio(m[1], m[2]),
+            ratio(m[e], m[e + 2]),
+            ratio(m[e + 1], m[e + 2]),
+        ])
+    }
+
+    /// Makes room for the per-batch losses of an epoch of `steps` batches.
+    fn reserve_batch_losses(&mut self, steps: usize) -> Result<()> {
+        let bytes = (steps as u64 * 4).next_multiple_of(256);
+        if bytes > self.batch_losses.size() {
+            self.batch_losses = self.ctx.storage("nn.batch_losses", bytes)?;
+            // Every plan's training loss binds the old buffer.
+            self.forget_plans();
+        }
+        Ok(())
+    }
+
+    /// Trains on `train` and returns the per-epoch history; `on_epoch` sees each epoch's
+    /// history as it completes (for progress bars). See [`Self::fit_with`] for callbacks.
+    pub fn fit(
+        &mut self,
+        train: &Dataset,
+        options: &FitOptions,
+        validation: Option<&Dataset>,
+        on_epoch: impl FnMut(usize, &History),
+    ) -> Result<History> {
+        self.fit_with(train, options, validation, &mut EpochFn(on_epoch))
+    }
+
+    /// Trains with Keras-style callbacks: after every epoch and, when they ask for it, after
+    /// every batch with its loss; they can read the model's weights and gradients.
+    pub fn fit_with(
+        &mut self,
+        train: &Dataset,
+        options: &FitOptions,
+        validation: Option<&Dataset>,
+        callbacks: &mut dyn Callbacks<Self>,
+    ) -> Result<History> {
+        options.validate()?;
+        let data = self.upload(train, true)?;
+        let val = validation.map(|v| self.upload(v, false)).transpose()?;
+        let steps = data.rows.div_ceil(options.batch_size);
+        self.reserve_batch_losses(steps)?;
+        let rows = data.rows;
+        run_epochs(
+            self,
+            options,
+            rows,
+            |model, order, epoch, callbacks| {
+                model
+                    .ctx
+                    .write(&data.order, 0, bytemuck::cast_slice(order))?;
+                let per_batch = callbacks.wants_batches();
+                let mut start = 0;
+                let mut batch = 0;
+                while start < data.rows {
+                    let rows = options.batch_size.min(data.rows - start);
+                    model.step(&data, start, rows, start == 0)?;
+                    if per_batch {
+                        let loss = model
+                            .ctx
+                            .read_f32(&model.batch_losses, batch as u64 * 4, 1)?;
+                        callbacks.on_train_batch_end(model, epoch, batch, loss[0] as f64);
+                    }
+                    start += rows;
+                    batch += 1;
+                }
+                if let Some(v) = &val {
+                    model.run_inference(v, None)?;
+                }
+                let [loss, accuracy, vloss, vacc] = model.read_metrics()?;
+                let batch_loss = model
+                    .ctx
+                    .read_f32(&model.batch_losses, 0, steps)?
+                    .into_iter()
+                    .map(f64::from)
+                    .collect();
+                Ok(EpochMetrics {
+                    loss,
+                    accuracy,
+                    batch_loss,
+                    validation: val.as_ref().map(|_| (vloss, vacc)),
+                })
+            },
+            callbacks,
+        )
+    }
+
+    /// Runs one training step on the given batch (rows in order): for step-by-step checks.
+    pub fn train_batch(&mut self, batch: &Dataset) -> Result<()> {
+        let data = self.upload(batch, true)?;
+        self.step(&data, 0, data.rows, true)
+    }
+
+    /// (loss, accuracy) with BatchNorm in inference mode.
+    pub fn evaluate(&mut self, data: &Dataset) -> Result<(f64, f64)> {
+        let d = self.upload(data, true)?;
+        self.run_inference(&d, None)?;
+        let m = self.read_metrics()?;
+        Ok((m[2], m[3]))
+    }
+
+    /// Class probabilities `[rows, classes]` with BatchNorm in inference mode.
+    pub fn predict(&mut self, x: &[f32]) -> Result<Vec<f32>> {
+        if x.is_empty() || !x.len().is_multiple_of(self.input) {
+            return Err(crate::Error::LengthMismatch {
+                what: "predict input",
+                expected: self.input,
+                got: x.len(),
+            }
+            .into());
+        }
+        let data = Dataset::for_prediction(x.to_vec(), self.input, self.classes());
+        let d = self.upload(&data, true)?;
+        let mut probs = Vec::new();
+        self.run_inference(&d, Some(&mut probs))?;
+        Ok(probs)
+    }
+
+    /// The tensors of `buffer` (parameters or gradients), named; `trainable_only` keeps the
+    /// ones the optimizer updates.
+    fn read_tensors(&self, buffer: &wgpu::Buffer, trainable_only: bool) -> Result<Vec<Weight>> {
+        let flat = self.ctx.read_f32(buffer, 0, self.params_len)?;
+        let names = registry::names(&self.defs);
+        let mut out = Vec::new();
+        for ((d, &at), (layer, _)) in self.defs.iter().zip(&self.at).zip(names) {
+            for p in d.params() {
+                if trainable_only && !p.trainable {
+                    continue;
+                }
+                let start = at + p.offset;
+                out.push(Weight {
+                    name: format!("{layer}/{}", p.name),
+                    values: flat[start..start + p.len()].to_vec(),
+                    shape: p.shape,
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    /// Every weight in Keras layout and order (kernels `[in, out]`, BN moving statistics too).
+    pub fn weights(&self) -> Result<Vec<Weight>> {
+        self.read_tensors(&self.params, false)
+    }
+
+    /// The gradient of every trainable weight from the last training step (named as in
+    /// [`Sequential::weights`]).
+    pub fn gradients(&self) -> Result<Vec<Weight>> {
+        self.read_tensors(&self.grads, true)
+    }
+
+    /// Sets one weight by its Keras name (see [`Sequential::weights`]); takes effect at the
+    /// next submit.
+    pub fn set_weight(&mut self, name: &str, values: &[f32]) -> Result<()> {
+        let names = registry::names(&self.defs);
+        for ((d, &at), (layer, _)) in self.defs.iter().zip(&self.at).zip(names) {
+            for p in d.params() {
+                if format!("{layer}/{}", p.name) != name {
+                    continue;
+                }
+                if values.len() != p.len() {
+                    return Err(crate::Error::LengthMismatch {
+                        what: "weight values",
+                        expected: p.len(),
+                        got: values.len(),
+                    }
+                    .into());
+                }
+                self.ctx.write(
+                    &self.params,
+                    (at + p.offset) as u64 * 4,
+                    bytemuck::cast_slice(values),
+                )?;
+                return Ok(());
+            }
+        }
+        Err(Error::Model(format!("no weight named {name:?}")))
+    }
+
+    /// Saves every weight to a safetensors file (written to a temporary name, then renamed, so
+    /// a failure leaves no partial file).
+    pub fn save(&self, path: &Path) -> Result<()> {
+        save_weights(&self.weights()?, path)
+    }
+
+    /// Loads weights saved by [`Sequential::save`] (or any safetensors file with the same
+    /// names and shapes). The whole file is checked (names, shapes, nothing missing or extra)
+    /// before any weight changes.
+    pub fn load(&mut self, path: &Path) -> Result<()> {
+        for w in load_checked(path, &registry::weight_names(&self.defs))? {
+            self.set_weight(&w.name, &w.values)?;
+        }
+        Ok(())
+    }
+}
