@@ -101,6 +101,19 @@ pub fn kernel(
     }
 }
 
+/// The kernels of `entries` in one WGSL module, all with the same slots: what a driver
+/// file builds once per device (see `Context::cached`).
+pub fn kernels<const N: usize>(
+    device: &wgpu::Device,
+    label: &str,
+    source: &str,
+    entries: [&str; N],
+    slots: &[Slot],
+) -> [Kernel; N] {
+    let module = module(device, label, source);
+    entries.map(|entry| kernel(device, &module, entry, slots))
+}
+
 /// A region of a buffer to bind: the whole buffer when `size` is `None`.
 #[derive(Debug, Clone, Copy)]
 pub struct Region<'a> {

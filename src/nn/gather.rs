@@ -35,7 +35,6 @@ struct Kernels {
 
 impl Kernels {
     fn new(device: &wgpu::Device) -> Self {
-        let module = pipeline::module(device, "nn.gather", &source());
         let slots = [
             Slot::Uniform(16),
             Slot::Read(4),
@@ -44,9 +43,8 @@ impl Kernels {
             Slot::Write(4),
             Slot::Write(4),
         ];
-        Kernels {
-            gather: pipeline::kernel(device, &module, "gather", &slots),
-        }
+        let [gather] = pipeline::kernels(device, "nn.gather", &source(), ["gather"], &slots);
+        Kernels { gather }
     }
 }
 

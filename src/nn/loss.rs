@@ -46,7 +46,6 @@ struct Kernels {
 
 impl Kernels {
     fn new(device: &wgpu::Device) -> Self {
-        let module = pipeline::module(device, "nn.loss", &source());
         let slots = [
             Slot::Uniform(16),
             Slot::Read(4),
@@ -55,9 +54,8 @@ impl Kernels {
             Slot::Write(16),
             Slot::Write(4),
         ];
-        Kernels {
-            xent: pipeline::kernel(device, &module, "softmax_xent", &slots),
-        }
+        let [xent] = pipeline::kernels(device, "nn.loss", &source(), ["softmax_xent"], &slots);
+        Kernels { xent }
     }
 }
 

@@ -13,10 +13,12 @@ mod loss;
 mod loss_cpu;
 mod optimizer;
 mod optimizer_cpu;
+mod plan;
 pub mod reference;
 mod registry;
 pub mod rng;
 mod sequential;
+mod sequential_weights;
 mod spec;
 mod weights;
 

@@ -125,7 +125,6 @@ struct Kernels {
 
 impl Kernels {
     fn new(device: &wgpu::Device) -> Self {
-        let module = pipeline::module(device, "nn.optimizer", &source());
         let slots = [
             Slot::Uniform(32),
             Slot::Write(4),
@@ -134,12 +133,14 @@ impl Kernels {
             Slot::Write(4),
             Slot::Write(8),
         ];
-        let k = |entry| pipeline::kernel(device, &module, entry, &slots);
+        let entries = ["adam_tick", "adam", "sgd_tick", "sgd"];
+        let [adam_tick, adam, sgd_tick, sgd] =
+            pipeline::kernels(device, "nn.optimizer", &source(), entries, &slots);
         Kernels {
-            adam_tick: k("adam_tick"),
-            adam: k("adam"),
-            sgd_tick: k("sgd_tick"),
-            sgd: k("sgd"),
+            adam_tick,
+            adam,
+            sgd_tick,
+            sgd,
         }
     }
 }

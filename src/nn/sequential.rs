@@ -5,19 +5,16 @@
 //! in place: there is no other copy.
 
 use std::collections::HashMap;
-use std::path::Path;
 use std::sync::Arc;
 
 use crate::nn::data::Dataset;
 use crate::nn::error::{Error, Result};
 use crate::nn::gather::{DataIo, Gather};
-use crate::nn::layer::{aligned, GpuLayer, Io, LayerDef};
-use crate::nn::loss::{Loss, LossIo, LossMode};
+use crate::nn::layer::{aligned, GpuLayer, LayerDef};
 use crate::nn::optimizer::{GpuOptimizer, Optimizer};
+use crate::nn::plan::{GpuData, Plan, PlanBuffers, Shared};
 use crate::nn::registry::{self, LayerSpec};
-use crate::nn::spec::{run_epochs, Callbacks, EpochFn, EpochMetrics, FitOptions, History, Weight};
-use crate::nn::weights::{load_checked, save_weights};
-use crate::pipeline::Region;
+use crate::nn::spec::{run_epochs, Callbacks, EpochFn, EpochMetrics, FitOptions, History};
 use crate::{Context, Mode};
 
 /// Largest batch of one evaluation / prediction submit.
@@ -30,69 +27,17 @@ const EVAL_METRICS: u64 = 256;
 /// workgroups per grid dimension.
 const ROWS_PER_GROUP: usize = 16;
 
-/// A data set resident on the GPU for one call.
-struct GpuData {
-    id: u64,
-    rows: usize,
-    x: wgpu::Buffer,
-    labels: wgpu::Buffer,
-    order: wgpu::Buffer,
-}
-
-/// The activation buffers and loss dispatches of one batch size.
-struct Plan {
-    rows: usize,
-    x: wgpu::Buffer,
-    labels: wgpu::Buffer,
-    acts: Vec<wgpu::Buffer>,
-    dacts: Vec<wgpu::Buffer>,
-    /// The input gradient of the first layer, which nothing reads.
-    scratch: wgpu::Buffer,
-    /// Training, evaluation and prediction.
-    losses: [Loss; 3],
-}
-
-/// The network's shared buffers, as layers see them.
-struct Shared<'a> {
-    params: &'a wgpu::Buffer,
-    grads: &'a wgpu::Buffer,
-    tick: &'a wgpu::Buffer,
-    at: &'a [usize],
-}
-
-impl Shared<'_> {
-    /// What layer `i` reads and writes at the plan's batch size.
-    fn io<'b>(&'b self, plan: &'b Plan, i: usize) -> Io<'b> {
-        Io {
-            rows: plan.rows,
-            input: if i == 0 { &plan.x } else { &plan.acts[i - 1] },
-            output: &plan.acts[i],
-            d_output: &plan.dacts[i],
-            d_input: if i == 0 {
-                &plan.scratch
-            } else {
-                &plan.dacts[i - 1]
-            },
-            first: i == 0,
-            params: self.params,
-            grads: self.grads,
-            at: self.at[i],
-            tick: self.tick,
-        }
-    }
-}
-
 /// A Keras-style sequential classifier on the GPU.
 pub struct Sequential {
-    ctx: Context,
-    defs: Vec<Box<dyn LayerDef>>,
+    pub(super) ctx: Context,
+    pub(super) defs: Vec<Box<dyn LayerDef>>,
     layers: Vec<Box<dyn GpuLayer>>,
     /// Float offset of each layer's region in `params` and `grads`.
-    at: Vec<usize>,
+    pub(super) at: Vec<usize>,
     input: usize,
-    params_len: usize,
-    params: wgpu::Buffer,
-    grads: wgpu::Buffer,
+    pub(super) params_len: usize,
+    pub(super) params: wgpu::Buffer,
+    pub(super) grads: wgpu::Buffer,
     optimizer: GpuOptimizer,
     metrics: wgpu::Buffer,
     /// The mean loss of each training batch of the current epoch.
@@ -215,61 +160,37 @@ impl Sequential {
     }
 
     fn build_plan(&mut self, rows: usize) -> Result<Plan> {
-        let ctx = &self.ctx;
-        let floats = |n: usize| (rows * n * 4) as u64;
-        let x = ctx.storage("nn.x", floats(self.input))?;
-        let labels = ctx.storage("nn.labels", (rows * 4) as u64)?;
-        let mut acts = Vec::new();
-        let mut dacts = Vec::new();
-        for d in &self.defs {
-            acts.push(ctx.storage("nn.act", floats(d.output_width()))?);
-            dacts.push(ctx.storage("nn.dact", floats(d.output_width()))?);
-        }
-        let scratch = ctx.storage("nn.dx0", floats(self.input))?;
-        let last = self.defs.len() - 1;
-        let loss = |mode, at: u64| {
-            Loss::new(
-                ctx,
-                mode,
-                LossIo {
-                    rows,
-                    classes: self.classes(),
-                    logits: &acts[last],
-                    labels: &labels,
-                    out: &dacts[last],
-                    metrics: Region {
-                        buffer: &self.metrics,
-                        offset: at,
-                        size: Some(16),
-                    },
-                    batch_losses: &self.batch_losses,
-                },
-            )
-        };
-        let losses = [
-            loss(LossMode::Training, 0)?,
-            loss(LossMode::Metrics, EVAL_METRICS)?,
-            loss(LossMode::Probabilities, EVAL_METRICS)?,
-        ];
-        let plan = Plan {
+        let plan = Plan::new(
+            &self.ctx,
             rows,
-            x,
-            labels,
-            acts,
-            dacts,
-            scratch,
-            losses,
-        };
-        let shared = Shared {
-            params: &self.params,
-            grads: &self.grads,
-            tick: self.optimizer.tick(),
-            at: &self.at,
-        };
-        for (i, layer) in self.layers.iter_mut().enumerate() {
+            self.input,
+            &self.defs,
+            PlanBuffers {
+                metrics: &self.metrics,
+                eval_metrics: EVAL_METRICS,
+                batch_losses: &self.batch_losses,
+            },
+        )?;
+        let (ctx, layers, shared) = self.parts();
+        for (i, layer) in layers.iter_mut().enumerate() {
             layer.prepare(ctx, &shared.io(&plan, i))?;
         }
         Ok(plan)
+    }
+
+    /// The context, the layers, and what they share: borrowed apart, so a loop over the
+    /// layers can hand each its `Io`.
+    fn parts(&mut self) -> (&Context, &mut [Box<dyn GpuLayer>], Shared<'_>) {
+        (
+            &self.ctx,
+            &mut self.layers,
+            Shared {
+                params: &self.params,
+                grads: &self.grads,
+                tick: self.optimizer.tick(),
+                at: &self.at,
+            },
+        )
     }
 
     /// Uploads a data set for one call. The gathers of earlier calls are dropped here, so a
@@ -279,22 +200,8 @@ impl Sequential {
             self.gathers.clear();
         }
         data.check_for(self.input, self.classes())?;
-        let ctx = &self.ctx;
-        let x = ctx.storage("nn.data.x", (data.x().len() * 4) as u64)?;
-        let labels = ctx.storage("nn.data.labels", (data.rows() * 4) as u64)?;
-        let order = ctx.storage("nn.data.order", (data.rows() * 4) as u64)?;
-        ctx.write(&x, 0, bytemuck::cast_slice(data.x()))?;
-        ctx.write(&labels, 0, bytemuck::cast_slice(data.labels()))?;
-        let identity: Vec<u32> = (0..data.rows() as u32).collect();
-        ctx.write(&order, 0, bytemuck::cast_slice(&identity))?;
         self.next_data_id += 1;
-        Ok(GpuData {
-            id: self.next_data_id,
-            rows: data.rows(),
-            x,
-            labels,
-            order,
-        })
+        GpuData::upload(&self.ctx, data, self.next_data_id)
     }
 
     /// Records the gather of rows `start..start + plan.rows` of `data` (in its order).
@@ -324,27 +231,17 @@ impl Sequential {
         plan: &Plan,
         mode: Mode,
     ) -> Result<()> {
-        let shared = Shared {
-            params: &self.params,
-            grads: &self.grads,
-            tick: self.optimizer.tick(),
-            at: &self.at,
-        };
-        for (i, layer) in self.layers.iter_mut().enumerate() {
-            layer.forward(&self.ctx, enc, &shared.io(plan, i), mode)?;
+        let (ctx, layers, shared) = self.parts();
+        for (i, layer) in layers.iter_mut().enumerate() {
+            layer.forward(ctx, enc, &shared.io(plan, i), mode)?;
         }
         Ok(())
     }
 
     fn encode_backward(&mut self, enc: &mut wgpu::CommandEncoder, plan: &Plan) -> Result<()> {
-        let shared = Shared {
-            params: &self.params,
-            grads: &self.grads,
-            tick: self.optimizer.tick(),
-            at: &self.at,
-        };
-        for (i, layer) in self.layers.iter_mut().enumerate().rev() {
-            layer.backward(&self.ctx, enc, &shared.io(plan, i))?;
+        let (ctx, layers, shared) = self.parts();
+        for (i, layer) in layers.iter_mut().enumerate().rev() {
+            layer.backward(ctx, enc, &shared.io(plan, i))?;
         }
         Ok(())
     }
@@ -536,82 +433,5 @@ impl Sequential {
         let mut probs = Vec::new();
         self.run_inference(&d, Some(&mut probs))?;
         Ok(probs)
-    }
-
-    /// The tensors of `buffer` (parameters or gradients), named; `trainable_only` keeps the
-    /// ones the optimizer updates.
-    fn read_tensors(&self, buffer: &wgpu::Buffer, trainable_only: bool) -> Result<Vec<Weight>> {
-        let flat = self.ctx.read_f32(buffer, 0, self.params_len)?;
-        let names = registry::names(&self.defs);
-        let mut out = Vec::new();
-        for ((d, &at), (layer, _)) in self.defs.iter().zip(&self.at).zip(names) {
-            for p in d.params() {
-                if trainable_only && !p.trainable {
-                    continue;
-                }
-                let start = at + p.offset;
-                out.push(Weight {
-                    name: format!("{layer}/{}", p.name),
-                    values: flat[start..start + p.len()].to_vec(),
-                    shape: p.shape,
-                });
-            }
-        }
-        Ok(out)
-    }
-
-    /// Every weight in Keras layout and order (kernels `[in, out]`, BN moving statistics too).
-    pub fn weights(&self) -> Result<Vec<Weight>> {
-        self.read_tensors(&self.params, false)
-    }
-
-    /// The gradient of every trainable weight from the last training step (named as in
-    /// [`Sequential::weights`]).
-    pub fn gradients(&self) -> Result<Vec<Weight>> {
-        self.read_tensors(&self.grads, true)
-    }
-
-    /// Sets one weight by its Keras name (see [`Sequential::weights`]); takes effect at the
-    /// next submit.
-    pub fn set_weight(&mut self, name: &str, values: &[f32]) -> Result<()> {
-        let names = registry::names(&self.defs);
-        for ((d, &at), (layer, _)) in self.defs.iter().zip(&self.at).zip(names) {
-            for p in d.params() {
-                if format!("{layer}/{}", p.name) != name {
-                    continue;
-                }
-                if values.len() != p.len() {
-                    return Err(crate::Error::LengthMismatch {
-                        what: "weight values",
-                        expected: p.len(),
-                        got: values.len(),
-                    }
-                    .into());
-                }
-                self.ctx.write(
-                    &self.params,
-                    (at + p.offset) as u64 * 4,
-                    bytemuck::cast_slice(values),
-                )?;
-                return Ok(());
-            }
-        }
-        Err(Error::Model(format!("no weight named {name:?}")))
-    }
-
-    /// Saves every weight to a safetensors file (written to a temporary name, then renamed, so
-    /// a failure leaves no partial file).
-    pub fn save(&self, path: &Path) -> Result<()> {
-        save_weights(&self.weights()?, path)
-    }
-
-    /// Loads weights saved by [`Sequential::save`] (or any safetensors file with the same
-    /// names and shapes). The whole file is checked (names, shapes, nothing missing or extra)
-    /// before any weight changes.
-    pub fn load(&mut self, path: &Path) -> Result<()> {
-        for w in load_checked(path, &registry::weight_names(&self.defs))? {
-            self.set_weight(&w.name, &w.values)?;
-        }
-        Ok(())
     }
 }

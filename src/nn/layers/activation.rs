@@ -2,15 +2,15 @@
 //! `shaders/nn/activation.wgsl`; backward from the layer's own output. (ReLU is not one of
 //! these: it fuses into the layer before it.) CPU twin: `activation_cpu.rs`.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use bytemuck::{Pod, Zeroable};
 
 use super::activation_cpu::CpuActivation;
+use super::elementwise::{Binds, SLOTS};
 use crate::nn::error::Result;
 use crate::nn::layer::{CpuLayer, GpuLayer, Io, LayerDef, ELEM_WG};
-use crate::pipeline::{self, bind, dispatch, groups_1d, Kernel, Slot};
+use crate::pipeline::{self, Kernel};
 use crate::{Context, Mode};
 
 /// An elementwise activation function.
@@ -56,17 +56,10 @@ struct Kernels {
 
 impl Kernels {
     fn new(device: &wgpu::Device) -> Self {
-        let module = pipeline::module(device, "nn.activation", &source());
-        let slots = [
-            Slot::Uniform(16),
-            Slot::Read(4),
-            Slot::Read(4),
-            Slot::Write(4),
-        ];
-        Kernels {
-            forward: pipeline::kernel(device, &module, "activation_forward", &slots),
-            backward: pipeline::kernel(device, &module, "activation_backward", &slots),
-        }
+        let entries = ["activation_forward", "activation_backward"];
+        let [forward, backward] =
+            pipeline::kernels(device, "nn.activation", &source(), entries, &SLOTS);
+        Kernels { forward, backward }
     }
 }
 
@@ -101,7 +94,7 @@ impl LayerDef for ActivationLayer {
             def: *self,
             kernels: ctx.cached(Kernels::new),
             unused: ctx.storage("nn.activation.unused", 16)?,
-            binds: HashMap::new(),
+            binds: Binds::default(),
         }))
     }
 
@@ -114,7 +107,7 @@ struct GpuActivation {
     def: ActivationLayer,
     kernels: Arc<Kernels>,
     unused: wgpu::Buffer,
-    binds: HashMap<usize, (wgpu::BindGroup, wgpu::BindGroup)>,
+    binds: Binds,
 }
 
 impl GpuLayer for GpuActivation {
@@ -128,29 +121,17 @@ impl GpuLayer for GpuActivation {
             },
         )?;
         let k = &*self.kernels;
-        let forward = bind(
-            ctx.device(),
-            "nn.activation.forward",
-            &k.forward.layout,
-            &[
-                (&u).into(),
-                io.input.into(),
-                (&self.unused).into(),
-                io.output.into(),
+        self.binds.insert(
+            ctx,
+            io.rows,
+            &u,
+            [&k.forward, &k.backward],
+            [
+                [io.input.into(), (&self.unused).into(), io.output.into()],
+                // Backward from the layer's output: sigmoid' = y (1 - y), tanh' = 1 - y².
+                [io.output.into(), io.d_output.into(), io.d_input.into()],
             ],
         );
-        let backward = bind(
-            ctx.device(),
-            "nn.activation.backward",
-            &k.backward.layout,
-            &[
-                (&u).into(),
-                io.output.into(),
-                io.d_output.into(),
-                io.d_input.into(),
-            ],
-        );
-        self.binds.insert(io.rows, (forward, backward));
         Ok(())
     }
 
@@ -165,16 +146,9 @@ impl GpuLayer for GpuActivation {
         io: &Io<'_>,
         _mode: Mode,
     ) -> Result<()> {
-        let max = ctx.plan_limits().max_groups_per_dim;
-        let groups = groups_1d(io.rows * self.def.width, ELEM_WG as usize, max);
-        let mut pass = enc.begin_compute_pass(&Default::default());
-        dispatch(
-            &mut pass,
-            &self.kernels.forward,
-            &self.binds[&io.rows].0,
-            groups,
-        );
-        Ok(())
+        let len = io.rows * self.def.width;
+        self.binds
+            .dispatch(ctx, enc, &self.kernels.forward, 0, io.rows, len)
     }
 
     fn backward(
@@ -183,15 +157,8 @@ impl GpuLayer for GpuActivation {
         enc: &mut wgpu::CommandEncoder,
         io: &Io<'_>,
     ) -> Result<()> {
-        let max = ctx.plan_limits().max_groups_per_dim;
-        let groups = groups_1d(io.rows * self.def.width, ELEM_WG as usize, max);
-        let mut pass = enc.begin_compute_pass(&Default::default());
-        dispatch(
-            &mut pass,
-            &self.kernels.backward,
-            &self.binds[&io.rows].1,
-            groups,
-        );
-        Ok(())
+        let len = io.rows * self.def.width;
+        self.binds
+            .dispatch(ctx, enc, &self.kernels.backward, 1, io.rows, len)
     }
 }

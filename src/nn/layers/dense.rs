@@ -50,7 +50,6 @@ struct Kernels {
 
 impl Kernels {
     fn new(device: &wgpu::Device) -> Self {
-        let module = pipeline::module(device, "nn.dense", &source());
         let slots = [
             Slot::Uniform(16),
             Slot::Read(4),
@@ -58,10 +57,13 @@ impl Kernels {
             Slot::Read(4),
             Slot::Write(4),
         ];
+        let entries = ["gemm", "colsum", "relu_mask"];
+        let [gemm, colsum, relu_mask] =
+            pipeline::kernels(device, "nn.dense", &source(), entries, &slots);
         Kernels {
-            gemm: pipeline::kernel(device, &module, "gemm", &slots),
-            colsum: pipeline::kernel(device, &module, "colsum", &slots),
-            relu_mask: pipeline::kernel(device, &module, "relu_mask", &slots),
+            gemm,
+            colsum,
+            relu_mask,
         }
     }
 }

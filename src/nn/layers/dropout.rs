@@ -2,15 +2,15 @@
 //! `1 / (1 - rate)`; in inference, a copy. The mask is a stateless hash of (element, step,
 //! seed) in `shaders/nn/dropout.wgsl`, so backward recomputes it. CPU twin: `dropout_cpu.rs`.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use bytemuck::{Pod, Zeroable};
 
 use super::dropout_cpu::CpuDropout;
+use super::elementwise::{Binds, SLOTS};
 use crate::nn::error::Result;
 use crate::nn::layer::{CpuLayer, GpuLayer, Io, LayerDef, ELEM_WG};
-use crate::pipeline::{self, bind, dispatch, groups_1d, Kernel, Slot};
+use crate::pipeline::{self, Kernel};
 use crate::{Context, Mode};
 
 /// The shader with its workgroup size.
@@ -37,16 +37,8 @@ struct Kernels {
 
 impl Kernels {
     fn new(device: &wgpu::Device) -> Self {
-        let module = pipeline::module(device, "nn.dropout", &source());
-        let slots = [
-            Slot::Uniform(16),
-            Slot::Read(4),
-            Slot::Read(4),
-            Slot::Write(4),
-        ];
-        Kernels {
-            dropout: pipeline::kernel(device, &module, "dropout", &slots),
-        }
+        let [dropout] = pipeline::kernels(device, "nn.dropout", &source(), ["dropout"], &SLOTS);
+        Kernels { dropout }
     }
 }
 
@@ -82,7 +74,7 @@ impl LayerDef for Dropout {
         Ok(Box::new(GpuDropout {
             def: *self,
             kernels: ctx.cached(Kernels::new),
-            binds: HashMap::new(),
+            binds: Binds::default(),
         }))
     }
 
@@ -94,8 +86,7 @@ impl LayerDef for Dropout {
 struct GpuDropout {
     def: Dropout,
     kernels: Arc<Kernels>,
-    /// (forward, backward) bind groups of each batch size.
-    binds: HashMap<usize, (wgpu::BindGroup, wgpu::BindGroup)>,
+    binds: Binds,
 }
 
 impl GpuLayer for GpuDropout {
@@ -109,31 +100,18 @@ impl GpuLayer for GpuDropout {
                 scale: 1.0 / (1.0 - self.def.rate),
             },
         )?;
-        let layout = &self.kernels.dropout.layout;
-        let dev = ctx.device();
-        let forward = bind(
-            dev,
-            "nn.dropout.forward",
-            layout,
-            &[
-                (&u).into(),
-                io.input.into(),
-                io.tick.into(),
-                io.output.into(),
+        // The same kernel both ways: the mask is recomputed from (element, step, seed).
+        let k = &self.kernels.dropout;
+        self.binds.insert(
+            ctx,
+            io.rows,
+            &u,
+            [k, k],
+            [
+                [io.input.into(), io.tick.into(), io.output.into()],
+                [io.d_output.into(), io.tick.into(), io.d_input.into()],
             ],
         );
-        let backward = bind(
-            dev,
-            "nn.dropout.backward",
-            layout,
-            &[
-                (&u).into(),
-                io.d_output.into(),
-                io.tick.into(),
-                io.d_input.into(),
-            ],
-        );
-        self.binds.insert(io.rows, (forward, backward));
         Ok(())
     }
 
@@ -150,19 +128,12 @@ impl GpuLayer for GpuDropout {
     ) -> Result<()> {
         let len = io.rows * self.def.width;
         if mode == Mode::Training {
-            let max = ctx.plan_limits().max_groups_per_dim;
-            let mut pass = enc.begin_compute_pass(&Default::default());
-            let groups = groups_1d(len, ELEM_WG as usize, max);
-            dispatch(
-                &mut pass,
-                &self.kernels.dropout,
-                &self.binds[&io.rows].0,
-                groups,
-            );
+            self.binds
+                .dispatch(ctx, enc, &self.kernels.dropout, 0, io.rows, len)
         } else {
             enc.copy_buffer_to_buffer(io.input, 0, io.output, 0, len as u64 * 4);
+            Ok(())
         }
-        Ok(())
     }
 
     fn backward(
@@ -171,15 +142,8 @@ impl GpuLayer for GpuDropout {
         enc: &mut wgpu::CommandEncoder,
         io: &Io<'_>,
     ) -> Result<()> {
-        let max = ctx.plan_limits().max_groups_per_dim;
-        let mut pass = enc.begin_compute_pass(&Default::default());
-        let groups = groups_1d(io.rows * self.def.width, ELEM_WG as usize, max);
-        dispatch(
-            &mut pass,
-            &self.kernels.dropout,
-            &self.binds[&io.rows].1,
-            groups,
-        );
-        Ok(())
+        let len = io.rows * self.def.width;
+        self.binds
+            .dispatch(ctx, enc, &self.kernels.dropout, 1, io.rows, len)
     }
 }

@@ -9,3 +9,4 @@ pub(crate) mod dense;
 mod dense_cpu;
 pub(crate) mod dropout;
 pub(crate) mod dropout_cpu;
+mod elementwise;

@@ -1,0 +1,117 @@
+//! What is wrong with a data set or a data file, with where.
+
+use thiserror::Error;
+
+/// What is wrong with a data file.
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum DataError {
+    /// The file could not be read.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: String,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// A row with a different number of cells than the first.
+    #[error("{path}:{line}: {got} cells, the first row has {expected}")]
+    RaggedRow {
+        /// The file.
+        path: String,
+        /// 1-based line.
+        line: usize,
+        /// Cells expected.
+        expected: usize,
+        /// Cells found.
+        got: usize,
+    },
+    /// A cell that is not a number.
+    #[error("{path}:{line}: column {column}: {cell:?} is not a number")]
+    NotANumber {
+        /// The file.
+        path: String,
+        /// 1-based line.
+        line: usize,
+        /// 1-based column.
+        column: usize,
+        /// The cell's text.
+        cell: String,
+    },
+    /// A label outside `0..classes` or not an integer.
+    #[error("{path}: row {row}: label {label} is not a class in 0..{classes}")]
+    LabelOutOfRange {
+        /// The file.
+        path: String,
+        /// 0-based row.
+        row: usize,
+        /// The label as read.
+        label: f64,
+        /// Number of classes.
+        classes: usize,
+    },
+    /// A one-hot row that is not exactly one 1 and zeros.
+    #[error("{path}: row {row}: the one-hot label is not one 1 among 0s")]
+    BadOneHot {
+        /// The file.
+        path: String,
+        /// 0-based row.
+        row: usize,
+    },
+    /// The features do not match the model's input.
+    #[error("{path}: {got} features per row, the model takes {expected}")]
+    FeatureMismatch {
+        /// The file.
+        path: String,
+        /// Features the model takes.
+        expected: usize,
+        /// Features in the file.
+        got: usize,
+    },
+    /// A malformed or unsupported `.npy` file.
+    #[error("{path}: {why}")]
+    Npy {
+        /// The file.
+        path: String,
+        /// What is wrong.
+        why: String,
+    },
+    /// No rows.
+    #[error("{0}: no data rows")]
+    Empty(String),
+    /// The label columns leave no feature column.
+    #[error("{path}: rows have {columns} columns and {label_columns} of them are the label, which leaves no features")]
+    NoFeatureColumns {
+        /// The file.
+        path: String,
+        /// Columns per row.
+        columns: usize,
+        /// Columns taken by the label.
+        label_columns: usize,
+    },
+    /// A label that is not a non-negative integer.
+    #[error("{path}: row {row}: label {label} is not a non-negative integer class index")]
+    LabelNotInteger {
+        /// The file.
+        path: String,
+        /// 0-based row.
+        row: usize,
+        /// The label as read.
+        label: f64,
+    },
+    /// A feature that is NaN or infinite.
+    #[error("{path}: row {row}, feature {column}: {value} is not a finite number")]
+    NonFinite {
+        /// The file (or `<memory>`).
+        path: String,
+        /// 0-based row.
+        row: usize,
+        /// 0-based feature.
+        column: usize,
+        /// The value.
+        value: f32,
+    },
+    /// Arguments that cannot form a data set.
+    #[error("invalid data set: {0}")]
+    Invalid(String),
+}

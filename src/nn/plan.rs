@@ -1,0 +1,145 @@
+//! The buffers of one batch size (input, activations, their gradients, the loss dispatches)
+//! and of one data set on the GPU, and what every layer of a plan shares.
+
+use crate::nn::data::Dataset;
+use crate::nn::error::Result;
+use crate::nn::layer::{Io, LayerDef};
+use crate::nn::loss::{Loss, LossIo, LossMode};
+use crate::pipeline::Region;
+use crate::Context;
+
+/// A data set resident on the GPU for one call.
+pub(crate) struct GpuData {
+    pub id: u64,
+    pub rows: usize,
+    pub x: wgpu::Buffer,
+    pub labels: wgpu::Buffer,
+    pub order: wgpu::Buffer,
+}
+
+/// The activation buffers and loss dispatches of one batch size.
+pub(crate) struct Plan {
+    pub rows: usize,
+    pub x: wgpu::Buffer,
+    pub labels: wgpu::Buffer,
+    pub acts: Vec<wgpu::Buffer>,
+    pub dacts: Vec<wgpu::Buffer>,
+    /// The input gradient of the first layer, which nothing reads.
+    pub scratch: wgpu::Buffer,
+    /// Training, evaluation and prediction.
+    pub losses: [Loss; 3],
+}
+
+/// The network's shared buffers, as layers see them.
+pub(crate) struct Shared<'a> {
+    pub params: &'a wgpu::Buffer,
+    pub grads: &'a wgpu::Buffer,
+    pub tick: &'a wgpu::Buffer,
+    pub at: &'a [usize],
+}
+
+impl Shared<'_> {
+    /// What layer `i` reads and writes at the plan's batch size.
+    pub fn io<'b>(&'b self, plan: &'b Plan, i: usize) -> Io<'b> {
+        Io {
+            rows: plan.rows,
+            input: if i == 0 { &plan.x } else { &plan.acts[i - 1] },
+            output: &plan.acts[i],
+            d_output: &plan.dacts[i],
+            d_input: if i == 0 {
+                &plan.scratch
+            } else {
+                &plan.dacts[i - 1]
+            },
+            first: i == 0,
+            params: self.params,
+            grads: self.grads,
+            at: self.at[i],
+            tick: self.tick,
+        }
+    }
+}
+
+/// The model's buffers a plan's loss dispatches bind.
+pub(crate) struct PlanBuffers<'a> {
+    /// Training metrics at 0, evaluation metrics at `eval_metrics`.
+    pub metrics: &'a wgpu::Buffer,
+    pub eval_metrics: u64,
+    pub batch_losses: &'a wgpu::Buffer,
+}
+
+impl Plan {
+    /// The buffers of batch size `rows` for a network of `defs` on `input` features.
+    pub fn new(
+        ctx: &Context,
+        rows: usize,
+        input: usize,
+        defs: &[Box<dyn LayerDef>],
+        model: PlanBuffers<'_>,
+    ) -> Result<Plan> {
+        let floats = |n: usize| (rows * n * 4) as u64;
+        let x = ctx.storage("nn.x", floats(input))?;
+        let labels = ctx.storage("nn.labels", (rows * 4) as u64)?;
+        let mut acts = Vec::new();
+        let mut dacts = Vec::new();
+        for d in defs {
+            acts.push(ctx.storage("nn.act", floats(d.output_width()))?);
+            dacts.push(ctx.storage("nn.dact", floats(d.output_width()))?);
+        }
+        let scratch = ctx.storage("nn.dx0", floats(input))?;
+        let last = defs.len() - 1;
+        let loss = |mode, at: u64| {
+            Loss::new(
+                ctx,
+                mode,
+                LossIo {
+                    rows,
+                    classes: defs[last].output_width(),
+                    logits: &acts[last],
+                    labels: &labels,
+                    out: &dacts[last],
+                    metrics: Region {
+                        buffer: model.metrics,
+                        offset: at,
+                        size: Some(16),
+                    },
+                    batch_losses: model.batch_losses,
+                },
+            )
+        };
+        let losses = [
+            loss(LossMode::Training, 0)?,
+            loss(LossMode::Metrics, model.eval_metrics)?,
+            loss(LossMode::Probabilities, model.eval_metrics)?,
+        ];
+        Ok(Plan {
+            rows,
+            x,
+            labels,
+            acts,
+            dacts,
+            scratch,
+            losses,
+        })
+    }
+}
+
+impl GpuData {
+    /// Uploads `data` with the identity order.
+    pub fn upload(ctx: &Context, data: &Dataset, id: u64) -> Result<GpuData> {
+        let x = ctx.storage("nn.data.x", (data.x().len() * 4) as u64)?;
+        let labels = ctx.storage("nn.data.labels", (data.rows() * 4) as u64)?;
+        let order = ctx.storage("nn.data.order", (data.rows() * 4) as u64)?;
+        ctx.write(&x, 0, bytemuck::cast_slice(data.x()))?;
+        ctx.write(&labels, 0, bytemuck::cast_slice(data.labels()))?;
+        let identity: Vec<u32> = (0..data.rows() as u32).collect();
+        ctx.write(&order, 0, bytemuck::cast_slice(&identity))?;
+        Ok(GpuData {
+            id,
+            rows: data.rows(),
+            x,
+            labels,
+            order,
+        })
+    }
+}
