@@ -2,16 +2,7 @@
 
 use crate::error::{Error, Result};
 use crate::geometry::Geometry;
-
-/// Which axis holds the channels.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Layout {
-    /// Channels on the last axis, any rank: `[N, C]`, `[N, H, W, C]`, `[N, D, H, W, C]` (Keras' default).
-    #[default]
-    ChannelsLast,
-    /// Channels on axis 1, any rank: `[N, C]`, `[N, C, H, W]`, `[N, C, D, H, W]` (PyTorch's default).
-    ChannelsFirst,
-}
+pub use crate::geometry::Layout;
 
 /// How running statistics are updated.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

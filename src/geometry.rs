@@ -1,7 +1,16 @@
 //! How a tensor's shape maps onto the kernels: `[outer, channels, inner]`.
 
-use crate::config::Layout;
 use crate::error::{Error, Result};
+
+/// Which axis holds the channels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Layout {
+    /// Channels on the last axis, any rank: `[N, C]`, `[N, H, W, C]`, `[N, D, H, W, C]` (Keras' default).
+    #[default]
+    ChannelsLast,
+    /// Channels on axis 1, any rank: `[N, C]`, `[N, C, H, W]`, `[N, C, D, H, W]` (PyTorch's default).
+    ChannelsFirst,
+}
 
 /// A tensor viewed as `[outer, channels, inner]`: channels-last has `inner = 1`; channels-first
 /// has `outer = N` and `inner = H·W·…`. Element `(o, c, i)` sits at `(o·C + c)·inner + i`.

@@ -46,7 +46,7 @@ pub mod cpu;
 mod error;
 mod geometry;
 mod kernels;
-pub mod memory;
+mod memory;
 pub mod nn;
 mod pipeline;
 mod plan;
