@@ -3,13 +3,8 @@
 // per-channel scale and shift; inference folds the running statistics instead; backward
 // merges the gradient partials into dgamma/dbeta and the coefficients of dx.
 
-@group(0) @binding(0) var<uniform> p: Params;
-// [gamma | beta | running mean | running variance], C values each.
-@group(0) @binding(1) var<storage, read_write> chan: array<f32>;
-@group(0) @binding(2) var<storage, read_write> state: array<ChannelState>;
-@group(0) @binding(3) var<storage, read> partials: array<vec4<f32>>;
-// [dgamma | dbeta], C values each.
-@group(0) @binding(4) var<storage, read_write> grads: array<f32>;
+// Bindings: `channel_bindings.wgsl` (this module) or `fused_bindings.wgsl` (the fused
+// kernels of small tensors, which call the `finish_*` functions from one workgroup).
 
 fn gamma(c: u32) -> f32 {
     return select(1.0, chan[c], (p.flags & FLAG_SCALE) != 0u);
@@ -30,6 +25,12 @@ fn finalize_training(@builtin(global_invocation_id) gid: vec3<u32>) {
     for (var s = 0u; s < p.total_splits; s++) {
         acc = chan_merge(acc, partials[s * p.channels + c]);
     }
+    finish_training(c, acc);
+}
+
+// Channel c's batch statistics `acc` (count, mean - pivot, M2, poisoned) become its running
+// statistics and its fold; the pivot is in state[c].fold.x.
+fn finish_training(c: u32, acc: vec4<f32>) {
     // A channel that saw NaN or infinity, or whose statistics left f32's range, is NaN
     // throughout (mean, variance, output, running statistics, gradients) on every backend.
     let poisoned = acc.w > 0.0 || non_finite(acc.y) || non_finite(acc.z);
@@ -66,6 +67,11 @@ fn finalize_inference(@builtin(global_invocation_id) gid: vec3<u32>) {
     if (c >= p.channels) {
         return;
     }
+    finish_inference(c);
+}
+
+// Channel c's fold from its running statistics.
+fn finish_inference(c: u32) {
     let running_mean = chan[2u * p.channels + c];
     let running_var = chan[3u * p.channels + c];
     let inv_std = 1.0 / sqrt(running_var + p.eps);
@@ -85,6 +91,12 @@ fn finalize_backward(@builtin(global_invocation_id) gid: vec3<u32>) {
     for (var s = 0u; s < p.total_splits; s++) {
         acc += partials[s * p.channels + c];
     }
+    finish_backward(c, acc);
+}
+
+// Channel c's gradient sums `acc` (sum dy, sum dy x_hat) become dgamma, dbeta and the
+// coefficients of dx.
+fn finish_backward(c: u32, acc: vec4<f32>) {
     let dbeta = acc.x;
     let dgamma = acc.y;
     grads[c] = dgamma;

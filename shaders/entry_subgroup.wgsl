@@ -33,3 +33,4 @@ fn stats(@builtin(subgroup_id) sid: u32, @builtin(subgroup_invocation_id) lane: 
 fn reduce(@builtin(subgroup_id) sid: u32, @builtin(subgroup_invocation_id) lane: u32, @builtin(subgroup_size) sg: u32, @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     reduce_body(sid * sg + lane, linear_group(wid, nwg), sg);
 }
+

@@ -22,3 +22,4 @@ fn stats(@builtin(local_invocation_index) t: u32, @builtin(workgroup_id) wid: ve
 fn reduce(@builtin(local_invocation_index) t: u32, @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     reduce_body(t, linear_group(wid, nwg), 1u);
 }
+

@@ -2,12 +2,7 @@
 // (+ReLU), and the backward pair. Entry points live in `entry_subgroup.wgsl` or
 // `entry_workgroup.wgsl` (whichever the adapter supports) hold the two reduction entry points.
 
-@group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> x: array<f32>;
-@group(0) @binding(2) var<storage, read> dy: array<f32>;
-@group(0) @binding(3) var<storage, read_write> out: array<f32>;
-@group(0) @binding(4) var<storage, read_write> state: array<ChannelState>;
-@group(0) @binding(5) var<storage, read_write> partials: array<vec4<f32>>;
+// Bindings: `stream_bindings.wgsl` (this module) or `fused_bindings.wgsl`.
 
 var<workgroup> tree: array<vec4<f32>, WG>;
 
@@ -69,14 +64,13 @@ fn advance(cur: ptr<function, Cursor>) {
     }
 }
 
-// Per-channel (count, mean - pivot, M2) of one split: Welford per thread on pivot-shifted
-// values, then Chan merges inside the subgroup and across the workgroup.
-fn stats_body(t: u32, g: u32, sg_size: u32) {
-    let w = tile(t, g);
+// Per-channel (count, mean - pivot, M2, poisoned) of one split: Welford per thread on
+// pivot-shifted values, then Chan merges inside the subgroup and across the workgroup. The
+// split's total is left in tree[t] of the threads with lane_r == 0.
+fn stats_tree(w: Tile, t: u32, sg_size: u32, pivot: f32) {
     let step = WG / p.cw;
     var acc = vec4<f32>(0.0);
     if (w.valid && w.c < p.channels) {
-        let pivot = state[w.c].fold.x;
         var cnt = 0.0;
         var mean = 0.0;
         var m2 = 0.0;
@@ -105,6 +99,15 @@ fn stats_body(t: u32, g: u32, sg_size: u32) {
         }
     }
     workgroupBarrier();
+}
+
+fn stats_body(t: u32, g: u32, sg_size: u32) {
+    let w = tile(t, g);
+    var pivot = 0.0;
+    if (w.valid && w.c < p.channels) {
+        pivot = state[w.c].fold.x;
+    }
+    stats_tree(w, t, sg_size, pivot);
     if (w.valid && w.lane_r == 0u && w.c < p.channels) {
         partials[(p.split_base + w.split) * p.channels + w.c] = tree[t];
     }
@@ -112,7 +115,10 @@ fn stats_body(t: u32, g: u32, sg_size: u32) {
 
 // y = (x - pivot) * scale + shift, then ReLU when fused.
 fn normalize_body(t: u32, g: u32) {
-    let w = tile(t, g);
+    normalize_tile(tile(t, g));
+}
+
+fn normalize_tile(w: Tile) {
     if (!w.valid || w.c >= p.channels) {
         return;
     }
@@ -137,9 +143,9 @@ fn masked_dy(e: u32, xv: f32, f: vec4<f32>) -> f32 {
     return g;
 }
 
-// Per-channel partial sums (sum dy, sum dy * x_hat) of one split.
-fn reduce_body(t: u32, g: u32, sg_size: u32) {
-    let w = tile(t, g);
+// Per-channel partial sums (sum dy, sum dy * x_hat) of one split, left in tree[t] of the
+// threads with lane_r == 0.
+fn reduce_tree(w: Tile, t: u32, sg_size: u32) {
     let step = WG / p.cw;
     var acc = vec4<f32>(0.0);
     if (w.valid && w.c < p.channels) {
@@ -163,6 +169,11 @@ fn reduce_body(t: u32, g: u32, sg_size: u32) {
         }
     }
     workgroupBarrier();
+}
+
+fn reduce_body(t: u32, g: u32, sg_size: u32) {
+    let w = tile(t, g);
+    reduce_tree(w, t, sg_size);
     if (w.valid && w.lane_r == 0u && w.c < p.channels) {
         partials[(p.split_base + w.split) * p.channels + w.c] = tree[t];
     }
@@ -170,7 +181,10 @@ fn reduce_body(t: u32, g: u32, sg_size: u32) {
 
 // dx = a * dy + b * (x - pivot) + c with the coefficients the backward finalize folded.
 fn dx_body(t: u32, g: u32) {
-    let w = tile(t, g);
+    dx_tile(tile(t, g));
+}
+
+fn dx_tile(w: Tile) {
     if (!w.valid || w.c >= p.channels) {
         return;
     }

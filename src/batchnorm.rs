@@ -337,6 +337,37 @@ impl BatchNorm {
             .collect()
     }
 
+    /// The bind group of a fused call (a single chunk): the streaming tensors and the
+    /// layer's per-channel buffers together. Built per call, like the streaming groups.
+    fn fused_group(
+        &self,
+        layout: &wgpu::BindGroupLayout,
+        prep: &Prepared,
+        x: &TensorRef<'_>,
+        aux: &TensorRef<'_>,
+        out: &TensorRef<'_>,
+    ) -> wgpu::BindGroup {
+        let c = prep.plan.geometry.channels as u64;
+        let chunk = &prep.plan.chunks[0];
+        let len = Some(chunk.byte_len);
+        self.ctx
+            .device()
+            .create_bind_group(&wgpu::BindGroupDescriptor {
+                label: Some("bn.fused"),
+                layout,
+                entries: &[
+                    entry(0, &prep.params[0], 0, None),
+                    entry(1, x.buffer, x.offset, len),
+                    entry(2, aux.buffer, aux.offset, len),
+                    entry(3, out.buffer, out.offset, len),
+                    entry(4, &self.state, 0, None),
+                    entry(5, &self.partials, 0, None),
+                    entry(6, &self.chan, self.chan_at, Some(16 * c)),
+                    entry(7, &self.grads, self.grads_at, Some(8 * c)),
+                ],
+            })
+    }
+
     /// Validates one tensor argument against the geometry of `shape`.
     fn check_region(&self, what: &'static str, t: &TensorRef<'_>, shape: &[usize]) -> Result<()> {
         if t.shape != shape {
@@ -384,33 +415,54 @@ impl BatchNorm {
             .resolve_mode(self.trainable, mode, &g, x.shape)?;
         let prep = self.prepared(g)?;
         let k = &self.kernels;
-        let sk = k.streaming(x.buffer == y.buffer);
-        let groups = self.stream_groups(&sk.layout, &prep, &x, &x, &y);
         let max_dim = self.ctx.plan_limits().max_groups_per_dim;
-        let channel_groups = (g.channels as u32).div_ceil(CHANNEL_WORKGROUP);
-        {
-            let mut pass = encoder.begin_compute_pass(&self.pass_descriptor("bn.forward"));
-            if mode == Mode::Training {
-                pass.set_pipeline(&sk.pivot);
-                pass.set_bind_group(0, &groups[0], &[]);
+        if let Some(chunk) = prep.plan.single_split().filter(|_| x.buffer != y.buffer) {
+            // One workgroup per channel block owns its channels whole: one dispatch.
+            let fk = k.fused();
+            let group = self.fused_group(&fk.layout, &prep, &x, &x, &y);
+            let mut pass =
+                crate::pipeline::begin_pass(encoder, &self.pass_descriptor("bn.forward"));
+            pass.set_pipeline(match mode {
+                Mode::Training => &fk.training,
+                Mode::Inference => &fk.inference,
+            });
+            pass.set_bind_group(0, &group, &[]);
+            let (gx, gy) = grid(chunk.stats_groups, max_dim);
+            pass.dispatch_workgroups(gx, gy, 1);
+            crate::work::dispatch();
+        } else {
+            let sk = k.streaming(x.buffer == y.buffer);
+            let groups = self.stream_groups(&sk.layout, &prep, &x, &x, &y);
+            let channel_groups = (g.channels as u32).div_ceil(CHANNEL_WORKGROUP);
+            {
+                let mut pass =
+                    crate::pipeline::begin_pass(encoder, &self.pass_descriptor("bn.forward"));
+                if mode == Mode::Training {
+                    pass.set_pipeline(&sk.pivot);
+                    pass.set_bind_group(0, &groups[0], &[]);
+                    pass.dispatch_workgroups(channel_groups, 1, 1);
+                    crate::work::dispatch();
+                    pass.set_pipeline(&sk.stats);
+                    for (chunk, group) in prep.plan.chunks.iter().zip(groups.iter()) {
+                        let (gx, gy) = grid(chunk.stats_groups, max_dim);
+                        pass.set_bind_group(0, group, &[]);
+                        pass.dispatch_workgroups(gx, gy, 1);
+                        crate::work::dispatch();
+                    }
+                    pass.set_pipeline(&k.finalize_training);
+                } else {
+                    pass.set_pipeline(&k.finalize_inference);
+                }
+                pass.set_bind_group(0, &prep.channel_group, &[]);
                 pass.dispatch_workgroups(channel_groups, 1, 1);
-                pass.set_pipeline(&sk.stats);
+                crate::work::dispatch();
+                pass.set_pipeline(&sk.normalize);
                 for (chunk, group) in prep.plan.chunks.iter().zip(groups.iter()) {
                     let (gx, gy) = grid(chunk.stats_groups, max_dim);
                     pass.set_bind_group(0, group, &[]);
                     pass.dispatch_workgroups(gx, gy, 1);
+                    crate::work::dispatch();
                 }
-                pass.set_pipeline(&k.finalize_training);
-            } else {
-                pass.set_pipeline(&k.finalize_inference);
-            }
-            pass.set_bind_group(0, &prep.channel_group, &[]);
-            pass.dispatch_workgroups(channel_groups, 1, 1);
-            pass.set_pipeline(&sk.normalize);
-            for (chunk, group) in prep.plan.chunks.iter().zip(groups.iter()) {
-                let (gx, gy) = grid(chunk.stats_groups, max_dim);
-                pass.set_bind_group(0, group, &[]);
-                pass.dispatch_workgroups(gx, gy, 1);
             }
         }
         if mode == Mode::Training {
@@ -455,25 +507,43 @@ impl BatchNorm {
             return Err(Error::Aliasing("backward: dx and x/dy"));
         }
         let prep = self.prepared(g)?;
+        let shared = dx.buffer == x.buffer || dx.buffer == dy.buffer;
+        if let Some(chunk) = prep.plan.single_split().filter(|_| !shared) {
+            let k = &self.kernels;
+            let fk = k.fused();
+            let group = self.fused_group(&fk.layout, &prep, &x, &dy, &dx);
+            let max_dim = self.ctx.plan_limits().max_groups_per_dim;
+            let mut pass =
+                crate::pipeline::begin_pass(encoder, &self.pass_descriptor("bn.backward"));
+            pass.set_pipeline(&fk.backward);
+            pass.set_bind_group(0, &group, &[]);
+            let (gx, gy) = grid(chunk.stats_groups, max_dim);
+            pass.dispatch_workgroups(gx, gy, 1);
+            crate::work::dispatch();
+            return Ok(());
+        }
         let k = &self.kernels;
-        let sk = k.streaming(dx.buffer == x.buffer || dx.buffer == dy.buffer);
+        let sk = k.streaming(shared);
         let groups = self.stream_groups(&sk.layout, &prep, &x, &dy, &dx);
         let max_dim = self.ctx.plan_limits().max_groups_per_dim;
-        let mut pass = encoder.begin_compute_pass(&self.pass_descriptor("bn.backward"));
+        let mut pass = crate::pipeline::begin_pass(encoder, &self.pass_descriptor("bn.backward"));
         pass.set_pipeline(&sk.reduce);
         for (chunk, group) in prep.plan.chunks.iter().zip(groups.iter()) {
             let (gx, gy) = grid(chunk.stats_groups, max_dim);
             pass.set_bind_group(0, group, &[]);
             pass.dispatch_workgroups(gx, gy, 1);
+            crate::work::dispatch();
         }
         pass.set_pipeline(&k.finalize_backward);
         pass.set_bind_group(0, &prep.channel_group, &[]);
         pass.dispatch_workgroups((g.channels as u32).div_ceil(CHANNEL_WORKGROUP), 1, 1);
+        crate::work::dispatch();
         pass.set_pipeline(&sk.dx);
         for (chunk, group) in prep.plan.chunks.iter().zip(groups.iter()) {
             let (gx, gy) = grid(chunk.stats_groups, max_dim);
             pass.set_bind_group(0, group, &[]);
             pass.dispatch_workgroups(gx, gy, 1);
+            crate::work::dispatch();
         }
         Ok(())
     }

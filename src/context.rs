@@ -345,6 +345,7 @@ impl Context {
 
     /// Submits without waiting, guarded; a lost device is reported, not ignored.
     pub(crate) fn submit(&self, encoder: wgpu::CommandEncoder) -> Result<wgpu::SubmissionIndex> {
+        crate::work::submit();
         self.guard("submitting work", || {
             Ok(self.queue.submit([encoder.finish()]))
         })

@@ -14,6 +14,16 @@ pub const ENTRY_SUBGROUP_WGSL: &str = include_str!("../shaders/entry_subgroup.wg
 pub const ENTRY_WORKGROUP_WGSL: &str = include_str!("../shaders/entry_workgroup.wgsl");
 /// Per-channel finalize kernels.
 pub const CHANNEL_WGSL: &str = include_str!("../shaders/channel.wgsl");
+/// Bindings of the streaming module.
+const STREAM_BINDINGS_WGSL: &str = include_str!("../shaders/stream_bindings.wgsl");
+/// Bindings of the per-channel module.
+const CHANNEL_BINDINGS_WGSL: &str = include_str!("../shaders/channel_bindings.wgsl");
+/// Bindings of the fused module: both of the above.
+const FUSED_BINDINGS_WGSL: &str = include_str!("../shaders/fused_bindings.wgsl");
+/// Small tensors in one dispatch per pass.
+const FUSED_WGSL: &str = include_str!("../shaders/fused.wgsl");
+const FUSED_ENTRY_SUBGROUP_WGSL: &str = include_str!("../shaders/fused_entry_subgroup.wgsl");
+const FUSED_ENTRY_WORKGROUP_WGSL: &str = include_str!("../shaders/fused_entry_workgroup.wgsl");
 
 /// The workgroup sizes, written once (in `plan.rs`) and handed to WGSL as constants.
 fn prelude() -> String {
@@ -31,12 +41,40 @@ pub fn stream_source(subgroups: bool) -> String {
     } else {
         ENTRY_WORKGROUP_WGSL
     };
-    [&prelude(), COMMON_WGSL, STREAM_WGSL, entry].join("\n")
+    [
+        &prelude(),
+        COMMON_WGSL,
+        STREAM_BINDINGS_WGSL,
+        STREAM_WGSL,
+        entry,
+    ]
+    .join("\n")
 }
 
 /// The WGSL of the per-channel module.
 pub fn channel_source() -> String {
-    [&prelude(), COMMON_WGSL, CHANNEL_WGSL].join("\n")
+    [&prelude(), COMMON_WGSL, CHANNEL_BINDINGS_WGSL, CHANNEL_WGSL].join("\n")
+}
+
+/// The WGSL of the fused module: the streaming and per-channel functions under one set of
+/// bindings, with the fused entry points.
+pub fn fused_source(subgroups: bool) -> String {
+    let (entry, fused_entry) = if subgroups {
+        (ENTRY_SUBGROUP_WGSL, FUSED_ENTRY_SUBGROUP_WGSL)
+    } else {
+        (ENTRY_WORKGROUP_WGSL, FUSED_ENTRY_WORKGROUP_WGSL)
+    };
+    [
+        &prelude(),
+        COMMON_WGSL,
+        FUSED_BINDINGS_WGSL,
+        STREAM_WGSL,
+        entry,
+        CHANNEL_WGSL,
+        FUSED_WGSL,
+        fused_entry,
+    ]
+    .join("\n")
 }
 
 pub(crate) const FLAG_RELU: u32 = 1;
@@ -89,6 +127,8 @@ pub struct Kernels {
     /// inputs and outputs at disjoint regions of one buffer, which wgpu refuses to bind
     /// read-only and writable in one dispatch.
     shared: std::sync::OnceLock<StreamKernels>,
+    /// One dispatch per pass for tensors one split covers; built on first use.
+    fused: std::sync::OnceLock<FusedKernels>,
     device: wgpu::Device,
     pub(crate) channel_layout: wgpu::BindGroupLayout,
     pub(crate) finalize_training: wgpu::ComputePipeline,
@@ -139,7 +179,49 @@ impl StreamKernels {
     }
 }
 
+/// The fused pipelines (`fused.wgsl`): stream, finalize and stream again in one dispatch.
+#[derive(Debug)]
+pub(crate) struct FusedKernels {
+    pub(crate) layout: wgpu::BindGroupLayout,
+    pub(crate) training: wgpu::ComputePipeline,
+    pub(crate) inference: wgpu::ComputePipeline,
+    pub(crate) backward: wgpu::ComputePipeline,
+}
+
+impl FusedKernels {
+    fn new(device: &wgpu::Device, subgroups: bool) -> Self {
+        let layout = pipeline::layout(
+            device,
+            "bn.fused",
+            &[
+                Slot::Uniform(PARAMS_BYTES),
+                Slot::Read(4),
+                Slot::Read(4),
+                Slot::Write(4),
+                Slot::Write(CHANNEL_STATE_BYTES),
+                Slot::Write(16),
+                Slot::Write(16),
+                Slot::Write(8),
+            ],
+        );
+        let module = pipeline::module(device, "bn.fused", &fused_source(subgroups));
+        let f = |e| pipeline::pipeline(device, &layout, &module, e);
+        FusedKernels {
+            training: f("fused_training"),
+            inference: f("fused_inference"),
+            backward: f("fused_backward"),
+            layout,
+        }
+    }
+}
+
 impl Kernels {
+    /// The fused kernels of small tensors.
+    pub(crate) fn fused(&self) -> &FusedKernels {
+        self.fused
+            .get_or_init(|| FusedKernels::new(&self.device, self.subgroups))
+    }
+
     /// Compiles both modules and every pipeline for `device`.
     pub fn new(device: &wgpu::Device, subgroups: bool) -> Self {
         let channel_layout = pipeline::layout(
@@ -158,6 +240,7 @@ impl Kernels {
         Kernels {
             stream: StreamKernels::new(device, subgroups, false),
             shared: std::sync::OnceLock::new(),
+            fused: std::sync::OnceLock::new(),
             device: device.clone(),
             finalize_training: c("finalize_training"),
             finalize_inference: c("finalize_inference"),

@@ -51,6 +51,7 @@ pub mod nn;
 mod pipeline;
 mod plan;
 mod tensor;
+mod work;
 
 pub use batchnorm::{BatchNorm, ParamBinding};
 pub use config::{BatchNormConfig, Convention, Layout, Mode, SingleSamplePolicy};
@@ -58,6 +59,7 @@ pub use context::{Context, ContextOptions};
 pub use error::{Error, Result};
 pub use geometry::Geometry;
 pub use tensor::{Tensor, TensorRef};
+pub use work::{recorded_work, WorkCounts};
 
 /// Every WGSL module this crate compiles, exactly as it hands it to wgpu: `(name, source,
 /// needs subgroups)`. For validating them offline (naga) or precompiling them.
@@ -66,6 +68,8 @@ pub fn shader_sources() -> Vec<(&'static str, String, bool)> {
         ("stream (workgroup)", kernels::stream_source(false), false),
         ("stream (subgroup)", kernels::stream_source(true), true),
         ("channel", kernels::channel_source(), false),
+        ("fused (workgroup)", kernels::fused_source(false), false),
+        ("fused (subgroup)", kernels::fused_source(true), true),
     ];
     v.extend(
         nn::shader_sources()

@@ -182,6 +182,22 @@ pub fn dispatch(
     pass.set_pipeline(&kernel.pipeline);
     pass.set_bind_group(0, group, &[]);
     pass.dispatch_workgroups(x, y, 1);
+    crate::work::dispatch();
+}
+
+/// Begins a compute pass (counted).
+pub fn begin_pass<'e>(
+    enc: &'e mut wgpu::CommandEncoder,
+    desc: &wgpu::ComputePassDescriptor<'_>,
+) -> wgpu::ComputePass<'e> {
+    crate::work::pass();
+    enc.begin_compute_pass(desc)
+}
+
+/// Records a buffer copy (counted).
+pub fn copy(enc: &mut wgpu::CommandEncoder, from: &wgpu::Buffer, to: &wgpu::Buffer, bytes: u64) {
+    crate::work::copy();
+    enc.copy_buffer_to_buffer(from, 0, to, 0, bytes);
 }
 
 /// Workgroups for `threads` threads in groups of `size`, folded into a 2-D grid past

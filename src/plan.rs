@@ -162,6 +162,17 @@ impl Plan {
     }
 }
 
+impl Plan {
+    /// The only chunk, when one split covers every value of each channel: the workgroup of
+    /// a channel block then owns its channels whole, and a pass needs one dispatch.
+    pub fn single_split(&self) -> Option<&Chunk> {
+        match self.chunks.as_slice() {
+            [chunk] if chunk.splits == 1 => Some(chunk),
+            _ => None,
+        }
+    }
+}
+
 /// Folds `groups` workgroups into a 2-D grid within `max_per_dim`.
 pub fn grid(groups: u32, max_per_dim: u32) -> (u32, u32) {
     let x = groups.clamp(1, max_per_dim);

@@ -65,16 +65,22 @@ fn every_entry_point_the_host_uses_exists() {
                 "finalize_backward",
             ][..],
         ),
-        ("nn/dense", &["gemm", "colsum", "relu_mask"][..]),
+        ("nn/dense", &["gemm"][..]),
+        ("nn/dense_backward", &["dense_backward"][..]),
         ("nn/dropout", &["dropout"][..]),
         (
             "nn/activation",
             &["activation_forward", "activation_backward"][..],
         ),
         ("nn/loss", &["softmax_xent"][..]),
+        ("nn/optimizer", &["adam", "sgd"][..]),
         (
-            "nn/optimizer",
-            &["adam_tick", "adam", "sgd_tick", "sgd"][..],
+            "fused (workgroup)",
+            &["fused_training", "fused_inference", "fused_backward"][..],
+        ),
+        (
+            "fused (subgroup)",
+            &["fused_training", "fused_inference", "fused_backward"][..],
         ),
         ("nn/gather", &["gather"][..]),
     ] {

@@ -1,6 +1,6 @@
-// Dense layers: a tiled matrix multiply C = op(A) · op(B) (+ bias, + ReLU), column sums for
-// bias gradients, and the ReLU mask of a gradient. Driven by `src/nn/layers/dense.rs`, which
-// prepends the tile and workgroup sizes (T, COLSUM_WG, ELEM_WG) so they are written once.
+// Dense layers forward: a tiled matrix multiply C = op(A) · op(B) (+ bias, + ReLU). The
+// backward pass is `dense_backward.wgsl`. Driven by `src/nn/layers/dense.rs`, which prepends
+// the tile size T so it is written once.
 
 struct Gemm {
     m: u32,      // rows of C
@@ -67,28 +67,4 @@ fn gemm(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid
         }
         c[row * g.n + col] = acc;
     }
-}
-
-// c[j] = sum over the m rows of a[row, j] (a is [m, n]): the bias gradient.
-@compute @workgroup_size(COLSUM_WG)
-fn colsum(@builtin(global_invocation_id) id: vec3<u32>) {
-    let j = id.x;
-    if (j >= g.n) {
-        return;
-    }
-    var s = 0.0;
-    for (var r = 0u; r < g.m; r++) {
-        s += a[r * g.n + j];
-    }
-    c[j] = s;
-}
-
-// c = c where b (the layer's ReLU output) > 0, else 0: the ReLU backward, in place.
-@compute @workgroup_size(ELEM_WG)
-fn relu_mask(@builtin(global_invocation_id) id: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let i = id.x + id.y * nwg.x * ELEM_WG;
-    if (i >= g.m * g.n) {
-        return;
-    }
-    c[i] = select(0.0, c[i], b[i] > 0.0);
 }

@@ -1,6 +1,6 @@
 // Training dropout, forward and backward alike: dst = src * keep / (1 - rate). The mask is
 // recomputed from (element, step, seed), so backward needs nothing stored. The step is the
-// optimizer's u32 counter. Driven by `src/nn/layers/dropout.rs`; its CPU twin reproduces
+// count of steps before this one (the loss counts each step between forward and backward). Driven by `src/nn/layers/dropout.rs`; its CPU twin reproduces
 // `keep` bit for bit.
 
 struct Dropout {
@@ -8,6 +8,10 @@ struct Dropout {
     seed: u32,   // layer seed
     rate: f32,
     scale: f32,  // 1 / (1 - rate)
+    back: u32,   // 1 in backward: the loss has counted this step since the forward
+    _pad0: u32,
+    _pad1: u32,
+    _pad2: u32,
 }
 
 @group(0) @binding(0) var<uniform> e: Dropout;
@@ -29,5 +33,5 @@ fn dropout(@builtin(global_invocation_id) id: vec3<u32>, @builtin(num_workgroups
     if (i >= e.len) {
         return;
     }
-    dst[i] = select(0.0, src[i] * e.scale, keep(i, tick[0]));
+    dst[i] = select(0.0, src[i] * e.scale, keep(i, tick[0] - e.back));
 }

@@ -20,6 +20,9 @@ struct Xent {
 @group(0) @binding(4) var<storage, read_write> metrics: array<f32>;
 // Training: the mean loss of batch b of the epoch at [b].
 @group(0) @binding(5) var<storage, read_write> batch_losses: array<f32>;
+// [steps taken]: a training batch counts its step here, once, between forward and backward
+// (the optimizer reads the step's number; dropout's backward reads one less).
+@group(0) @binding(6) var<storage, read_write> tick: array<u32>;
 
 var<workgroup> part_loss: array<f32, LOSS_WG>;
 var<workgroup> part_hits: array<f32, LOSS_WG>;
@@ -92,6 +95,7 @@ fn softmax_xent(@builtin(local_invocation_index) t: u32) {
             let b = u32(metrics[3]);
             metrics[3] += 1.0;
             batch_losses[b] = part_loss[0] * q.inv_rows;
+            tick[0] += 1u;
         }
     }
 }

@@ -20,8 +20,9 @@ struct Opt {
 @group(0) @binding(2) var<storage, read> grads: array<f32>;
 @group(0) @binding(3) var<storage, read_write> m: array<f32>;
 @group(0) @binding(4) var<storage, read_write> v: array<f32>;
-// [steps taken (u32), Adam's step size alpha (f32 bits)]
-@group(0) @binding(5) var<storage, read_write> tick: array<u32>;
+// [steps taken (u32)]: the training loss counts the step (one thread, before backward), so
+// the update reads the current step's number and needs no dispatch of its own.
+@group(0) @binding(5) var<storage, read> tick: array<u32>;
 
 // --- beta^t rounded correctly to f32, with integer arithmetic only ----------------------
 // WGSL's pow has no precision guarantee (exp2(t log2 b) on most drivers: 6e-5 off at t = 1
@@ -118,12 +119,9 @@ fn pow_rounded(base: f32, t: u32) -> f32 {
 }
 
 // Keras: alpha = lr * sqrt(1 - beta2^t) / (1 - beta1^t), t the 1-based step, in f32.
-@compute @workgroup_size(1)
-fn adam_tick() {
-    let t = tick[0] + 1u;
-    tick[0] = t;
-    let alpha = o.lr * sqrt(1.0 - pow_rounded(o.beta2, t)) / (1.0 - pow_rounded(o.beta1, t));
-    tick[1] = bitcast<u32>(alpha);
+// Every thread computes it (a few dozen integer operations): no separate dispatch.
+fn adam_alpha(t: u32) -> f32 {
+    return o.lr * sqrt(1.0 - pow_rounded(o.beta2, t)) / (1.0 - pow_rounded(o.beta1, t));
 }
 
 fn index(id: vec3<u32>, n: vec3<u32>) -> u32 {
@@ -142,12 +140,7 @@ fn adam(@builtin(global_invocation_id) id: vec3<u32>, @builtin(num_workgroups) n
     let vi = v[i] + (g * g - v[i]) * o.one_minus_beta2;
     m[i] = mi;
     v[i] = vi;
-    params[i] -= mi * bitcast<f32>(tick[1]) / (sqrt(vi) + o.epsilon);
-}
-
-@compute @workgroup_size(1)
-fn sgd_tick() {
-    tick[0] += 1u;
+    params[i] -= mi * adam_alpha(tick[0]) / (sqrt(vi) + o.epsilon);
 }
 
 // Keras SGD: m = momentum m - lr g; p += m (plain p -= lr g when momentum is 0).

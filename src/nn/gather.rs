@@ -112,7 +112,7 @@ impl Gather {
     ) -> Result<()> {
         ctx.write(&self.uniform, START_AT, bytemuck::bytes_of(&(start as u32)))?;
         let max = ctx.plan_limits().max_groups_per_dim;
-        let mut pass = enc.begin_compute_pass(&Default::default());
+        let mut pass = pipeline::begin_pass(enc, &Default::default());
         let groups = groups_1d(self.elements, ELEM_WG as usize, max);
         dispatch(&mut pass, &self.kernels.gather, &self.group, groups);
         Ok(())

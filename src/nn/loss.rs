@@ -53,6 +53,7 @@ impl Kernels {
             Slot::Write(4),
             Slot::Write(16),
             Slot::Write(4),
+            Slot::Write(4),
         ];
         let [xent] = pipeline::kernels(device, "nn.loss", &source(), ["softmax_xent"], &slots);
         Kernels { xent }
@@ -77,6 +78,8 @@ pub(crate) struct LossIo<'a> {
     pub metrics: Region<'a>,
     /// The batch-loss slots (training; any writable buffer otherwise).
     pub batch_losses: &'a wgpu::Buffer,
+    /// The optimizer's step counter, which a training batch increments.
+    pub tick: &'a wgpu::Buffer,
 }
 
 impl Loss {
@@ -102,13 +105,14 @@ impl Loss {
                 io.out.into(),
                 io.metrics,
                 io.batch_losses.into(),
+                io.tick.into(),
             ],
         );
         Ok(Loss { kernels, group })
     }
 
     pub fn encode(&self, enc: &mut wgpu::CommandEncoder) {
-        let mut pass = enc.begin_compute_pass(&Default::default());
+        let mut pass = pipeline::begin_pass(enc, &Default::default());
         dispatch(&mut pass, &self.kernels.xent, &self.group, (1, 1));
     }
 }

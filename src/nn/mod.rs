@@ -48,6 +48,7 @@ pub fn tutorial_layers(batch_norm: bool, hidden: usize, classes: usize) -> Vec<L
 pub(crate) fn shader_sources() -> Vec<(&'static str, String)> {
     vec![
         ("nn/dense", layers::dense::source()),
+        ("nn/dense_backward", layers::dense::backward_source()),
         ("nn/dropout", layers::dropout::source()),
         ("nn/activation", layers::activation::source()),
         ("nn/loss", loss::source()),

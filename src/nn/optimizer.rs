@@ -117,9 +117,7 @@ struct Uniform {
 }
 
 struct Kernels {
-    adam_tick: Kernel,
     adam: Kernel,
-    sgd_tick: Kernel,
     sgd: Kernel,
 }
 
@@ -131,17 +129,11 @@ impl Kernels {
             Slot::Read(4),
             Slot::Write(4),
             Slot::Write(4),
-            Slot::Write(8),
+            Slot::Read(4),
         ];
-        let entries = ["adam_tick", "adam", "sgd_tick", "sgd"];
-        let [adam_tick, adam, sgd_tick, sgd] =
-            pipeline::kernels(device, "nn.optimizer", &source(), entries, &slots);
-        Kernels {
-            adam_tick,
-            adam,
-            sgd_tick,
-            sgd,
-        }
+        let [adam, sgd] =
+            pipeline::kernels(device, "nn.optimizer", &source(), ["adam", "sgd"], &slots);
+        Kernels { adam, sgd }
     }
 }
 
@@ -152,7 +144,7 @@ pub(crate) struct GpuOptimizer {
     adam: bool,
     len: usize,
     group: wgpu::BindGroup,
-    /// `[steps taken (u32), Adam's step size (f32 bits)]`.
+    /// `[steps taken (u32)]`, counted by the training loss (see `loss.wgsl`).
     tick: wgpu::Buffer,
 }
 
@@ -217,22 +209,18 @@ impl GpuOptimizer {
         })
     }
 
-    /// The step counter (`[u32]`), read by layers whose training pass depends on the step.
+    /// The step counter (`[u32]`): the training loss increments it, the update and layers
+    /// whose training pass depends on the step read it.
     pub fn tick(&self) -> &wgpu::Buffer {
         &self.tick
     }
 
-    /// Records one step: the counter, then every parameter.
+    /// Records one step over every parameter: one dispatch.
     pub fn encode(&self, ctx: &Context, enc: &mut wgpu::CommandEncoder) {
         let k = &*self.kernels;
-        let (tick, update) = if self.adam {
-            (&k.adam_tick, &k.adam)
-        } else {
-            (&k.sgd_tick, &k.sgd)
-        };
+        let update = if self.adam { &k.adam } else { &k.sgd };
         let max = ctx.plan_limits().max_groups_per_dim;
-        let mut pass = enc.begin_compute_pass(&Default::default());
-        dispatch(&mut pass, tick, &self.group, (1, 1));
+        let mut pass = pipeline::begin_pass(enc, &Default::default());
         let groups = groups_1d(self.len, ELEM_WG as usize, max);
         dispatch(&mut pass, update, &self.group, groups);
     }

@@ -66,6 +66,7 @@ pub(crate) struct PlanBuffers<'a> {
     pub metrics: &'a wgpu::Buffer,
     pub eval_metrics: u64,
     pub batch_losses: &'a wgpu::Buffer,
+    pub tick: &'a wgpu::Buffer,
 }
 
 impl Plan {
@@ -104,6 +105,7 @@ impl Plan {
                         size: Some(16),
                     },
                     batch_losses: model.batch_losses,
+                    tick: model.tick,
                 },
             )
         };

@@ -169,6 +169,7 @@ impl Sequential {
                 metrics: &self.metrics,
                 eval_metrics: EVAL_METRICS,
                 batch_losses: &self.batch_losses,
+                tick: self.optimizer.tick(),
             },
         )?;
         let (ctx, layers, shared) = self.parts();

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use bytemuck::{Pod, Zeroable};
 
 use super::activation_cpu::CpuActivation;
-use super::elementwise::{Binds, SLOTS};
+use super::elementwise::{slots, Binds};
 use crate::nn::error::Result;
 use crate::nn::layer::{CpuLayer, GpuLayer, Io, LayerDef, ELEM_WG};
 use crate::pipeline::{self, Kernel};
@@ -57,8 +57,13 @@ struct Kernels {
 impl Kernels {
     fn new(device: &wgpu::Device) -> Self {
         let entries = ["activation_forward", "activation_backward"];
-        let [forward, backward] =
-            pipeline::kernels(device, "nn.activation", &source(), entries, &SLOTS);
+        let [forward, backward] = pipeline::kernels(
+            device,
+            "nn.activation",
+            &source(),
+            entries,
+            &slots::<Uniform>(),
+        );
         Kernels { forward, backward }
     }
 }
@@ -124,7 +129,7 @@ impl GpuLayer for GpuActivation {
         self.binds.insert(
             ctx,
             io.rows,
-            &u,
+            [&u, &u],
             [&k.forward, &k.backward],
             [
                 [io.input.into(), (&self.unused).into(), io.output.into()],

@@ -1,6 +1,7 @@
 //! `Dense(units)`: `y = x · kernel + bias` (then ReLU when one is fused), on the GPU through
-//! `shaders/nn/dense.wgsl`: a tiled GEMM, column sums for the bias gradient, the ReLU mask.
-//! CPU twin: `dense_cpu.rs`.
+//! `shaders/nn/dense.wgsl` (forward: one tiled GEMM with bias and ReLU) and
+//! `shaders/nn/dense_backward.wgsl` (the whole backward in one dispatch). CPU twin:
+//! `dense_cpu.rs`.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -9,22 +10,41 @@ use bytemuck::{Pod, Zeroable};
 
 use super::dense_cpu::CpuDense;
 use crate::nn::error::Result;
-use crate::nn::layer::{aligned, CpuLayer, GpuLayer, Init, Io, LayerDef, Param, ELEM_WG};
-use crate::pipeline::{self, bind, dispatch, groups_1d, Kernel, Region, Slot};
+use crate::nn::layer::{aligned, CpuLayer, GpuLayer, Init, Io, LayerDef, Param};
+use crate::pipeline::{self, bind, dispatch, Kernel, Region, Slot};
 use crate::{Context, Mode};
 
 /// Output tile of a GEMM workgroup (T x T threads).
 const TILE: u32 = 16;
-/// Threads of a column-sum workgroup.
-const COLSUM_WG: u32 = 64;
 
-/// The shader with its sizes.
+/// The forward shader with its tile size.
 pub(crate) fn source() -> String {
     format!(
-        "const T: u32 = {TILE}u;\nconst COLSUM_WG: u32 = {COLSUM_WG}u;\nconst ELEM_WG: u32 = {ELEM_WG}u;\n{}",
+        "const T: u32 = {TILE}u;\n{}",
         include_str!("../../../shaders/nn/dense.wgsl")
     )
 }
+
+/// The backward shader with its tile size.
+pub(crate) fn backward_source() -> String {
+    format!(
+        "const T: u32 = {TILE}u;\n{}",
+        include_str!("../../../shaders/nn/dense_backward.wgsl")
+    )
+}
+
+/// Mirror of `Back` in `dense_backward.wgsl`.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Pod, Zeroable)]
+struct Back {
+    rows: u32,
+    inp: u32,
+    out: u32,
+    flags: u32,
+}
+
+const BACK_RELU: u32 = 1;
+const BACK_FIRST: u32 = 2;
 
 /// Mirror of `Gemm` in `dense.wgsl`.
 #[repr(C)]
@@ -36,35 +56,43 @@ struct Gemm {
     flags: u32,
 }
 
-const TRANS_A: u32 = 1;
-const TRANS_B: u32 = 2;
 const BIAS: u32 = 4;
 const RELU: u32 = 8;
 
-/// The pipelines of `dense.wgsl`, built once per device.
+/// The pipelines of `dense.wgsl` and `dense_backward.wgsl`, built once per device.
 struct Kernels {
     gemm: Kernel,
-    colsum: Kernel,
-    relu_mask: Kernel,
+    backward: Kernel,
 }
 
 impl Kernels {
     fn new(device: &wgpu::Device) -> Self {
-        let slots = [
+        let gemm_slots = [
             Slot::Uniform(16),
             Slot::Read(4),
             Slot::Read(4),
             Slot::Read(4),
             Slot::Write(4),
         ];
-        let entries = ["gemm", "colsum", "relu_mask"];
-        let [gemm, colsum, relu_mask] =
-            pipeline::kernels(device, "nn.dense", &source(), entries, &slots);
-        Kernels {
-            gemm,
-            colsum,
-            relu_mask,
-        }
+        let [gemm] = pipeline::kernels(device, "nn.dense", &source(), ["gemm"], &gemm_slots);
+        let back_slots = [
+            Slot::Uniform(16),
+            Slot::Read(4),
+            Slot::Read(4),
+            Slot::Read(4),
+            Slot::Read(4),
+            Slot::Write(4),
+            Slot::Write(4),
+            Slot::Write(4),
+        ];
+        let [backward] = pipeline::kernels(
+            device,
+            "nn.dense_backward",
+            &backward_source(),
+            ["dense_backward"],
+            &back_slots,
+        );
+        Kernels { gemm, backward }
     }
 }
 
@@ -133,7 +161,6 @@ impl LayerDef for Dense {
         Ok(Box::new(GpuDense {
             def: *self,
             kernels: ctx.cached(Kernels::new),
-            unused: ctx.storage("nn.dense.unused", 16)?,
             binds: HashMap::new(),
         }))
     }
@@ -143,112 +170,89 @@ impl LayerDef for Dense {
     }
 }
 
-/// The bind groups of one batch size.
+/// The bind groups of one batch size, and the backward's workgroup count.
 struct Binds {
     forward: wgpu::BindGroup,
-    mask: Option<wgpu::BindGroup>,
-    d_kernel: wgpu::BindGroup,
-    d_bias: wgpu::BindGroup,
-    d_input: Option<wgpu::BindGroup>,
+    backward: wgpu::BindGroup,
+    backward_groups: u32,
 }
 
 struct GpuDense {
     def: Dense,
     kernels: Arc<Kernels>,
-    /// Bound to the read-only slots a kernel does not use.
-    unused: wgpu::Buffer,
     binds: HashMap<usize, Binds>,
 }
 
 impl GpuLayer for GpuDense {
     fn prepare(&mut self, ctx: &Context, io: &Io<'_>) -> Result<()> {
         let (rows, Dense { inp, out, relu }) = (io.rows, self.def);
-        let gemm = |m: usize, n: usize, k: usize, flags: u32| {
-            let g = Gemm {
-                m: m as u32,
-                n: n as u32,
-                k: k as u32,
-                flags,
-            };
-            ctx.uniform("nn.dense.gemm", &g)
-        };
-        let forward_u = gemm(rows, out, inp, BIAS | if relu { RELU } else { 0 })?;
-        let d_kernel_u = gemm(inp, out, rows, TRANS_A)?;
-        let rows_u = gemm(rows, out, 0, 0)?;
-        let d_input_u = gemm(rows, inp, out, TRANS_B)?;
+        let forward_u = ctx.uniform(
+            "nn.dense.gemm",
+            &Gemm {
+                m: rows as u32,
+                n: out as u32,
+                k: inp as u32,
+                flags: BIAS | if relu { RELU } else { 0 },
+            },
+        )?;
+        let back_u = ctx.uniform(
+            "nn.dense.backward",
+            &Back {
+                rows: rows as u32,
+                inp: inp as u32,
+                out: out as u32,
+                flags: if relu { BACK_RELU } else { 0 } | if io.first { BACK_FIRST } else { 0 },
+            },
+        )?;
         let kernel = Region::floats(io.params, io.at, inp * out);
         let bias = Region::floats(io.params, io.at + self.def.bias_at(), out);
         let d_kernel = Region::floats(io.grads, io.at, inp * out);
         let d_bias = Region::floats(io.grads, io.at + self.def.bias_at(), out);
         let (dev, k) = (ctx.device(), &*self.kernels);
-        let none = &self.unused;
-        let binds = Binds {
-            forward: bind(
-                dev,
-                "nn.dense.forward",
-                &k.gemm.layout,
-                &[
-                    (&forward_u).into(),
-                    io.input.into(),
-                    kernel,
-                    bias,
-                    io.output.into(),
-                ],
-            ),
-            mask: relu.then(|| {
-                bind(
-                    dev,
-                    "nn.dense.mask",
-                    &k.relu_mask.layout,
-                    &[
-                        (&rows_u).into(),
-                        none.into(),
-                        io.output.into(),
-                        none.into(),
-                        io.d_output.into(),
-                    ],
-                )
-            }),
-            d_kernel: bind(
-                dev,
-                "nn.dense.d_kernel",
-                &k.gemm.layout,
-                &[
-                    (&d_kernel_u).into(),
-                    io.input.into(),
-                    io.d_output.into(),
-                    none.into(),
-                    d_kernel,
-                ],
-            ),
-            d_bias: bind(
-                dev,
-                "nn.dense.d_bias",
-                &k.colsum.layout,
-                &[
-                    (&rows_u).into(),
-                    io.d_output.into(),
-                    none.into(),
-                    none.into(),
-                    d_bias,
-                ],
-            ),
-            d_input: (!io.first).then(|| {
-                bind(
-                    dev,
-                    "nn.dense.d_input",
-                    &k.gemm.layout,
-                    &[
-                        (&d_input_u).into(),
-                        io.d_output.into(),
-                        kernel,
-                        none.into(),
-                        io.d_input.into(),
-                    ],
-                )
-            }),
+        let forward = bind(
+            dev,
+            "nn.dense.forward",
+            &k.gemm.layout,
+            &[
+                (&forward_u).into(),
+                io.input.into(),
+                kernel,
+                bias,
+                io.output.into(),
+            ],
+        );
+        let backward = bind(
+            dev,
+            "nn.dense.backward",
+            &k.backward.layout,
+            &[
+                (&back_u).into(),
+                io.input.into(),
+                io.output.into(),
+                io.d_output.into(),
+                kernel,
+                d_kernel,
+                d_bias,
+                io.d_input.into(),
+            ],
+        );
+        // Workgroups by role: dW tiles, bias column blocks, dX tiles (none for the first layer).
+        let t = TILE as usize;
+        let d_input_tiles = if io.first {
+            0
+        } else {
+            inp.div_ceil(t) * rows.div_ceil(t)
         };
-        self.binds.insert(rows, binds);
+        let backward_groups =
+            out.div_ceil(t) * inp.div_ceil(t) + out.div_ceil(t * t) + d_input_tiles;
+        self.binds.insert(
+            rows,
+            Binds {
+                forward,
+                backward,
+                backward_groups: backward_groups as u32,
+            },
+        );
         Ok(())
     }
 
@@ -264,7 +268,7 @@ impl GpuLayer for GpuDense {
         _mode: Mode,
     ) -> Result<()> {
         let b = &self.binds[&io.rows];
-        let mut pass = enc.begin_compute_pass(&Default::default());
+        let mut pass = pipeline::begin_pass(enc, &Default::default());
         dispatch(
             &mut pass,
             &self.kernels.gemm,
@@ -280,20 +284,11 @@ impl GpuLayer for GpuDense {
         enc: &mut wgpu::CommandEncoder,
         io: &Io<'_>,
     ) -> Result<()> {
-        let (b, k) = (&self.binds[&io.rows], &*self.kernels);
-        let Dense { inp, out, .. } = self.def;
+        let b = &self.binds[&io.rows];
         let max = ctx.plan_limits().max_groups_per_dim;
-        let mut pass = enc.begin_compute_pass(&Default::default());
-        if let Some(mask) = &b.mask {
-            let groups = groups_1d(io.rows * out, ELEM_WG as usize, max);
-            dispatch(&mut pass, &k.relu_mask, mask, groups);
-        }
-        dispatch(&mut pass, &k.gemm, &b.d_kernel, tiles(out, inp));
-        let colsum_groups = (out.div_ceil(COLSUM_WG as usize) as u32, 1);
-        dispatch(&mut pass, &k.colsum, &b.d_bias, colsum_groups);
-        if let Some(d_input) = &b.d_input {
-            dispatch(&mut pass, &k.gemm, d_input, tiles(inp, io.rows));
-        }
+        let mut pass = pipeline::begin_pass(enc, &Default::default());
+        let groups = crate::plan::grid(b.backward_groups, max);
+        dispatch(&mut pass, &self.kernels.backward, &b.backward, groups);
         Ok(())
     }
 }

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use bytemuck::{Pod, Zeroable};
 
 use super::dropout_cpu::CpuDropout;
-use super::elementwise::{Binds, SLOTS};
+use super::elementwise::{slots, Binds};
 use crate::nn::error::Result;
 use crate::nn::layer::{CpuLayer, GpuLayer, Io, LayerDef, ELEM_WG};
 use crate::pipeline::{self, Kernel};
@@ -29,6 +29,8 @@ struct Uniform {
     seed: u32,
     rate: f32,
     scale: f32,
+    back: u32,
+    _pad: [u32; 3],
 }
 
 struct Kernels {
@@ -37,7 +39,13 @@ struct Kernels {
 
 impl Kernels {
     fn new(device: &wgpu::Device) -> Self {
-        let [dropout] = pipeline::kernels(device, "nn.dropout", &source(), ["dropout"], &SLOTS);
+        let [dropout] = pipeline::kernels(
+            device,
+            "nn.dropout",
+            &source(),
+            ["dropout"],
+            &slots::<Uniform>(),
+        );
         Kernels { dropout }
     }
 }
@@ -91,21 +99,23 @@ struct GpuDropout {
 
 impl GpuLayer for GpuDropout {
     fn prepare(&mut self, ctx: &Context, io: &Io<'_>) -> Result<()> {
-        let u = ctx.uniform(
-            "nn.dropout",
-            &Uniform {
+        let uniform = |back| {
+            let u = Uniform {
                 len: (io.rows * self.def.width) as u32,
                 seed: self.def.seed,
                 rate: self.def.rate,
                 scale: 1.0 / (1.0 - self.def.rate),
-            },
-        )?;
+                back,
+                _pad: [0; 3],
+            };
+            ctx.uniform("nn.dropout", &u)
+        };
         // The same kernel both ways: the mask is recomputed from (element, step, seed).
         let k = &self.kernels.dropout;
         self.binds.insert(
             ctx,
             io.rows,
-            &u,
+            [&uniform(0)?, &uniform(1)?],
             [k, k],
             [
                 [io.input.into(), io.tick.into(), io.output.into()],
@@ -131,7 +141,7 @@ impl GpuLayer for GpuDropout {
             self.binds
                 .dispatch(ctx, enc, &self.kernels.dropout, 0, io.rows, len)
         } else {
-            enc.copy_buffer_to_buffer(io.input, 0, io.output, 0, len as u64 * 4);
+            pipeline::copy(enc, io.input, io.output, len as u64 * 4);
             Ok(())
         }
     }

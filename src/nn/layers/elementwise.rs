@@ -6,16 +6,18 @@ use std::collections::HashMap;
 
 use crate::nn::error::Result;
 use crate::nn::layer::ELEM_WG;
-use crate::pipeline::{bind, dispatch, groups_1d, Kernel, Region, Slot};
+use crate::pipeline::{self, bind, dispatch, groups_1d, Kernel, Region, Slot};
 use crate::Context;
 
-/// Slots of an elementwise kernel: its uniform, two inputs, one output.
-pub(crate) const SLOTS: [Slot; 4] = [
-    Slot::Uniform(16),
-    Slot::Read(4),
-    Slot::Read(4),
-    Slot::Write(4),
-];
+/// Slots of an elementwise kernel: its uniform (of `T`), two inputs, one output.
+pub(crate) fn slots<T>() -> [Slot; 4] {
+    [
+        Slot::Uniform(std::mem::size_of::<T>() as u64),
+        Slot::Read(4),
+        Slot::Read(4),
+        Slot::Write(4),
+    ]
+}
 
 /// The forward and backward bind groups of each batch size.
 #[derive(Default)]
@@ -29,7 +31,7 @@ impl Binds {
         &mut self,
         ctx: &Context,
         rows: usize,
-        uniform: &wgpu::Buffer,
+        uniforms: [&wgpu::Buffer; 2],
         kernels: [&Kernel; 2],
         regions: [[Region<'_>; 3]; 2],
     ) {
@@ -39,7 +41,7 @@ impl Binds {
                 ctx.device(),
                 "nn.elementwise",
                 &kernels[i].layout,
-                &[uniform.into(), a, x, out],
+                &[uniforms[i].into(), a, x, out],
             )
         });
         self.by_rows.insert(rows, [f, b]);
@@ -61,7 +63,7 @@ impl Binds {
     ) -> Result<()> {
         let max = ctx.plan_limits().max_groups_per_dim;
         let group = &self.by_rows[&rows][which];
-        let mut pass = enc.begin_compute_pass(&Default::default());
+        let mut pass = pipeline::begin_pass(enc, &Default::default());
         dispatch(
             &mut pass,
             kernel,

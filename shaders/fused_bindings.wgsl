@@ -1,0 +1,13 @@
+// Bindings of the fused module (`fused.wgsl`): the streaming and the per-channel kernels'
+// together, so one workgroup can stream, finalize and stream again.
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(2) var<storage, read> dy: array<f32>;
+@group(0) @binding(3) var<storage, read_write> out: array<f32>;
+@group(0) @binding(4) var<storage, read_write> state: array<ChannelState>;
+@group(0) @binding(5) var<storage, read_write> partials: array<vec4<f32>>;
+// [gamma | beta | running mean | running variance], C values each.
+@group(0) @binding(6) var<storage, read_write> chan: array<f32>;
+// [dgamma | dbeta], C values each.
+@group(0) @binding(7) var<storage, read_write> grads: array<f32>;
