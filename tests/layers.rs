@@ -320,3 +320,34 @@ fn a_training_step_records_what_it_should() {
         assert!(step.dispatches <= most, "{step:?}");
     }
 }
+
+/// The one-dispatch Dense backward on sizes past one tile in every role (dW, db and dX
+/// tiles, odd edges), against the f64 model.
+#[test]
+fn dense_backward_on_odd_sizes() {
+    let _g = serial();
+    let d = Dataset::synthetic(45, 21, 8);
+    let x = d.x().iter().map(|v| v / 40.0).collect();
+    let data = Dataset::new(x, d.labels().iter().map(|l| l % 3).collect(), 21, 3).unwrap();
+    let layers = vec![
+        LayerSpec::Dense(37),
+        LayerSpec::Relu,
+        LayerSpec::Dense(19),
+        LayerSpec::Activation(Activation::Tanh),
+        LayerSpec::Dense(3),
+    ];
+    let mut gpu = Sequential::new(ctx(), 21, &layers, 6, Optimizer::default()).unwrap();
+    let mut cpu = CpuModel::new(21, &layers, 6, Optimizer::default()).unwrap();
+    gpu.train_batch(&data).unwrap();
+    let (_, _, want) = cpu.gradients(&data).unwrap();
+    for (g, w) in gpu.gradients().unwrap().iter().zip(&want) {
+        assert_eq!(g.values.len(), w.len(), "{}", g.name);
+        for (i, (a, b)) in g.values.iter().zip(w).enumerate() {
+            assert!(
+                (*a as f64 - b).abs() < 1e-5 + 1e-3 * b.abs(),
+                "{}[{i}]: gpu {a} cpu {b}",
+                g.name
+            );
+        }
+    }
+}

@@ -41,6 +41,8 @@ struct Back {
     inp: u32,
     out: u32,
     flags: u32,
+    bias_at: u32,
+    _pad: [u32; 3],
 }
 
 const BACK_RELU: u32 = 1;
@@ -76,12 +78,11 @@ impl Kernels {
         ];
         let [gemm] = pipeline::kernels(device, "nn.dense", &source(), ["gemm"], &gemm_slots);
         let back_slots = [
-            Slot::Uniform(16),
+            Slot::Uniform(32),
             Slot::Read(4),
             Slot::Read(4),
             Slot::Read(4),
             Slot::Read(4),
-            Slot::Write(4),
             Slot::Write(4),
             Slot::Write(4),
         ];
@@ -202,12 +203,13 @@ impl GpuLayer for GpuDense {
                 inp: inp as u32,
                 out: out as u32,
                 flags: if relu { BACK_RELU } else { 0 } | if io.first { BACK_FIRST } else { 0 },
+                bias_at: self.def.bias_at() as u32,
+                _pad: [0; 3],
             },
         )?;
         let kernel = Region::floats(io.params, io.at, inp * out);
         let bias = Region::floats(io.params, io.at + self.def.bias_at(), out);
-        let d_kernel = Region::floats(io.grads, io.at, inp * out);
-        let d_bias = Region::floats(io.grads, io.at + self.def.bias_at(), out);
+        let d_params = Region::floats(io.grads, io.at, self.def.bias_at() + out);
         let (dev, k) = (ctx.device(), &*self.kernels);
         let forward = bind(
             dev,
@@ -231,20 +233,18 @@ impl GpuLayer for GpuDense {
                 io.output.into(),
                 io.d_output.into(),
                 kernel,
-                d_kernel,
-                d_bias,
+                d_params,
                 io.d_input.into(),
             ],
         );
-        // Workgroups by role: dW tiles, bias column blocks, dX tiles (none for the first layer).
+        // Workgroups by role: dW tiles, bias column tiles, dX tiles (none for the first layer).
         let t = TILE as usize;
         let d_input_tiles = if io.first {
             0
         } else {
             inp.div_ceil(t) * rows.div_ceil(t)
         };
-        let backward_groups =
-            out.div_ceil(t) * inp.div_ceil(t) + out.div_ceil(t * t) + d_input_tiles;
+        let backward_groups = out.div_ceil(t) * inp.div_ceil(t) + out.div_ceil(t) + d_input_tiles;
         self.binds.insert(
             rows,
             Binds {
