@@ -248,6 +248,96 @@ pub fn gpu_copy_bandwidth(ctx: &Context, bytes: u64, reps: u32) -> Result<Timing
     })
 }
 
+/// Threads of the streaming reference's workgroups.
+const REF_WG: u32 = 256;
+
+/// The streaming reference shader with its workgroup size.
+pub(crate) fn stream_reference_source() -> String {
+    format!(
+        "const REF_WG: u32 = {REF_WG}u;\n{}",
+        include_str!("../shaders/stream_reference.wgsl")
+    )
+}
+
+/// Mirror of `Ref` in `stream_reference.wgsl`.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct RefUniform {
+    len: u32,
+    _pad: u32,
+    a: f32,
+    b: f32,
+}
+
+/// Bytes-normalized throughput (8 bytes per element: read x, write y) of the trivial
+/// streaming kernel `y = x * a + b` over `bytes` of input: the floor any inference pass has
+/// on this adapter, and the reference every pass is reported against.
+pub fn gpu_stream_bandwidth(ctx: &Context, bytes: u64, reps: u32) -> Result<Timing> {
+    use crate::pipeline::{self, Region, Slot};
+    let limit = ctx.plan_limits().max_binding;
+    let len = (bytes.min(limit) / 4) as usize;
+    let storage = |label| ctx.storage(label, len as u64 * 4);
+    let (x, y) = (storage("bn.ref.x")?, storage("bn.ref.y")?);
+    let u = ctx.uniform(
+        "bn.ref",
+        &RefUniform {
+            len: len as u32,
+            _pad: 0,
+            a: 1.5,
+            b: 0.25,
+        },
+    )?;
+    let slots = [Slot::Uniform(16), Slot::Read(4), Slot::Write(4)];
+    let [k] = pipeline::kernels(
+        ctx.device(),
+        "bn.ref",
+        &stream_reference_source(),
+        ["stream_reference"],
+        &slots,
+    );
+    let group = pipeline::bind(
+        ctx.device(),
+        "bn.ref",
+        &k.layout,
+        &[(&u).into(), Region::from(&x), Region::from(&y)],
+    );
+    let queries = query_set(ctx, reps, wgpu::Features::TIMESTAMP_QUERY);
+    let groups = pipeline::groups_1d(len, REF_WG as usize, ctx.plan_limits().max_groups_per_dim);
+    let mut walls = Vec::new();
+    for r in 0..=reps {
+        let mut enc = ctx.device().create_command_encoder(&Default::default());
+        {
+            let q = queries.as_ref().filter(|_| r > 0);
+            let mut pass = pipeline::begin_pass(
+                &mut enc,
+                &wgpu::ComputePassDescriptor {
+                    label: Some("bn.ref"),
+                    timestamp_writes: q.map(|q| wgpu::ComputePassTimestampWrites {
+                        query_set: q,
+                        beginning_of_pass_write_index: Some(2 * (r - 1)),
+                        end_of_pass_write_index: Some(2 * (r - 1) + 1),
+                    }),
+                },
+            );
+            pipeline::dispatch(&mut pass, &k, &group, groups);
+        }
+        let t = Instant::now();
+        ctx.submit_and_wait(enc)?;
+        if r > 0 {
+            walls.push(t.elapsed().as_secs_f64());
+        }
+    }
+    let gpu = match &queries {
+        Some(q) => Some(median(read_timestamps(ctx, q, reps)?)),
+        None => None,
+    };
+    let moved = 8.0 * len as f64;
+    Ok(Timing {
+        wall_s: moved / median(walls),
+        gpu_s: gpu.map(|g| moved / g),
+    })
+}
+
 /// The GPU side of one case: a layer and its tensors, kept across repetitions.
 pub struct GpuRunner {
     ctx: Context,

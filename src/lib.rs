@@ -70,6 +70,7 @@ pub fn shader_sources() -> Vec<(&'static str, String, bool)> {
         ("channel", kernels::channel_source(), false),
         ("fused (workgroup)", kernels::fused_source(false), false),
         ("fused (subgroup)", kernels::fused_source(true), true),
+        ("stream reference", bench::stream_reference_source(), false),
     ];
     v.extend(
         nn::shader_sources()

@@ -5,8 +5,8 @@ use std::collections::HashMap;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
 use wgpu_batchnorm::bench::{
-    cpu_copy_bandwidth, gpu_copy_bandwidth, max_difference, Case, CpuRunner, GpuRunner, Pass,
-    Timing,
+    cpu_copy_bandwidth, gpu_copy_bandwidth, gpu_stream_bandwidth, max_difference, Case, CpuRunner,
+    GpuRunner, Pass, Timing,
 };
 use wgpu_batchnorm::Context;
 
@@ -88,7 +88,7 @@ pub fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         copy_bytes >> 20,
         cpu_copy / 1e9
     );
-    let gpu_copy = match &ctx {
+    let gpu_refs = match &ctx {
         Some(ctx) => {
             say!("GPU: {}", ctx.describe());
             let t = gpu_copy_bandwidth(ctx, copy_bytes as u64, 5)?;
@@ -100,7 +100,16 @@ pub fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
                     .map(|g| format!(", {:.1} GB/s GPU timestamps", g / 1e9))
                     .unwrap_or_default()
             );
-            Some(t)
+            let r = gpu_stream_bandwidth(ctx, copy_bytes as u64, 5)?;
+            say!(
+                "GPU streaming reference y = x*a + b ({} MiB, 8 B/element): {:.1} GB/s wall{}",
+                copy_bytes >> 20,
+                r.wall_s / 1e9,
+                r.gpu_s
+                    .map(|g| format!(", {:.1} GB/s GPU timestamps", g / 1e9))
+                    .unwrap_or_default()
+            );
+            Some((t, r))
         }
         None => None,
     };
@@ -164,7 +173,9 @@ pub fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         }
     }
     bar.finish_and_clear();
-    print_table(&rows, cpu_copy, gpu_copy);
+    let gpu_copy = gpu_refs.map(|(copy, _)| copy);
+    let gpu_stream = gpu_refs.map(|(_, stream)| stream);
+    print_table(&rows, cpu_copy, gpu_refs);
     if let Some(path) = &args.json {
         let doc = json!({
             "device": ctx.as_ref().map(|c| c.describe()),
@@ -172,6 +183,8 @@ pub fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
             "cpu_copy_gbps": cpu_copy / 1e9,
             "gpu_copy_gbps_wall": gpu_copy.map(|t| t.wall_s / 1e9),
             "gpu_copy_gbps_timestamps": gpu_copy.and_then(|t| t.gpu_s).map(|g| g / 1e9),
+            "gpu_stream_reference_gbps_wall": gpu_stream.map(|t| t.wall_s / 1e9),
+            "gpu_stream_reference_gbps_timestamps": gpu_stream.and_then(|t| t.gpu_s).map(|g| g / 1e9),
             "results": rows.iter().map(|r| json!({
                 "shape": r.case.shape,
                 "layout": r.case.label().rsplit(':').next(),
@@ -217,9 +230,9 @@ fn gbps(bytes: u64, s: f64) -> f64 {
     bytes as f64 / s / 1e9
 }
 
-fn print_table(rows: &[Row], cpu_copy: f64, gpu_copy: Option<Timing>) {
+fn print_table(rows: &[Row], cpu_copy: f64, gpu_refs: Option<(Timing, Timing)>) {
     say!(
-        "\n{:<22} {:<9} {:>10} {:>8} {:>7} | {:>10} {:>10} {:>8} {:>7} | {:>8} {:>9}",
+        "\n{:<22} {:<9} {:>10} {:>8} {:>7} | {:>10} {:>10} {:>8} {:>7} {:>7} | {:>8} {:>9}",
         "shape",
         "pass",
         "CPU ms",
@@ -229,33 +242,34 @@ fn print_table(rows: &[Row], cpu_copy: f64, gpu_copy: Option<Timing>) {
         "wall ms",
         "GB/s",
         "/copy",
+        "/stream",
         "GPU/CPU",
         "max diff"
     );
     for r in rows {
         let cpu_gbps = gbps(r.bytes, r.cpu.wall_s);
-        let (g_ms, w_ms, g_gbps, g_frac, speedup) = match (r.gpu, gpu_copy) {
-            (Some(t), Some(copy)) => {
+        let na = || "-".to_string();
+        let (g_ms, w_ms, g_gbps, g_copy, g_stream, speedup) = match (r.gpu, gpu_refs) {
+            (Some(t), Some((copy, stream))) => {
                 let bw = gbps(r.bytes, t.best());
-                let copy_bw = copy
-                    .gpu_s
-                    .filter(|_| t.gpu_s.is_some())
-                    .unwrap_or(copy.wall_s)
-                    / 1e9;
+                // Compare like with like: timestamps with timestamps, wall with wall.
+                let reference =
+                    |x: Timing| x.gpu_s.filter(|_| t.gpu_s.is_some()).unwrap_or(x.wall_s) / 1e9;
                 (
                     t.gpu_s
                         .map(|g| format!("{:.3}", g * 1e3))
-                        .unwrap_or("-".into()),
+                        .unwrap_or_else(na),
                     format!("{:.3}", t.wall_s * 1e3),
                     format!("{bw:.1}"),
-                    format!("{:.2}", bw / copy_bw),
+                    format!("{:.2}", bw / reference(copy)),
+                    format!("{:.2}", bw / reference(stream)),
                     format!("{:.2}x", r.cpu.wall_s / t.wall_s),
                 )
             }
-            _ => ("-".into(), "-".into(), "-".into(), "-".into(), "-".into()),
+            _ => (na(), na(), na(), na(), na(), na()),
         };
         say!(
-            "{:<22} {:<9} {:>10.3} {:>8.1} {:>7.2} | {:>10} {:>10} {:>8} {:>7} | {:>8} {:>9}",
+            "{:<22} {:<9} {:>10.3} {:>8.1} {:>7.2} | {:>10} {:>10} {:>8} {:>7} {:>7} | {:>8} {:>9}",
             r.case.label(),
             r.pass.name(),
             r.cpu.wall_s * 1e3,
@@ -264,17 +278,17 @@ fn print_table(rows: &[Row], cpu_copy: f64, gpu_copy: Option<Timing>) {
             g_ms,
             w_ms,
             g_gbps,
-            g_frac,
+            g_copy,
+            g_stream,
             speedup,
-            r.difference
-                .map(|d| format!("{d:.1e}"))
-                .unwrap_or("-".into()),
+            r.difference.map(|d| format!("{d:.1e}")).unwrap_or_else(na),
         );
     }
     say!(
         "\nGB/s counts the bytes each pass must move (forward 12, inference 8, backward 20 bytes per element);\n\
-         /copy divides by the copy bandwidth of the same side; GPU ms are timestamp queries, wall ms submit to completion;\n\
-         GPU/CPU is CPU time over GPU wall time."
+         /copy divides by the copy bandwidth of the same side; /stream by the GPU streaming reference\n\
+         (y = x*a + b, 8 B/element: the floor of any inference pass); GPU ms are timestamp queries,\n\
+         wall ms submit to completion; GPU/CPU is CPU time over GPU wall time."
     );
 }
 
