@@ -351,3 +351,37 @@ fn dense_backward_on_odd_sizes() {
         }
     }
 }
+
+/// An epoch's steps are recorded into one encoder and one submit (the batch each step trains
+/// on comes from a count on the GPU, not a write between steps); per-batch callbacks ask for
+/// a submit per step instead. Both train identically.
+#[test]
+fn an_epoch_is_one_submit() {
+    let _g = serial();
+    let data = Dataset::synthetic(100, 6, 4);
+    let layers = wgpu_batchnorm::nn::tutorial_layers(true, 8, 3);
+    let options = FitOptions {
+        batch_size: 32,
+        epochs: 2,
+        shuffle: true,
+        seed: 5,
+    };
+    let mut a = Sequential::new(ctx(), 6, &layers, 3, Optimizer::default()).unwrap();
+    let before = wgpu_batchnorm::recorded_work();
+    let ha = a.fit(&data, &options, None, |_, _| {}).unwrap();
+    let work = wgpu_batchnorm::recorded_work() - before;
+    assert_eq!(work.submits, 2, "one per epoch: {work:?}");
+    assert_eq!(
+        work.dispatches,
+        2 * 4 * 9,
+        "4 steps of 9 dispatches per epoch: {work:?}"
+    );
+    let mut b = Sequential::new(ctx(), 6, &layers, 3, Optimizer::default()).unwrap();
+    let mut rec = Recorder::default();
+    let before = wgpu_batchnorm::recorded_work();
+    let hb = b.fit_with(&data, &options, None, &mut rec).unwrap();
+    let work = wgpu_batchnorm::recorded_work() - before;
+    assert_eq!(work.submits, 2 * 4, "one per step: {work:?}");
+    assert_eq!(ha, hb);
+    assert_eq!(a.weights().unwrap(), b.weights().unwrap());
+}

@@ -1,11 +1,13 @@
 //! The batch gather (`shaders/nn/gather.wgsl`): rows of the GPU-resident data set, in the
-//! epoch's order, into the network's input. The start row is the one value written per step.
+//! epoch's order, into the network's input. A training gather finds its batch from the batch
+//! count the loss keeps on the GPU (no write per step); an inference gather is told its
+//! start row.
 
 use bytemuck::{Pod, Zeroable};
 
 use crate::nn::error::Result;
 use crate::nn::layer::ELEM_WG;
-use crate::pipeline::{self, bind, dispatch, groups_1d, Kernel, Slot};
+use crate::pipeline::{self, bind, dispatch, groups_1d, Kernel, Region, Slot};
 use crate::Context;
 
 /// The shader with its workgroup size.
@@ -23,7 +25,7 @@ struct Uniform {
     rows: u32,
     cols: u32,
     start: u32,
-    _pad: u32,
+    batch: u32,
 }
 
 /// Byte offset of `start` in the uniform.
@@ -42,6 +44,7 @@ impl Kernels {
             Slot::Read(4),
             Slot::Write(4),
             Slot::Write(4),
+            Slot::Read(16),
         ];
         let [gather] = pipeline::kernels(device, "nn.gather", &source(), ["gather"], &slots);
         Kernels { gather }
@@ -53,6 +56,14 @@ pub(crate) struct DataIo<'a> {
     pub x: &'a wgpu::Buffer,
     pub labels: &'a wgpu::Buffer,
     pub order: &'a wgpu::Buffer,
+}
+
+/// Where a gather's rows start.
+pub(crate) enum Start<'a> {
+    /// At `batches seen * batch`, from the training metrics the loss updates.
+    Counted { metrics: Region<'a>, batch: usize },
+    /// At the row the host writes before each submit (inference).
+    Written { metrics: Region<'a> },
 }
 
 /// A gather of `rows` rows of one data set into one batch's input buffers.
@@ -69,17 +80,22 @@ impl Gather {
         rows: usize,
         cols: usize,
         data: DataIo<'_>,
-        x: &wgpu::Buffer,
-        labels: &wgpu::Buffer,
+        start: Start<'_>,
+        (x, labels): (&wgpu::Buffer, &wgpu::Buffer),
     ) -> Result<Self> {
         let kernels = ctx.cached(Kernels::new);
+        let (batch, metrics) = match start {
+            Start::Counted { metrics, batch } => (batch, metrics),
+            // A zero batch: the count (whatever it is) does not move the start.
+            Start::Written { metrics } => (0, metrics),
+        };
         let uniform = ctx.uniform(
             "nn.gather",
             &Uniform {
                 rows: rows as u32,
                 cols: cols as u32,
                 start: 0,
-                _pad: 0,
+                batch: batch as u32,
             },
         )?;
         let group = bind(
@@ -93,6 +109,7 @@ impl Gather {
                 data.order.into(),
                 x.into(),
                 labels.into(),
+                metrics,
             ],
         );
         Ok(Gather {
@@ -103,14 +120,13 @@ impl Gather {
         })
     }
 
-    /// Records the gather of the rows at positions `start..start + rows` of the order.
-    pub fn encode(
-        &self,
-        ctx: &Context,
-        enc: &mut wgpu::CommandEncoder,
-        start: usize,
-    ) -> Result<()> {
-        ctx.write(&self.uniform, START_AT, bytemuck::bytes_of(&(start as u32)))?;
+    /// Sets the start row of an inference gather (applied at the next submit).
+    pub fn set_start(&self, ctx: &Context, start: usize) -> Result<()> {
+        Ok(ctx.write(&self.uniform, START_AT, bytemuck::bytes_of(&(start as u32)))?)
+    }
+
+    /// Records the gather.
+    pub fn encode(&self, ctx: &Context, enc: &mut wgpu::CommandEncoder) -> Result<()> {
         let max = ctx.plan_limits().max_groups_per_dim;
         let mut pass = pipeline::begin_pass(enc, &Default::default());
         let groups = groups_1d(self.elements, ELEM_WG as usize, max);

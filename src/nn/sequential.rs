@@ -9,12 +9,13 @@ use std::sync::Arc;
 
 use crate::nn::data::Dataset;
 use crate::nn::error::{Error, Result};
-use crate::nn::gather::{DataIo, Gather};
+use crate::nn::gather::{DataIo, Gather, Start};
 use crate::nn::layer::{aligned, GpuLayer, LayerDef};
 use crate::nn::optimizer::{GpuOptimizer, Optimizer};
 use crate::nn::plan::{GpuData, Plan, PlanBuffers, Shared};
 use crate::nn::registry::{self, LayerSpec};
 use crate::nn::spec::{run_epochs, Callbacks, EpochFn, EpochMetrics, FitOptions, History};
+use crate::pipeline::Region;
 use crate::{Context, Mode};
 
 /// Largest batch of one evaluation / prediction submit.
@@ -43,7 +44,8 @@ pub struct Sequential {
     /// The mean loss of each training batch of the current epoch.
     batch_losses: wgpu::Buffer,
     plans: HashMap<usize, Arc<Plan>>,
-    gathers: HashMap<(usize, u64), Gather>,
+    /// Gathers by (batch rows, data set, inference).
+    gathers: HashMap<(usize, u64, bool), Gather>,
     next_data_id: u64,
 }
 
@@ -206,24 +208,46 @@ impl Sequential {
     }
 
     /// Records the gather of rows `start..start + plan.rows` of `data` (in its order).
+    /// Records the gather of a batch of `data`: a training batch finds its rows from the
+    /// batch count on the GPU; an inference chunk starts at `start` (`Some`).
     fn encode_gather(
         &mut self,
         enc: &mut wgpu::CommandEncoder,
         plan: &Plan,
         data: &GpuData,
-        start: usize,
+        start: Option<usize>,
+        batch: usize,
     ) -> Result<()> {
-        let key = (plan.rows, data.id);
+        let key = (plan.rows, data.id, start.is_some());
         if !self.gathers.contains_key(&key) {
             let io = DataIo {
                 x: &data.x,
                 labels: &data.labels,
                 order: &data.order,
             };
-            let g = Gather::new(&self.ctx, plan.rows, self.input, io, &plan.x, &plan.labels)?;
+            let metrics = |at: u64| Region {
+                buffer: &self.metrics,
+                offset: at,
+                size: Some(16),
+            };
+            let from = match start {
+                Some(_) => Start::Written {
+                    metrics: metrics(EVAL_METRICS),
+                },
+                None => Start::Counted {
+                    metrics: metrics(0),
+                    batch,
+                },
+            };
+            let targets = (&plan.x, &plan.labels);
+            let g = Gather::new(&self.ctx, plan.rows, self.input, io, from, targets)?;
             self.gathers.insert(key, g);
         }
-        self.gathers[&key].encode(&self.ctx, enc, start)
+        let g = &self.gathers[&key];
+        if let Some(start) = start {
+            g.set_start(&self.ctx, start)?;
+        }
+        g.encode(&self.ctx, enc)
     }
 
     fn encode_forward(
@@ -247,24 +271,64 @@ impl Sequential {
         Ok(())
     }
 
-    /// One training step on rows `start..start + rows` of `data` in its current order:
-    /// gather, forward (batch statistics), loss, backward, optimizer: one encoder, one submit.
-    fn step(&mut self, data: &GpuData, start: usize, rows: usize, first: bool) -> Result<()> {
+    /// Records one training step on the next batch of `data` (in its current order; the
+    /// batch count on the GPU says which): gather, forward (batch statistics), loss,
+    /// backward, optimizer. `first` starts the epoch's metrics.
+    fn record_step(
+        &mut self,
+        enc: &mut wgpu::CommandEncoder,
+        data: &GpuData,
+        (rows, batch): (usize, usize),
+        first: bool,
+    ) -> Result<()> {
         let plan = self.plan(rows)?;
         let ctx = self.ctx.clone();
         ctx.guard("a training step", || {
-            let mut enc = ctx.device().create_command_encoder(&Default::default());
             if first {
                 enc.clear_buffer(&self.metrics, 0, Some(16));
             }
-            self.encode_gather(&mut enc, &plan, data, start)?;
-            self.encode_forward(&mut enc, &plan, Mode::Training)?;
-            plan.losses[0].encode(&mut enc);
-            self.encode_backward(&mut enc, &plan)?;
-            self.optimizer.encode(&ctx, &mut enc);
-            ctx.submit(enc)?;
+            self.encode_gather(enc, &plan, data, None, batch)?;
+            self.encode_forward(enc, &plan, Mode::Training)?;
+            plan.losses[0].encode(enc);
+            self.encode_backward(enc, &plan)?;
+            self.optimizer.encode(&ctx, enc);
             Ok(())
         })
+    }
+
+    /// Trains one epoch of `data` in batches of `batch`: every step recorded into one encoder
+    /// and one submit, or a submit per step when `per_batch` wants each batch's loss (read
+    /// back and handed to it).
+    fn train_epoch(
+        &mut self,
+        data: &GpuData,
+        batch: usize,
+        mut per_batch: Option<&mut dyn FnMut(&Self, usize, f64)>,
+    ) -> Result<()> {
+        let (mut start, mut b) = (0, 0);
+        let mut enc = None;
+        while start < data.rows {
+            let rows = batch.min(data.rows - start);
+            let e = enc.get_or_insert_with(|| {
+                self.ctx
+                    .device()
+                    .create_command_encoder(&Default::default())
+            });
+            self.record_step(e, data, (rows, batch), start == 0)?;
+            if let Some(f) = per_batch.as_deref_mut() {
+                if let Some(e) = enc.take() {
+                    self.ctx.submit(e)?;
+                }
+                let loss = self.ctx.read_f32(&self.batch_losses, b as u64 * 4, 1)?;
+                f(self, b, loss[0] as f64);
+            }
+            start += rows;
+            b += 1;
+        }
+        if let Some(e) = enc {
+            self.ctx.submit(e)?;
+        }
+        Ok(())
     }
 
     /// Inference over all of `data`: metrics into the evaluation slot, probabilities when
@@ -281,7 +345,7 @@ impl Sequential {
                 if start == 0 {
                     enc.clear_buffer(&self.metrics, EVAL_METRICS, Some(16));
                 }
-                self.encode_gather(&mut enc, &plan, data, start)?;
+                self.encode_gather(&mut enc, &plan, data, Some(start), 0)?;
                 self.encode_forward(&mut enc, &plan, Mode::Inference)?;
                 let which = if probs.is_some() { 2 } else { 1 };
                 plan.losses[which].encode(&mut enc);
@@ -369,20 +433,13 @@ impl Sequential {
                 model
                     .ctx
                     .write(&data.order, 0, bytemuck::cast_slice(order))?;
-                let per_batch = callbacks.wants_batches();
-                let mut start = 0;
-                let mut batch = 0;
-                while start < data.rows {
-                    let rows = options.batch_size.min(data.rows - start);
-                    model.step(&data, start, rows, start == 0)?;
-                    if per_batch {
-                        let loss = model
-                            .ctx
-                            .read_f32(&model.batch_losses, batch as u64 * 4, 1)?;
-                        callbacks.on_train_batch_end(model, epoch, batch, loss[0] as f64);
-                    }
-                    start += rows;
-                    batch += 1;
+                if callbacks.wants_batches() {
+                    let mut hook = |m: &Self, b: usize, loss: f64| {
+                        callbacks.on_train_batch_end(m, epoch, b, loss)
+                    };
+                    model.train_epoch(&data, options.batch_size, Some(&mut hook))?;
+                } else {
+                    model.train_epoch(&data, options.batch_size, None)?;
                 }
                 if let Some(v) = &val {
                     model.run_inference(v, None)?;
@@ -408,7 +465,7 @@ impl Sequential {
     /// Runs one training step on the given batch (rows in order): for step-by-step checks.
     pub fn train_batch(&mut self, batch: &Dataset) -> Result<()> {
         let data = self.upload(batch, true)?;
-        self.step(&data, 0, data.rows, true)
+        self.train_epoch(&data, data.rows, None)
     }
 
     /// (loss, accuracy) with BatchNorm in inference mode.
