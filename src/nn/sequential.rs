@@ -28,6 +28,9 @@ const EVAL_METRICS: u64 = 256;
 /// workgroups per grid dimension.
 const ROWS_PER_GROUP: usize = 16;
 
+/// What `train_epoch` calls after each batch: (model, batch, loss).
+type BatchHook<'a> = dyn FnMut(&Sequential, usize, f64) + 'a;
+
 /// A Keras-style sequential classifier on the GPU.
 pub struct Sequential {
     pub(super) ctx: Context,
@@ -303,7 +306,7 @@ impl Sequential {
         &mut self,
         data: &GpuData,
         batch: usize,
-        mut per_batch: Option<&mut dyn FnMut(&Self, usize, f64)>,
+        mut per_batch: Option<&mut BatchHook<'_>>,
     ) -> Result<()> {
         let (mut start, mut b) = (0, 0);
         let mut enc = None;
