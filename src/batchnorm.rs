@@ -416,55 +416,36 @@ impl BatchNorm {
         let prep = self.prepared(g)?;
         let k = &self.kernels;
         let max_dim = self.ctx.plan_limits().max_groups_per_dim;
+        let mut pass = crate::pipeline::begin_pass(encoder, &self.pass_descriptor("bn.forward"));
         if let Some(chunk) = prep.plan.single_split().filter(|_| x.buffer != y.buffer) {
             // One workgroup per channel block owns its channels whole: one dispatch.
             let fk = k.fused();
             let group = self.fused_group(&fk.layout, &prep, &x, &x, &y);
-            let mut pass =
-                crate::pipeline::begin_pass(encoder, &self.pass_descriptor("bn.forward"));
-            pass.set_pipeline(match mode {
+            let pipeline = match mode {
                 Mode::Training => &fk.training,
                 Mode::Inference => &fk.inference,
-            });
-            pass.set_bind_group(0, &group, &[]);
-            let (gx, gy) = grid(chunk.stats_groups, max_dim);
-            pass.dispatch_workgroups(gx, gy, 1);
-            crate::work::dispatch();
+            };
+            record(
+                &mut pass,
+                pipeline,
+                &group,
+                grid(chunk.stats_groups, max_dim),
+            );
         } else {
             let sk = k.streaming(x.buffer == y.buffer);
             let groups = self.stream_groups(&sk.layout, &prep, &x, &x, &y);
-            let channel_groups = (g.channels as u32).div_ceil(CHANNEL_WORKGROUP);
-            {
-                let mut pass =
-                    crate::pipeline::begin_pass(encoder, &self.pass_descriptor("bn.forward"));
-                if mode == Mode::Training {
-                    pass.set_pipeline(&sk.pivot);
-                    pass.set_bind_group(0, &groups[0], &[]);
-                    pass.dispatch_workgroups(channel_groups, 1, 1);
-                    crate::work::dispatch();
-                    pass.set_pipeline(&sk.stats);
-                    for (chunk, group) in prep.plan.chunks.iter().zip(groups.iter()) {
-                        let (gx, gy) = grid(chunk.stats_groups, max_dim);
-                        pass.set_bind_group(0, group, &[]);
-                        pass.dispatch_workgroups(gx, gy, 1);
-                        crate::work::dispatch();
-                    }
-                    pass.set_pipeline(&k.finalize_training);
-                } else {
-                    pass.set_pipeline(&k.finalize_inference);
-                }
-                pass.set_bind_group(0, &prep.channel_group, &[]);
-                pass.dispatch_workgroups(channel_groups, 1, 1);
-                crate::work::dispatch();
-                pass.set_pipeline(&sk.normalize);
-                for (chunk, group) in prep.plan.chunks.iter().zip(groups.iter()) {
-                    let (gx, gy) = grid(chunk.stats_groups, max_dim);
-                    pass.set_bind_group(0, group, &[]);
-                    pass.dispatch_workgroups(gx, gy, 1);
-                    crate::work::dispatch();
-                }
-            }
+            let channels = ((g.channels as u32).div_ceil(CHANNEL_WORKGROUP), 1);
+            let finalize = if mode == Mode::Training {
+                record(&mut pass, &sk.pivot, &groups[0], channels);
+                record_chunks(&mut pass, &sk.stats, &prep, &groups, max_dim);
+                &k.finalize_training
+            } else {
+                &k.finalize_inference
+            };
+            record(&mut pass, finalize, &prep.channel_group, channels);
+            record_chunks(&mut pass, &sk.normalize, &prep, &groups, max_dim);
         }
+        drop(pass);
         if mode == Mode::Training {
             self.batches_tracked += 1;
         }
@@ -508,42 +489,30 @@ impl BatchNorm {
         }
         let prep = self.prepared(g)?;
         let shared = dx.buffer == x.buffer || dx.buffer == dy.buffer;
-        if let Some(chunk) = prep.plan.single_split().filter(|_| !shared) {
-            let k = &self.kernels;
-            let fk = k.fused();
-            let group = self.fused_group(&fk.layout, &prep, &x, &dy, &dx);
-            let max_dim = self.ctx.plan_limits().max_groups_per_dim;
-            let mut pass =
-                crate::pipeline::begin_pass(encoder, &self.pass_descriptor("bn.backward"));
-            pass.set_pipeline(&fk.backward);
-            pass.set_bind_group(0, &group, &[]);
-            let (gx, gy) = grid(chunk.stats_groups, max_dim);
-            pass.dispatch_workgroups(gx, gy, 1);
-            crate::work::dispatch();
-            return Ok(());
-        }
         let k = &self.kernels;
-        let sk = k.streaming(shared);
-        let groups = self.stream_groups(&sk.layout, &prep, &x, &dy, &dx);
         let max_dim = self.ctx.plan_limits().max_groups_per_dim;
         let mut pass = crate::pipeline::begin_pass(encoder, &self.pass_descriptor("bn.backward"));
-        pass.set_pipeline(&sk.reduce);
-        for (chunk, group) in prep.plan.chunks.iter().zip(groups.iter()) {
-            let (gx, gy) = grid(chunk.stats_groups, max_dim);
-            pass.set_bind_group(0, group, &[]);
-            pass.dispatch_workgroups(gx, gy, 1);
-            crate::work::dispatch();
-        }
-        pass.set_pipeline(&k.finalize_backward);
-        pass.set_bind_group(0, &prep.channel_group, &[]);
-        pass.dispatch_workgroups((g.channels as u32).div_ceil(CHANNEL_WORKGROUP), 1, 1);
-        crate::work::dispatch();
-        pass.set_pipeline(&sk.dx);
-        for (chunk, group) in prep.plan.chunks.iter().zip(groups.iter()) {
-            let (gx, gy) = grid(chunk.stats_groups, max_dim);
-            pass.set_bind_group(0, group, &[]);
-            pass.dispatch_workgroups(gx, gy, 1);
-            crate::work::dispatch();
+        if let Some(chunk) = prep.plan.single_split().filter(|_| !shared) {
+            let fk = k.fused();
+            let group = self.fused_group(&fk.layout, &prep, &x, &dy, &dx);
+            record(
+                &mut pass,
+                &fk.backward,
+                &group,
+                grid(chunk.stats_groups, max_dim),
+            );
+        } else {
+            let sk = k.streaming(shared);
+            let groups = self.stream_groups(&sk.layout, &prep, &x, &dy, &dx);
+            let channels = ((g.channels as u32).div_ceil(CHANNEL_WORKGROUP), 1);
+            record_chunks(&mut pass, &sk.reduce, &prep, &groups, max_dim);
+            record(
+                &mut pass,
+                &k.finalize_backward,
+                &prep.channel_group,
+                channels,
+            );
+            record_chunks(&mut pass, &sk.dx, &prep, &groups, max_dim);
         }
         Ok(())
     }
@@ -702,6 +671,32 @@ impl BatchNorm {
     pub fn saved_inv_std(&self) -> Result<Vec<f32>> {
         self.last.as_ref().ok_or(Error::NoStatistics)?;
         Ok(self.read_state()?.iter().map(|s| s[9]).collect())
+    }
+}
+
+/// Records one dispatch (counted).
+fn record(
+    pass: &mut wgpu::ComputePass<'_>,
+    pipeline: &wgpu::ComputePipeline,
+    group: &wgpu::BindGroup,
+    (x, y): (u32, u32),
+) {
+    pass.set_pipeline(pipeline);
+    pass.set_bind_group(0, group, &[]);
+    pass.dispatch_workgroups(x, y, 1);
+    crate::work::dispatch();
+}
+
+/// Records `pipeline` over every chunk of the plan, each with its bind group.
+fn record_chunks(
+    pass: &mut wgpu::ComputePass<'_>,
+    pipeline: &wgpu::ComputePipeline,
+    prep: &Prepared,
+    groups: &[wgpu::BindGroup],
+    max_dim: u32,
+) {
+    for (chunk, group) in prep.plan.chunks.iter().zip(groups) {
+        record(pass, pipeline, group, grid(chunk.stats_groups, max_dim));
     }
 }
 
