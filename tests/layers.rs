@@ -385,3 +385,41 @@ fn an_epoch_is_one_submit() {
     assert_eq!(ha, hb);
     assert_eq!(a.weights().unwrap(), b.weights().unwrap());
 }
+
+/// The register-tiled GEMM (layers of at least 64 x 64 outputs) against the f64 model, on
+/// sizes that are not multiples of its tile: predictions and the gradients of a step.
+#[test]
+fn wide_dense_layers_match_the_reference() {
+    let _g = serial();
+    let d = Dataset::synthetic(130, 9, 2);
+    let x = d.x().iter().map(|v| v / 40.0).collect();
+    let data = Dataset::new(x, d.labels().to_vec(), 9, 3).unwrap();
+    let layers = vec![
+        LayerSpec::Dense(70),
+        LayerSpec::Relu,
+        LayerSpec::Dense(67),
+        LayerSpec::Relu,
+        LayerSpec::Dense(3),
+    ];
+    let mut gpu = Sequential::new(ctx(), 9, &layers, 8, Optimizer::default()).unwrap();
+    let mut cpu = CpuModel::new(9, &layers, 8, Optimizer::default()).unwrap();
+    let p = gpu.predict(data.x()).unwrap();
+    let q = cpu.predict(data.x()).unwrap();
+    let worst = p
+        .iter()
+        .zip(&q)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0f32, f32::max);
+    assert!(worst < 1e-5, "probabilities differ by {worst}");
+    gpu.train_batch(&data).unwrap();
+    let (_, _, want) = cpu.gradients(&data).unwrap();
+    for (g, w) in gpu.gradients().unwrap().iter().zip(&want) {
+        for (i, (a, b)) in g.values.iter().zip(w).enumerate() {
+            assert!(
+                (*a as f64 - b).abs() < 1e-5 + 1e-3 * b.abs(),
+                "{}[{i}]: gpu {a} cpu {b}",
+                g.name
+            );
+        }
+    }
+}

@@ -68,3 +68,49 @@ fn gemm(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid
         c[row * g.n + col] = acc;
     }
 }
+
+// The wide variant for layers of at least W x W outputs: each thread keeps R x R outputs in
+// registers (rows ly + p T, columns lx + q T of a W x W tile, W = R T), so every value staged
+// in workgroup memory feeds R products instead of one. Each output's fma chain runs over k in
+// the same order as `gemm`'s: the results are the same, bit for bit.
+var<workgroup> wide_a: array<array<f32, T>, W>;
+var<workgroup> wide_b: array<array<f32, W>, T>;
+
+@compute @workgroup_size(T, T)
+fn gemm_wide(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
+    let row0 = wid.y * W;
+    let col0 = wid.x * W;
+    var acc: array<f32, RR>;
+    for (var t0 = 0u; t0 < g.k; t0 += T) {
+        for (var q = 0u; q < R; q++) {
+            wide_a[lid.y + q * T][lid.x] = load_a(row0 + lid.y + q * T, t0 + lid.x);
+            wide_b[lid.y][lid.x + q * T] = load_b(t0 + lid.y, col0 + lid.x + q * T);
+        }
+        workgroupBarrier();
+        for (var i = 0u; i < T; i++) {
+            for (var p = 0u; p < R; p++) {
+                let a = wide_a[lid.y + p * T][i];
+                for (var q = 0u; q < R; q++) {
+                    acc[p * R + q] = fma(a, wide_b[i][lid.x + q * T], acc[p * R + q]);
+                }
+            }
+        }
+        workgroupBarrier();
+    }
+    for (var p = 0u; p < R; p++) {
+        for (var q = 0u; q < R; q++) {
+            let row = row0 + lid.y + p * T;
+            let col = col0 + lid.x + q * T;
+            if (row < g.m && col < g.n) {
+                var v = acc[p * R + q];
+                if ((g.flags & BIAS) != 0u) {
+                    v += bias[col];
+                }
+                if ((g.flags & RELU) != 0u) {
+                    v = select(v, 0.0, v < 0.0);
+                }
+                c[row * g.n + col] = v;
+            }
+        }
+    }
+}

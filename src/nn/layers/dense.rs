@@ -16,11 +16,15 @@ use crate::{Context, Mode};
 
 /// Output tile of a GEMM workgroup (T x T threads).
 const TILE: u32 = 16;
+/// Outputs per thread per dimension of the wide GEMM (a W x W tile, W = R T).
+const REG: u32 = 4;
 
-/// The forward shader with its tile size.
+/// The forward shader with its tile sizes.
 pub(crate) fn source() -> String {
     format!(
-        "const T: u32 = {TILE}u;\n{}",
+        "const T: u32 = {TILE}u;\nconst R: u32 = {REG}u;\nconst W: u32 = {}u;\nconst RR: u32 = {}u;\n{}",
+        TILE * REG,
+        REG * REG,
         include_str!("../../../shaders/nn/dense.wgsl")
     )
 }
@@ -64,6 +68,7 @@ const RELU: u32 = 8;
 /// The pipelines of `dense.wgsl` and `dense_backward.wgsl`, built once per device.
 struct Kernels {
     gemm: Kernel,
+    gemm_wide: Kernel,
     backward: Kernel,
 }
 
@@ -76,7 +81,13 @@ impl Kernels {
             Slot::Read(4),
             Slot::Write(4),
         ];
-        let [gemm] = pipeline::kernels(device, "nn.dense", &source(), ["gemm"], &gemm_slots);
+        let [gemm, gemm_wide] = pipeline::kernels(
+            device,
+            "nn.dense",
+            &source(),
+            ["gemm", "gemm_wide"],
+            &gemm_slots,
+        );
         let back_slots = [
             Slot::Uniform(32),
             Slot::Read(4),
@@ -93,7 +104,11 @@ impl Kernels {
             ["dense_backward"],
             &back_slots,
         );
-        Kernels { gemm, backward }
+        Kernels {
+            gemm,
+            gemm_wide,
+            backward,
+        }
     }
 }
 
@@ -268,13 +283,16 @@ impl GpuLayer for GpuDense {
         _mode: Mode,
     ) -> Result<()> {
         let b = &self.binds[&io.rows];
+        let (out, rows) = (self.def.out, io.rows);
         let mut pass = pipeline::begin_pass(enc, &Default::default());
-        dispatch(
-            &mut pass,
-            &self.kernels.gemm,
-            &b.forward,
-            tiles(self.def.out, io.rows),
-        );
+        // Wide layers keep R x R outputs per thread; small ones would leave most threads idle.
+        let wide = (TILE * REG) as usize;
+        if out >= wide && rows >= wide {
+            let groups = (out.div_ceil(wide) as u32, rows.div_ceil(wide) as u32);
+            dispatch(&mut pass, &self.kernels.gemm_wide, &b.forward, groups);
+        } else {
+            dispatch(&mut pass, &self.kernels.gemm, &b.forward, tiles(out, rows));
+        }
         Ok(())
     }
 
