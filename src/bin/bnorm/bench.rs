@@ -36,6 +36,13 @@ pub struct Args {
     /// Skip the GPU path.
     #[arg(long)]
     cpu_only: bool,
+    /// Also time training steps of the tutorial network over a sweep of widths, with the
+    /// dispatches, passes, copies and submits one step records.
+    #[arg(long)]
+    train: bool,
+    /// Epochs of each training measurement (with --train).
+    #[arg(long, default_value_t = 2)]
+    train_epochs: usize,
 }
 
 /// Largest tolerated |gpu - cpu| / (1 + |cpu|) before a result is refused.
@@ -204,6 +211,12 @@ pub fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     if let Some(path) = &args.plot {
         draw(path, &rows, cpu_copy, gpu_copy)?;
         say!("wrote {}", path.display());
+    }
+    if args.train {
+        if args.train_epochs == 0 {
+            return Err("--train-epochs must be at least 1".into());
+        }
+        crate::bench_train::run(ctx.as_ref(), args.train_epochs)?;
     }
     if failed {
         return Err(

@@ -9,6 +9,7 @@ macro_rules! say {
 }
 
 mod bench;
+mod bench_train;
 mod plot;
 mod train;
 
