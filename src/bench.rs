@@ -213,24 +213,23 @@ fn query_set(ctx: &Context, pairs: u32, feature: wgpu::Features) -> Option<wgpu:
     })
 }
 
-/// GPU copy bandwidth (read + write bytes per second) of a buffer-to-buffer copy of `bytes`.
-pub fn gpu_copy_bandwidth(ctx: &Context, bytes: u64, reps: u32) -> Result<Timing> {
-    let bytes = bytes.min(ctx.device().limits().max_buffer_size) / 256 * 256;
-    let usage = wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST;
-    let src = ctx.create_buffer("bn.copy.src", bytes, usage)?;
-    let dst = ctx.create_buffer("bn.copy.dst", bytes, usage)?;
-    let queries = query_set(ctx, reps, wgpu::Features::TIMESTAMP_QUERY_INSIDE_ENCODERS);
+/// Times `reps` submits of what `record` puts in an encoder (after one warm-up), each moving
+/// `moved` bytes: bytes per second from the median wall time and, where the adapter has
+/// `feature`, from timestamps. `record` gets the query set and the index of this
+/// repetition's first timestamp (the second is the next), to write them its own way.
+fn time_reps(
+    ctx: &Context,
+    reps: u32,
+    moved: f64,
+    feature: wgpu::Features,
+    mut record: impl FnMut(&mut wgpu::CommandEncoder, Option<(&wgpu::QuerySet, u32)>),
+) -> Result<Timing> {
+    let queries = query_set(ctx, reps, feature);
     let mut walls = Vec::new();
     for r in 0..=reps {
         let mut enc = ctx.device().create_command_encoder(&Default::default());
-        let q = queries.as_ref().filter(|_| r > 0);
-        if let Some(q) = q {
-            enc.write_timestamp(q, 2 * (r - 1));
-        }
-        enc.copy_buffer_to_buffer(&src, 0, &dst, 0, bytes);
-        if let Some(q) = q {
-            enc.write_timestamp(q, 2 * (r - 1) + 1);
-        }
+        let q = queries.as_ref().filter(|_| r > 0).map(|q| (q, 2 * (r - 1)));
+        record(&mut enc, q);
         let t = Instant::now();
         ctx.submit_and_wait(enc)?;
         if r > 0 {
@@ -241,10 +240,27 @@ pub fn gpu_copy_bandwidth(ctx: &Context, bytes: u64, reps: u32) -> Result<Timing
         Some(q) => Some(median(read_timestamps(ctx, q, reps)?)),
         None => None,
     };
-    let moved = 2.0 * bytes as f64;
     Ok(Timing {
         wall_s: moved / median(walls),
         gpu_s: gpu.map(|g| moved / g),
+    })
+}
+
+/// GPU copy bandwidth (read + write bytes per second) of a buffer-to-buffer copy of `bytes`.
+pub fn gpu_copy_bandwidth(ctx: &Context, bytes: u64, reps: u32) -> Result<Timing> {
+    let bytes = bytes.min(ctx.device().limits().max_buffer_size) / 256 * 256;
+    let usage = wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST;
+    let src = ctx.create_buffer("bn.copy.src", bytes, usage)?;
+    let dst = ctx.create_buffer("bn.copy.dst", bytes, usage)?;
+    let feature = wgpu::Features::TIMESTAMP_QUERY_INSIDE_ENCODERS;
+    time_reps(ctx, reps, 2.0 * bytes as f64, feature, |enc, q| {
+        if let Some((q, i)) = q {
+            enc.write_timestamp(q, i);
+        }
+        enc.copy_buffer_to_buffer(&src, 0, &dst, 0, bytes);
+        if let Some((q, i)) = q {
+            enc.write_timestamp(q, i + 1);
+        }
     })
 }
 
@@ -301,40 +317,21 @@ pub fn gpu_stream_bandwidth(ctx: &Context, bytes: u64, reps: u32) -> Result<Timi
         &k.layout,
         &[(&u).into(), Region::from(&x), Region::from(&y)],
     );
-    let queries = query_set(ctx, reps, wgpu::Features::TIMESTAMP_QUERY);
     let groups = pipeline::groups_1d(len, REF_WG as usize, ctx.plan_limits().max_groups_per_dim);
-    let mut walls = Vec::new();
-    for r in 0..=reps {
-        let mut enc = ctx.device().create_command_encoder(&Default::default());
-        {
-            let q = queries.as_ref().filter(|_| r > 0);
-            let mut pass = pipeline::begin_pass(
-                &mut enc,
-                &wgpu::ComputePassDescriptor {
-                    label: Some("bn.ref"),
-                    timestamp_writes: q.map(|q| wgpu::ComputePassTimestampWrites {
-                        query_set: q,
-                        beginning_of_pass_write_index: Some(2 * (r - 1)),
-                        end_of_pass_write_index: Some(2 * (r - 1) + 1),
-                    }),
-                },
-            );
-            pipeline::dispatch(&mut pass, &k, &group, groups);
-        }
-        let t = Instant::now();
-        ctx.submit_and_wait(enc)?;
-        if r > 0 {
-            walls.push(t.elapsed().as_secs_f64());
-        }
-    }
-    let gpu = match &queries {
-        Some(q) => Some(median(read_timestamps(ctx, q, reps)?)),
-        None => None,
-    };
-    let moved = 8.0 * len as f64;
-    Ok(Timing {
-        wall_s: moved / median(walls),
-        gpu_s: gpu.map(|g| moved / g),
+    let feature = wgpu::Features::TIMESTAMP_QUERY;
+    time_reps(ctx, reps, 8.0 * len as f64, feature, |enc, q| {
+        let mut pass = pipeline::begin_pass(
+            enc,
+            &wgpu::ComputePassDescriptor {
+                label: Some("bn.ref"),
+                timestamp_writes: q.map(|(q, i)| wgpu::ComputePassTimestampWrites {
+                    query_set: q,
+                    beginning_of_pass_write_index: Some(i),
+                    end_of_pass_write_index: Some(i + 1),
+                }),
+            },
+        );
+        pipeline::dispatch(&mut pass, &k, &group, groups);
     })
 }
 

@@ -87,22 +87,9 @@ pub fn module(device: &wgpu::Device, label: &str, source: &str) -> wgpu::ShaderM
     })
 }
 
-/// A kernel with its own layout.
-pub fn kernel(
-    device: &wgpu::Device,
-    module: &wgpu::ShaderModule,
-    entry: &str,
-    slots: &[Slot],
-) -> Kernel {
-    let layout = layout(device, entry, slots);
-    Kernel {
-        pipeline: pipeline(device, &layout, module, entry),
-        layout,
-    }
-}
-
-/// The kernels of `entries` in one WGSL module, all with the same slots: what a driver
-/// file builds once per device (see `Context::cached`).
+/// The kernels of `entries` in one WGSL module, all with the same slots and so one shared
+/// bind-group layout (a bind group made for one serves them all): what a driver file builds
+/// once per device (see `Context::cached`).
 pub fn kernels<const N: usize>(
     device: &wgpu::Device,
     label: &str,
@@ -111,7 +98,11 @@ pub fn kernels<const N: usize>(
     slots: &[Slot],
 ) -> [Kernel; N] {
     let module = module(device, label, source);
-    entries.map(|entry| kernel(device, &module, entry, slots))
+    let layout = layout(device, label, slots);
+    entries.map(|entry| Kernel {
+        pipeline: pipeline(device, &layout, &module, entry),
+        layout: layout.clone(),
+    })
 }
 
 /// A region of a buffer to bind: the whole buffer when `size` is `None`.

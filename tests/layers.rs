@@ -5,18 +5,12 @@
 
 mod common;
 
-use common::{ctx, serial};
+use common::{check_finite_differences, ctx, gentle_batch as batch, serial};
 use wgpu_batchnorm::nn::reference::CpuModel;
 use wgpu_batchnorm::nn::{
     Activation, Callbacks, Dataset, FitOptions, History, LayerSpec, Optimizer, Sequential,
 };
 use wgpu_batchnorm::BatchNormConfig;
-
-fn batch(rows: usize, seed: u64) -> Dataset {
-    let d = Dataset::synthetic(rows, 6, seed);
-    let x = d.x().iter().map(|v| v / 20.0).collect();
-    Dataset::new(x, d.labels().to_vec(), 6, 3).unwrap()
-}
 
 fn with_activations() -> Vec<LayerSpec> {
     vec![
@@ -43,26 +37,7 @@ fn pytorch_bn() -> Vec<LayerSpec> {
 fn activation_gradients_match_finite_differences() {
     let data = batch(12, 3);
     let mut model = CpuModel::new(6, &with_activations(), 5, Optimizer::adam(1e-3)).unwrap();
-    let (_, _, grads) = model.gradients(&data).unwrap();
-    let h = 1e-6;
-    let mut checked = 0;
-    for (t, grad) in grads.iter().enumerate() {
-        for i in (0..grad.len()).step_by(2) {
-            let orig = model.trainable()[t][i];
-            model.trainable_mut()[t][i] = orig + h;
-            let up = model.training_loss(&data).unwrap();
-            model.trainable_mut()[t][i] = orig - h;
-            let down = model.training_loss(&data).unwrap();
-            model.trainable_mut()[t][i] = orig;
-            let numeric = (up - down) / (2.0 * h);
-            assert!(
-                (numeric - grad[i]).abs() < 1e-6 + 1e-4 * numeric.abs(),
-                "tensor {t}[{i}]: analytic {} numeric {numeric}",
-                grad[i]
-            );
-            checked += 1;
-        }
-    }
+    let checked = check_finite_differences(&mut model, &data, 2);
     assert!(checked > 40);
 }
 

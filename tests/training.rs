@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{ctx, serial};
+use common::{check_finite_differences, ctx, gentle_batch as batch, serial};
 use serde_json::Value;
 use wgpu_batchnorm::nn::reference::CpuModel;
 use wgpu_batchnorm::nn::{tutorial_layers, Dataset, FitOptions, LayerSpec, Optimizer, Sequential};
@@ -15,18 +15,6 @@ fn floats(v: &Value) -> Vec<f32> {
         .iter()
         .map(|f| f.as_f64().unwrap() as f32)
         .collect()
-}
-
-fn batch(rows: usize, seed: u64) -> Dataset {
-    let d = Dataset::synthetic(rows, 6, seed);
-    // Put the features on a gentler scale for finite differences.
-    Dataset::new(
-        d.x().iter().map(|v| v / 20.0).collect(),
-        d.labels().to_vec(),
-        d.features(),
-        d.classes(),
-    )
-    .unwrap()
 }
 
 /// Every kind of block: Dense+ReLU, BatchNorm+ReLU, Dropout, Dense logits.
@@ -46,27 +34,7 @@ fn all_layers() -> Vec<LayerSpec> {
 fn reference_gradients_match_finite_differences() {
     let data = batch(12, 3);
     let mut model = CpuModel::new(6, &all_layers(), 5, Optimizer::adam(1e-3)).unwrap();
-    let (_, _, grads) = model.gradients(&data).unwrap();
-    let h = 1e-6;
-    let mut checked = 0;
-    for (t, grad) in grads.iter().enumerate() {
-        for i in (0..grad.len()).step_by(3) {
-            let orig = model.trainable()[t][i];
-            model.trainable_mut()[t][i] = orig + h;
-            let up = model.training_loss(&data).unwrap();
-            model.trainable_mut()[t][i] = orig - h;
-            let down = model.training_loss(&data).unwrap();
-            model.trainable_mut()[t][i] = orig;
-            let numeric = (up - down) / (2.0 * h);
-            let err = (numeric - grad[i]).abs();
-            assert!(
-                err < 1e-6 + 1e-4 * numeric.abs(),
-                "tensor {t}[{i}]: analytic {} numeric {numeric}",
-                grads[t][i]
-            );
-            checked += 1;
-        }
-    }
+    let checked = check_finite_differences(&mut model, &data, 3);
     assert!(checked > 30);
 }
 

@@ -76,8 +76,8 @@ pub(crate) struct LossIo<'a> {
     pub out: &'a wgpu::Buffer,
     /// `[loss sum, correct, rows seen, batches seen]`.
     pub metrics: Region<'a>,
-    /// The batch-loss slots (training; any writable buffer otherwise).
-    pub batch_losses: &'a wgpu::Buffer,
+    /// The batch-loss slots (written in training only).
+    pub batch_losses: Region<'a>,
     /// The optimizer's step counter, which a training batch increments.
     pub tick: &'a wgpu::Buffer,
 }
@@ -104,7 +104,7 @@ impl Loss {
                 io.labels.into(),
                 io.out.into(),
                 io.metrics,
-                io.batch_losses.into(),
+                io.batch_losses,
                 io.tick.into(),
             ],
         );

@@ -149,7 +149,8 @@ pub(crate) struct GpuOptimizer {
 }
 
 impl GpuOptimizer {
-    /// `len` floats of `params`, updated from `grads`.
+    /// `len` floats of `params`, updated from `grads`, with an `optimizer` its caller has
+    /// validated.
     pub fn new(
         ctx: &Context,
         optimizer: Optimizer,
@@ -157,7 +158,6 @@ impl GpuOptimizer {
         grads: &wgpu::Buffer,
         len: usize,
     ) -> Result<Self> {
-        optimizer.validate()?;
         let bytes = len as u64 * 4;
         let m = ctx.storage("nn.optimizer.m", bytes)?;
         let v = ctx.storage("nn.optimizer.v", bytes)?;

@@ -65,7 +65,8 @@ pub(crate) struct PlanBuffers<'a> {
     /// Training metrics at 0, evaluation metrics at `eval_metrics`.
     pub metrics: &'a wgpu::Buffer,
     pub eval_metrics: u64,
-    pub batch_losses: &'a wgpu::Buffer,
+    /// Byte offset of the per-batch losses in `metrics`.
+    pub batch_losses: u64,
     pub tick: &'a wgpu::Buffer,
 }
 
@@ -104,7 +105,11 @@ impl Plan {
                         offset: at,
                         size: Some(16),
                     },
-                    batch_losses: model.batch_losses,
+                    batch_losses: Region {
+                        buffer: model.metrics,
+                        offset: model.batch_losses,
+                        size: None,
+                    },
                     tick: model.tick,
                 },
             )

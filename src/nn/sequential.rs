@@ -24,6 +24,9 @@ const EVAL_ROWS: usize = 1024;
 const MAX_PLANS: usize = 16;
 /// Byte offset of the evaluation metrics in the metrics buffer (training metrics at 0).
 const EVAL_METRICS: u64 = 256;
+/// Byte offset of the epoch's per-batch losses in the metrics buffer: all of an epoch's
+/// numbers come back in one readback.
+const BATCH_LOSSES: u64 = 512;
 /// Rows of a Dense layer's GEMM tile: a batch spans at most this many times the device's
 /// workgroups per grid dimension.
 const ROWS_PER_GROUP: usize = 16;
@@ -43,9 +46,9 @@ pub struct Sequential {
     pub(super) params: wgpu::Buffer,
     pub(super) grads: wgpu::Buffer,
     optimizer: GpuOptimizer,
+    /// `[training metrics | evaluation metrics | the mean loss of each training batch of the
+    /// current epoch]`, at 0, `EVAL_METRICS` and `BATCH_LOSSES`.
     metrics: wgpu::Buffer,
-    /// The mean loss of each training batch of the current epoch.
-    batch_losses: wgpu::Buffer,
     plans: HashMap<usize, Arc<Plan>>,
     /// Gathers by (batch rows, data set, inference).
     gathers: HashMap<(usize, u64, bool), Gather>,
@@ -111,8 +114,7 @@ impl Sequential {
             params,
             grads,
             optimizer,
-            metrics: ctx.storage("nn.metrics", EVAL_METRICS + 16)?,
-            batch_losses: ctx.storage("nn.batch_losses", 256)?,
+            metrics: ctx.storage("nn.metrics", BATCH_LOSSES + 256)?,
             plans: HashMap::new(),
             gathers: HashMap::new(),
             next_data_id: 0,
@@ -173,7 +175,7 @@ impl Sequential {
             PlanBuffers {
                 metrics: &self.metrics,
                 eval_metrics: EVAL_METRICS,
-                batch_losses: &self.batch_losses,
+                batch_losses: BATCH_LOSSES,
                 tick: self.optimizer.tick(),
             },
         )?;
@@ -322,7 +324,8 @@ impl Sequential {
                 if let Some(e) = enc.take() {
                     self.ctx.submit(e)?;
                 }
-                let loss = self.ctx.read_f32(&self.batch_losses, b as u64 * 4, 1)?;
+                let at = BATCH_LOSSES + b as u64 * 4;
+                let loss = self.ctx.read_f32(&self.metrics, at, 1)?;
                 f(self, b, loss[0] as f64);
             }
             start += rows;
@@ -369,11 +372,11 @@ impl Sequential {
         Ok(())
     }
 
-    /// Reads (training loss, accuracy, evaluation loss, accuracy): the one readback of an epoch.
-    fn read_metrics(&self) -> Result<[f64; 4]> {
-        let m = self
-            .ctx
-            .read_f32(&self.metrics, 0, (EVAL_METRICS / 4) as usize + 4)?;
+    /// Reads (training loss, accuracy, evaluation loss, accuracy) and the mean loss of the
+    /// epoch's first `batches` batches: the one readback of an epoch.
+    fn read_metrics(&self, batches: usize) -> Result<([f64; 4], Vec<f64>)> {
+        let floats = (BATCH_LOSSES / 4) as usize + batches;
+        let m = self.ctx.read_f32(&self.metrics, 0, floats)?;
         let e = (EVAL_METRICS / 4) as usize;
         let ratio = |a: f32, n: f32| {
             if n > 0.0 {
@@ -382,20 +385,24 @@ impl Sequential {
                 f64::NAN
             }
         };
-        Ok([
-            ratio(m[0], m[2]),
-            ratio(m[1], m[2]),
-            ratio(m[e], m[e + 2]),
-            ratio(m[e + 1], m[e + 2]),
-        ])
+        let losses = m[(BATCH_LOSSES / 4) as usize..].iter().map(|&v| v as f64);
+        Ok((
+            [
+                ratio(m[0], m[2]),
+                ratio(m[1], m[2]),
+                ratio(m[e], m[e + 2]),
+                ratio(m[e + 1], m[e + 2]),
+            ],
+            losses.collect(),
+        ))
     }
 
     /// Makes room for the per-batch losses of an epoch of `steps` batches.
     fn reserve_batch_losses(&mut self, steps: usize) -> Result<()> {
-        let bytes = (steps as u64 * 4).next_multiple_of(256);
-        if bytes > self.batch_losses.size() {
-            self.batch_losses = self.ctx.storage("nn.batch_losses", bytes)?;
-            // Every plan's training loss binds the old buffer.
+        let bytes = (BATCH_LOSSES + steps as u64 * 4).next_multiple_of(256);
+        if bytes > self.metrics.size() {
+            self.metrics = self.ctx.storage("nn.metrics", bytes)?;
+            // Every plan's losses and gathers bind the old buffer.
             self.forget_plans();
         }
         Ok(())
@@ -447,13 +454,7 @@ impl Sequential {
                 if let Some(v) = &val {
                     model.run_inference(v, None)?;
                 }
-                let [loss, accuracy, vloss, vacc] = model.read_metrics()?;
-                let batch_loss = model
-                    .ctx
-                    .read_f32(&model.batch_losses, 0, steps)?
-                    .into_iter()
-                    .map(f64::from)
-                    .collect();
+                let ([loss, accuracy, vloss, vacc], batch_loss) = model.read_metrics(steps)?;
                 Ok(EpochMetrics {
                     loss,
                     accuracy,
@@ -475,7 +476,7 @@ impl Sequential {
     pub fn evaluate(&mut self, data: &Dataset) -> Result<(f64, f64)> {
         let d = self.upload(data, true)?;
         self.run_inference(&d, None)?;
-        let m = self.read_metrics()?;
+        let (m, _) = self.read_metrics(0)?;
         Ok((m[2], m[3]))
     }
 

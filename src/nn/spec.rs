@@ -105,7 +105,8 @@ pub(crate) struct EpochMetrics {
     pub validation: Option<(f64, f64)>,
 }
 
-/// The epoch loop both models share: checks the options, hands each epoch's row order to
+/// The epoch loop both models share (they have validated `options`: they size their work
+/// by the batch before this runs): hands each epoch's row order to
 /// `epoch` (which trains, calling the per-batch hook itself, and returns its metrics),
 /// records the history and reports it. A non-finite training loss ends training with
 /// [`Error::NonFiniteLoss`], as Keras' `TerminateOnNaN` would.
@@ -116,7 +117,6 @@ pub(crate) fn run_epochs<M: ?Sized>(
     mut epoch: impl FnMut(&mut M, &[u32], usize, &mut dyn Callbacks<M>) -> Result<EpochMetrics>,
     callbacks: &mut dyn Callbacks<M>,
 ) -> Result<History> {
-    options.validate()?;
     let mut history = History::default();
     for e in 0..options.epochs {
         let m = epoch(model, &options.order(rows, e), e, callbacks)?;

@@ -125,3 +125,41 @@ pub fn clear_relu_ties(
         }
     }
 }
+
+/// `rows` x 6 synthetic rows, 3 classes, features on a gentler scale (for finite
+/// differences and step-by-step comparisons).
+pub fn gentle_batch(rows: usize, seed: u64) -> wgpu_batchnorm::nn::Dataset {
+    let d = wgpu_batchnorm::nn::Dataset::synthetic(rows, 6, seed);
+    let x = d.x().iter().map(|v| v / 20.0).collect();
+    wgpu_batchnorm::nn::Dataset::new(x, d.labels().to_vec(), d.features(), d.classes()).unwrap()
+}
+
+/// Checks every `stride`-th entry of the f64 model's analytic gradients against central
+/// differences of its training loss (|error| < 1e-6 + 1e-4 |numeric|); returns how many.
+pub fn check_finite_differences(
+    model: &mut wgpu_batchnorm::nn::reference::CpuModel,
+    data: &wgpu_batchnorm::nn::Dataset,
+    stride: usize,
+) -> usize {
+    let (_, _, grads) = model.gradients(data).unwrap();
+    let h = 1e-6;
+    let mut checked = 0;
+    for (t, grad) in grads.iter().enumerate() {
+        for i in (0..grad.len()).step_by(stride) {
+            let orig = model.trainable()[t][i];
+            model.trainable_mut()[t][i] = orig + h;
+            let up = model.training_loss(data).unwrap();
+            model.trainable_mut()[t][i] = orig - h;
+            let down = model.training_loss(data).unwrap();
+            model.trainable_mut()[t][i] = orig;
+            let numeric = (up - down) / (2.0 * h);
+            assert!(
+                (numeric - grad[i]).abs() < 1e-6 + 1e-4 * numeric.abs(),
+                "tensor {t}[{i}]: analytic {} numeric {numeric}",
+                grad[i]
+            );
+            checked += 1;
+        }
+    }
+    checked
+}
