@@ -32,6 +32,34 @@ struct LastForward {
     shape: Vec<usize>,
 }
 
+/// The bind groups one call's tensors need.
+#[derive(Debug)]
+enum Groups {
+    /// Small tensors: one group, one dispatch per pass.
+    Fused(wgpu::BindGroup),
+    /// One group per chunk; `shared`: an input shares the output's buffer.
+    Split {
+        shared: bool,
+        groups: Vec<wgpu::BindGroup>,
+    },
+}
+
+/// A call's tensors bound once by [`BatchNorm::bind_forward`] or
+/// [`BatchNorm::bind_backward`], replayed by the `encode_*_bound` methods with nothing built
+/// per call. It holds its tensors' buffers: the caller decides how long they live.
+#[derive(Debug)]
+pub struct BoundCall {
+    layer: u64,
+    epoch: u64,
+    geometry: Geometry,
+    shape: Vec<usize>,
+    tensors: [(wgpu::Buffer, u64); 3],
+    groups: Groups,
+}
+
+/// Identities of layers, so a bound call is replayed only by the layer that made it.
+static NEXT_LAYER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
 /// Regions of caller buffers that hold a layer's per-channel values and gradients (see
 /// [`BatchNorm::with_parameters`]).
 #[derive(Debug, Clone)]
@@ -63,6 +91,10 @@ pub struct BatchNorm {
     /// Split partials; grows with the largest plan seen.
     partials: wgpu::Buffer,
     prepared: HashMap<Geometry, Arc<Prepared>>,
+    /// This layer's identity, and how many times its partials buffer was replaced (what
+    /// bound calls' groups depend on).
+    id: u64,
+    epoch: u64,
     last: Option<LastForward>,
     batches_tracked: u64,
     trainable: bool,
@@ -160,6 +192,8 @@ impl BatchNorm {
             grads_at: binding.grads_offset,
             partials,
             prepared: HashMap::new(),
+            id: NEXT_LAYER.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+            epoch: 0,
             last: None,
             batches_tracked: 0,
             trainable: true,
@@ -227,8 +261,9 @@ impl BatchNorm {
             self.partials =
                 self.ctx
                     .create_buffer("bn.partials", needed, wgpu::BufferUsages::STORAGE)?;
-            // Everything bound to the old partials buffer is stale.
+            // Everything bound to the old partials buffer is stale, bound calls included.
             self.prepared.clear();
+            self.epoch += 1;
         }
         if self.prepared.len() >= PREPARED_LIMIT {
             self.prepared.clear();
@@ -404,46 +439,106 @@ impl BatchNorm {
         y: TensorRef<'_>,
         mode: Mode,
     ) -> Result<()> {
+        let g = self.check_forward(&x, &y)?;
+        let prep = self.prepared(g)?;
+        let groups = self.groups(&prep, &x, &x, &y);
+        self.record_forward_groups(encoder, &prep, &groups, x.shape, mode)
+    }
+
+    /// Checks a forward call's tensors; their geometry.
+    fn check_forward(&self, x: &TensorRef<'_>, y: &TensorRef<'_>) -> Result<Geometry> {
         let g = self.geometry(x.shape)?;
-        self.check_region("x", &x, x.shape)?;
-        self.check_region("y", &y, x.shape)?;
-        if x.overlaps(&y) {
+        self.check_region("x", x, x.shape)?;
+        self.check_region("y", y, x.shape)?;
+        if x.overlaps(y) {
             return Err(Error::Aliasing("forward: x and y"));
         }
-        let mode = self
-            .config
-            .resolve_mode(self.trainable, mode, &g, x.shape)?;
-        let prep = self.prepared(g)?;
+        Ok(g)
+    }
+
+    /// Checks a backward call's tensors against `shape` (the forward's); their geometry.
+    fn check_backward(
+        &self,
+        shape: &[usize],
+        x: &TensorRef<'_>,
+        dy: &TensorRef<'_>,
+        dx: &TensorRef<'_>,
+    ) -> Result<Geometry> {
+        let g = self.geometry(x.shape)?;
+        self.check_region("x", x, shape)?;
+        self.check_region("dy", dy, shape)?;
+        self.check_region("dx", dx, shape)?;
+        if dx.overlaps(x) || dx.overlaps(dy) {
+            return Err(Error::Aliasing("backward: dx and x/dy"));
+        }
+        Ok(g)
+    }
+
+    /// The bind groups of one call (`aux` is `x` in forward, `dy` in backward): the fused
+    /// path's one group when one split covers a channel and no tensor shares the output's
+    /// buffer, the split path's groups per chunk otherwise.
+    fn groups(
+        &self,
+        prep: &Prepared,
+        x: &TensorRef<'_>,
+        aux: &TensorRef<'_>,
+        out: &TensorRef<'_>,
+    ) -> Groups {
+        let shared = out.buffer == x.buffer || out.buffer == aux.buffer;
+        if prep.plan.single_split().is_some() && !shared {
+            let layout = &self.kernels.fused().layout;
+            Groups::Fused(self.fused_group(layout, prep, x, aux, out))
+        } else {
+            let layout = &self.kernels.streaming(shared).layout;
+            Groups::Split {
+                shared,
+                groups: self.stream_groups(layout, prep, x, aux, out),
+            }
+        }
+    }
+
+    fn record_forward_groups(
+        &mut self,
+        encoder: &mut wgpu::CommandEncoder,
+        prep: &Prepared,
+        groups: &Groups,
+        shape: &[usize],
+        mode: Mode,
+    ) -> Result<()> {
+        let g = prep.plan.geometry;
+        let mode = self.config.resolve_mode(self.trainable, mode, &g, shape)?;
         let k = &self.kernels;
         let max_dim = self.ctx.plan_limits().max_groups_per_dim;
         let mut pass = crate::pipeline::begin_pass(encoder, &self.pass_descriptor("bn.forward"));
-        if let Some(chunk) = prep.plan.single_split().filter(|_| x.buffer != y.buffer) {
-            // One workgroup per channel block owns its channels whole: one dispatch.
-            let fk = k.fused();
-            let group = self.fused_group(&fk.layout, &prep, &x, &x, &y);
-            let pipeline = match mode {
-                Mode::Training => &fk.training,
-                Mode::Inference => &fk.inference,
-            };
-            record(
-                &mut pass,
-                pipeline,
-                &group,
-                grid(chunk.stats_groups, max_dim),
-            );
-        } else {
-            let sk = k.streaming(x.buffer == y.buffer);
-            let groups = self.stream_groups(&sk.layout, &prep, &x, &x, &y);
-            let channels = ((g.channels as u32).div_ceil(CHANNEL_WORKGROUP), 1);
-            let finalize = if mode == Mode::Training {
-                record(&mut pass, &sk.pivot, &groups[0], channels);
-                record_chunks(&mut pass, &sk.stats, &prep, &groups, max_dim);
-                &k.finalize_training
-            } else {
-                &k.finalize_inference
-            };
-            record(&mut pass, finalize, &prep.channel_group, channels);
-            record_chunks(&mut pass, &sk.normalize, &prep, &groups, max_dim);
+        match groups {
+            Groups::Fused(group) => {
+                // One workgroup per channel block owns its channels whole: one dispatch.
+                let fk = k.fused();
+                let pipeline = match mode {
+                    Mode::Training => &fk.training,
+                    Mode::Inference => &fk.inference,
+                };
+                let chunk = &prep.plan.chunks[0];
+                record(
+                    &mut pass,
+                    pipeline,
+                    group,
+                    grid(chunk.stats_groups, max_dim),
+                );
+            }
+            Groups::Split { shared, groups } => {
+                let sk = k.streaming(*shared);
+                let channels = ((g.channels as u32).div_ceil(CHANNEL_WORKGROUP), 1);
+                let finalize = if mode == Mode::Training {
+                    record(&mut pass, &sk.pivot, &groups[0], channels);
+                    record_chunks(&mut pass, &sk.stats, prep, groups, max_dim);
+                    &k.finalize_training
+                } else {
+                    &k.finalize_inference
+                };
+                record(&mut pass, finalize, &prep.channel_group, channels);
+                record_chunks(&mut pass, &sk.normalize, prep, groups, max_dim);
+            }
         }
         drop(pass);
         if mode == Mode::Training {
@@ -451,7 +546,7 @@ impl BatchNorm {
         }
         self.last = Some(LastForward {
             mode,
-            shape: x.shape.to_vec(),
+            shape: shape.to_vec(),
         });
         Ok(())
     }
@@ -480,41 +575,133 @@ impl BatchNorm {
         dx: TensorRef<'_>,
     ) -> Result<()> {
         let last = self.last.clone().ok_or(Error::BackwardBeforeForward)?;
-        let g = self.geometry(x.shape)?;
-        self.check_region("x", &x, &last.shape)?;
-        self.check_region("dy", &dy, &last.shape)?;
-        self.check_region("dx", &dx, &last.shape)?;
-        if dx.overlaps(&x) || dx.overlaps(&dy) {
-            return Err(Error::Aliasing("backward: dx and x/dy"));
-        }
+        let g = self.check_backward(&last.shape, &x, &dy, &dx)?;
         let prep = self.prepared(g)?;
-        let shared = dx.buffer == x.buffer || dx.buffer == dy.buffer;
+        let groups = self.groups(&prep, &x, &dy, &dx);
+        self.record_backward_groups(encoder, &prep, &groups);
+        Ok(())
+    }
+
+    fn record_backward_groups(
+        &self,
+        encoder: &mut wgpu::CommandEncoder,
+        prep: &Prepared,
+        groups: &Groups,
+    ) {
         let k = &self.kernels;
         let max_dim = self.ctx.plan_limits().max_groups_per_dim;
         let mut pass = crate::pipeline::begin_pass(encoder, &self.pass_descriptor("bn.backward"));
-        if let Some(chunk) = prep.plan.single_split().filter(|_| !shared) {
-            let fk = k.fused();
-            let group = self.fused_group(&fk.layout, &prep, &x, &dy, &dx);
-            record(
-                &mut pass,
-                &fk.backward,
-                &group,
-                grid(chunk.stats_groups, max_dim),
-            );
-        } else {
-            let sk = k.streaming(shared);
-            let groups = self.stream_groups(&sk.layout, &prep, &x, &dy, &dx);
-            let channels = ((g.channels as u32).div_ceil(CHANNEL_WORKGROUP), 1);
-            record_chunks(&mut pass, &sk.reduce, &prep, &groups, max_dim);
-            record(
-                &mut pass,
-                &k.finalize_backward,
-                &prep.channel_group,
-                channels,
-            );
-            record_chunks(&mut pass, &sk.dx, &prep, &groups, max_dim);
+        match groups {
+            Groups::Fused(group) => {
+                let chunk = &prep.plan.chunks[0];
+                let grid = grid(chunk.stats_groups, max_dim);
+                record(&mut pass, &k.fused().backward, group, grid);
+            }
+            Groups::Split { shared, groups } => {
+                let sk = k.streaming(*shared);
+                let g = prep.plan.geometry;
+                let channels = ((g.channels as u32).div_ceil(CHANNEL_WORKGROUP), 1);
+                record_chunks(&mut pass, &sk.reduce, prep, groups, max_dim);
+                record(
+                    &mut pass,
+                    &k.finalize_backward,
+                    &prep.channel_group,
+                    channels,
+                );
+                record_chunks(&mut pass, &sk.dx, prep, groups, max_dim);
+            }
         }
-        Ok(())
+    }
+
+    /// Binds a forward call's tensors once, for a loop that runs them many times (a training
+    /// step): [`BatchNorm::encode_forward_bound`] then records without building anything.
+    /// The checks of [`BatchNorm::encode_forward`] run here. The caller owns the binding:
+    /// dropping it releases the tensors it holds.
+    pub fn bind_forward(&mut self, x: TensorRef<'_>, y: TensorRef<'_>) -> Result<BoundCall> {
+        let g = self.check_forward(&x, &y)?;
+        self.bind(g, [&x, &x, &y])
+    }
+
+    /// Binds a backward call's tensors once (see [`BatchNorm::bind_forward`]); `x`, `dy` and
+    /// `dx` share the forward's shape, checked when the call is recorded.
+    pub fn bind_backward(
+        &mut self,
+        x: TensorRef<'_>,
+        dy: TensorRef<'_>,
+        dx: TensorRef<'_>,
+    ) -> Result<BoundCall> {
+        let g = self.check_backward(x.shape, &x, &dy, &dx)?;
+        self.bind(g, [&x, &dy, &dx])
+    }
+
+    fn bind(&mut self, g: Geometry, tensors: [&TensorRef<'_>; 3]) -> Result<BoundCall> {
+        let prep = self.prepared(g)?;
+        let [x, aux, out] = tensors;
+        Ok(BoundCall {
+            layer: self.id,
+            epoch: self.epoch,
+            geometry: g,
+            shape: x.shape.to_vec(),
+            tensors: tensors.map(|t| (t.buffer.clone(), t.offset)),
+            groups: self.groups(&prep, x, aux, out),
+        })
+    }
+
+    /// The prepared state and current groups of a bound call (rebuilt, from the tensors it
+    /// holds, when the layer's partials buffer has been replaced since it was bound).
+    fn bound(&mut self, call: &mut BoundCall) -> Result<Arc<Prepared>> {
+        if call.layer != self.id {
+            return Err(Error::ForeignBinding);
+        }
+        let prep = self.prepared(call.geometry)?;
+        if call.epoch != self.epoch {
+            let [x, aux, out] = call.tensors.each_ref().map(|(buffer, offset)| TensorRef {
+                buffer,
+                offset: *offset,
+                shape: &call.shape,
+            });
+            call.groups = self.groups(&prep, &x, &aux, &out);
+            call.epoch = self.epoch;
+        }
+        Ok(prep)
+    }
+
+    /// Records a forward pass of bound tensors (see [`BatchNorm::encode_forward`]).
+    pub fn encode_forward_bound(
+        &mut self,
+        encoder: &mut wgpu::CommandEncoder,
+        call: &mut BoundCall,
+        mode: Mode,
+    ) -> Result<()> {
+        let ctx = self.ctx.clone();
+        ctx.guard("batch-norm forward", || {
+            let prep = self.bound(call)?;
+            let shape = call.shape.clone();
+            self.record_forward_groups(encoder, &prep, &call.groups, &shape, mode)
+        })
+    }
+
+    /// Records the backward pass of bound tensors for the last forward (see
+    /// [`BatchNorm::encode_backward`]).
+    pub fn encode_backward_bound(
+        &mut self,
+        encoder: &mut wgpu::CommandEncoder,
+        call: &mut BoundCall,
+    ) -> Result<()> {
+        let ctx = self.ctx.clone();
+        ctx.guard("batch-norm backward", || {
+            let last = self.last.clone().ok_or(Error::BackwardBeforeForward)?;
+            if last.shape != call.shape {
+                return Err(Error::ShapeMismatch {
+                    what: "bound backward",
+                    expected: last.shape,
+                    got: call.shape.clone(),
+                });
+            }
+            let prep = self.bound(call)?;
+            self.record_backward_groups(encoder, &prep, &call.groups);
+            Ok(())
+        })
     }
 
     /// Runs a forward pass on a GPU tensor and returns the output tensor (one submit, no readback).

@@ -65,6 +65,9 @@ pub enum Error {
     /// PyTorch refuses training statistics from a single value per channel.
     #[error("expected more than 1 value per channel when training, got input shape {0:?} (PyTorch policy)")]
     SingleSample(Vec<usize>),
+    /// A bound call replayed by a layer other than the one that bound it.
+    #[error("this bound call was made by another batch-norm layer")]
+    ForeignBinding,
     /// Statistics were asked for before any forward pass produced them.
     #[error("no statistics yet: run a forward pass first")]
     NoStatistics,

@@ -53,7 +53,7 @@ mod plan;
 mod tensor;
 mod work;
 
-pub use batchnorm::{BatchNorm, ParamBinding};
+pub use batchnorm::{BatchNorm, BoundCall, ParamBinding};
 pub use config::{BatchNormConfig, Convention, Layout, Mode, SingleSamplePolicy};
 pub use context::{Context, ContextOptions};
 pub use error::{Error, Result};

@@ -511,3 +511,60 @@ fn the_momentum_complement_is_rounded_once() {
         }
     }
 }
+
+/// Bound calls replay the same tensors without building anything, give what unbound calls
+/// give, survive the layer replacing its scratch buffers in between, and refuse to be
+/// replayed by another layer.
+#[test]
+fn bound_calls_match_unbound_ones() {
+    let _g = serial();
+    let ctx = ctx();
+    // 4096 rows: several row splits, the path that binds the layer's partials buffer.
+    let shape = [4096usize, 8];
+    let x: Vec<f32> = (0..4096 * 8)
+        .map(|i| ((i * 37) % 23) as f32 * 0.3 - 2.0)
+        .collect();
+    let dy: Vec<f32> = (0..4096 * 8)
+        .map(|i| ((i * 11) % 7) as f32 * 0.2 - 0.5)
+        .collect();
+    let [xt, dyt] = [&x, &dy].map(|v| Tensor::from_slice(ctx, &shape, v).unwrap());
+    let [yt, dxt] = [0, 1].map(|_| Tensor::zeros(ctx, &shape).unwrap());
+    let config = BatchNormConfig::keras(8).with_relu(true);
+    let mut bn = BatchNorm::new(ctx, config.clone()).unwrap();
+    let mut fwd = bn.bind_forward(xt.as_ref(), yt.as_ref()).unwrap();
+    let mut bwd = bn
+        .bind_backward(xt.as_ref(), dyt.as_ref(), dxt.as_ref())
+        .unwrap();
+    let mut cpu = CpuBatchNorm::new(config.clone()).unwrap();
+    for round in 0..3 {
+        if round == 1 {
+            // A much larger batch in between: more row splits, a new partials buffer.
+            let big = vec![0.5f32; 200_000 * 8];
+            bn.forward_host(&big, &[200_000, 8], Mode::Training)
+                .unwrap();
+            cpu.forward(&big, &[200_000, 8], Mode::Training).unwrap();
+        }
+        let mut enc = ctx.device().create_command_encoder(&Default::default());
+        bn.encode_forward_bound(&mut enc, &mut fwd, Mode::Training)
+            .unwrap();
+        bn.encode_backward_bound(&mut enc, &mut bwd).unwrap();
+        ctx.submit_and_wait(enc).unwrap();
+        let y_ref = cpu.forward(&x, &shape, Mode::Training).unwrap();
+        let g = cpu.backward(&x, &dy, &shape).unwrap();
+        common::assert_close("bound y", &yt.to_vec(ctx).unwrap(), &y_ref, 1e-5, 1e-5);
+        common::assert_close("bound dx", &dxt.to_vec(ctx).unwrap(), &g.dx, 1e-5, 1e-4);
+        common::assert_close(
+            "running mean",
+            &bn.running_mean().unwrap(),
+            cpu.state.running_mean(),
+            1e-6,
+            1e-5,
+        );
+    }
+    let mut other = BatchNorm::new(ctx, config).unwrap();
+    let mut enc = ctx.device().create_command_encoder(&Default::default());
+    let e = other
+        .encode_forward_bound(&mut enc, &mut fwd, Mode::Training)
+        .unwrap_err();
+    assert!(matches!(e, Error::ForeignBinding), "{e}");
+}

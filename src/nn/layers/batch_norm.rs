@@ -4,10 +4,12 @@
 //! copy, updated in place by the optimizer. Any [`BatchNormConfig`] convention works (Keras'
 //! by default). CPU twin: `batch_norm_cpu.rs`, on the engine's own CPU reference.
 
+use std::collections::HashMap;
+
 use super::batch_norm_cpu::CpuNorm;
 use crate::nn::error::Result;
 use crate::nn::layer::{CpuLayer, GpuLayer, Init, Io, LayerDef, Param};
-use crate::{BatchNorm, BatchNormConfig, Context, Mode, ParamBinding, TensorRef};
+use crate::{BatchNorm, BatchNormConfig, BoundCall, Context, Mode, ParamBinding, TensorRef};
 
 /// The definition: a configuration whose `channels` is the input width.
 #[derive(Debug, Clone, PartialEq)]
@@ -65,6 +67,7 @@ impl LayerDef for Norm {
         };
         Ok(Box::new(GpuNorm {
             layer: BatchNorm::with_parameters(ctx, self.config.clone(), binding)?,
+            calls: HashMap::new(),
         }))
     }
 
@@ -75,14 +78,25 @@ impl LayerDef for Norm {
 
 struct GpuNorm {
     layer: BatchNorm,
+    /// The forward and backward calls of each batch size, bound once.
+    calls: HashMap<usize, [BoundCall; 2]>,
 }
 
 impl GpuLayer for GpuNorm {
-    fn prepare(&mut self, _ctx: &Context, _io: &Io<'_>) -> Result<()> {
+    fn prepare(&mut self, _ctx: &Context, io: &Io<'_>) -> Result<()> {
+        let shape = [io.rows, self.layer.config().channels];
+        let t = |buffer| TensorRef::new(buffer, &shape);
+        let forward = self.layer.bind_forward(t(io.input), t(io.output))?;
+        let backward = self
+            .layer
+            .bind_backward(t(io.input), t(io.d_output), t(io.d_input))?;
+        self.calls.insert(io.rows, [forward, backward]);
         Ok(())
     }
 
-    fn forget(&mut self) {}
+    fn forget(&mut self) {
+        self.calls.clear();
+    }
 
     fn forward(
         &mut self,
@@ -91,14 +105,8 @@ impl GpuLayer for GpuNorm {
         io: &Io<'_>,
         mode: Mode,
     ) -> Result<()> {
-        let shape = [io.rows, self.layer.config().channels];
-        self.layer.encode_forward(
-            enc,
-            TensorRef::new(io.input, &shape),
-            TensorRef::new(io.output, &shape),
-            mode,
-        )?;
-        Ok(())
+        let [call, _] = self.calls.get_mut(&io.rows).ok_or_else(unprepared)?;
+        Ok(self.layer.encode_forward_bound(enc, call, mode)?)
     }
 
     fn backward(
@@ -107,13 +115,11 @@ impl GpuLayer for GpuNorm {
         enc: &mut wgpu::CommandEncoder,
         io: &Io<'_>,
     ) -> Result<()> {
-        let shape = [io.rows, self.layer.config().channels];
-        self.layer.encode_backward(
-            enc,
-            TensorRef::new(io.input, &shape),
-            TensorRef::new(io.d_output, &shape),
-            TensorRef::new(io.d_input, &shape),
-        )?;
-        Ok(())
+        let [_, call] = self.calls.get_mut(&io.rows).ok_or_else(unprepared)?;
+        Ok(self.layer.encode_backward_bound(enc, call)?)
     }
+}
+
+fn unprepared() -> crate::nn::Error {
+    crate::nn::Error::Model("internal: a batch size used before it was prepared".into())
 }
