@@ -11,7 +11,8 @@
 use std::fmt::Debug;
 
 use crate::nn::error::Result;
-use crate::nn::spec::glorot_uniform;
+use crate::nn::shape::Shape;
+use crate::nn::spec::glorot_uniform_n;
 use crate::{Context, Mode};
 
 /// Threads of the elementwise kernels' workgroups (gather, dropout, activations, the
@@ -58,7 +59,20 @@ impl Param {
         match self.init {
             Init::Zeros => vec![0.0; self.len()],
             Init::Ones => vec![1.0; self.len()],
-            Init::GlorotUniform => glorot_uniform(seed, ordinal, self.shape[0], self.shape[1]),
+            Init::GlorotUniform => {
+                // Keras' fans: the last two axes, times the window of a convolution kernel
+                // ([kh, kw, in, out]).
+                let n = self.shape.len();
+                let (fan_in, fan_out) = match n {
+                    0 => (1, 1),
+                    1 => (self.shape[0], self.shape[0]),
+                    _ => {
+                        let window: usize = self.shape[..n - 2].iter().product();
+                        (self.shape[n - 2] * window, self.shape[n - 1] * window)
+                    }
+                };
+                glorot_uniform_n(seed, ordinal, self.len(), fan_in, fan_out)
+            }
         }
     }
 }
@@ -91,7 +105,16 @@ pub(crate) trait LayerDef: Debug + Send + Sync {
     fn keras_name(&self) -> &'static str;
     /// The summary's description: `Dense+ReLU`, `BN`, `Dropout 0.3`.
     fn describe(&self) -> String;
-    fn output_width(&self) -> usize;
+    /// The per-sample shape of its output.
+    fn output_shape(&self) -> Shape;
+    /// Values per sample of its output.
+    fn output_width(&self) -> usize {
+        self.output_shape().len()
+    }
+    /// A view (Flatten): its output is its input's buffer, and it records nothing.
+    fn is_view(&self) -> bool {
+        false
+    }
     /// Parameters in Keras' order, with their offsets in the layer's region.
     fn params(&self) -> Vec<Param> {
         Vec::new()

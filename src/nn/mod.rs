@@ -18,7 +18,9 @@ pub mod reference;
 mod registry;
 pub mod rng;
 mod sequential;
+mod sequential_fit;
 mod sequential_weights;
+mod shape;
 mod spec;
 mod weights;
 
@@ -26,9 +28,12 @@ pub use data::{DataError, Dataset};
 pub use error::{Error, Result};
 pub use files::{check_writable, write_atomically};
 pub use layers::activation::Activation;
+pub use layers::conv2d::Conv2D;
+pub use layers::pool2d::Pool2D;
 pub use optimizer::Optimizer;
 pub use registry::{LayerSpec, MAX_TENSOR_ELEMENTS};
 pub use sequential::Sequential;
+pub use shape::{Padding, Shape};
 pub use spec::{glorot_uniform, Callbacks, FitOptions, History, Weight};
 pub use weights::{load_weights, save_weights};
 
@@ -49,6 +54,9 @@ pub(crate) fn shader_sources() -> Vec<(&'static str, String)> {
     vec![
         ("nn/dense", layers::dense::source()),
         ("nn/dense_backward", layers::dense::backward_source()),
+        ("nn/conv2d", layers::conv2d::source()),
+        ("nn/conv2d_backward", layers::conv2d::backward_source()),
+        ("nn/pool2d", layers::pool2d::source()),
         ("nn/dropout", layers::dropout::source()),
         ("nn/activation", layers::activation::source()),
         ("nn/loss", loss::source()),

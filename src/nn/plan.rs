@@ -84,11 +84,19 @@ impl Plan {
         let labels = ctx.storage("nn.labels", (rows * 4) as u64)?;
         let mut acts = Vec::new();
         let mut dacts = Vec::new();
+        let scratch = ctx.storage("nn.dx0", floats(input))?;
         for d in defs {
+            if d.is_view() {
+                // The same memory under another shape: the previous buffers, shared.
+                let before =
+                    |v: &Vec<wgpu::Buffer>, first: &wgpu::Buffer| v.last().unwrap_or(first).clone();
+                acts.push(before(&acts, &x));
+                dacts.push(before(&dacts, &scratch));
+                continue;
+            }
             acts.push(ctx.storage("nn.act", floats(d.output_width()))?);
             dacts.push(ctx.storage("nn.dact", floats(d.output_width()))?);
         }
-        let scratch = ctx.storage("nn.dx0", floats(input))?;
         let last = defs.len() - 1;
         let loss = |mode, at: u64| {
             Loss::new(

@@ -11,6 +11,7 @@ use crate::nn::loss_cpu::{softmax, softmax_xent};
 use crate::nn::optimizer::Optimizer;
 use crate::nn::optimizer_cpu;
 use crate::nn::registry::{self, LayerSpec};
+use crate::nn::shape::Shape;
 use crate::nn::spec::{run_epochs, Callbacks, EpochFn, EpochMetrics, FitOptions, History, Weight};
 use crate::nn::weights::{load_checked, save_weights};
 
@@ -39,12 +40,14 @@ pub struct CpuModel {
 impl CpuModel {
     /// The same network and initial weights as `Sequential::new` with the same arguments.
     pub fn new(
-        input: usize,
+        input: impl Into<Shape>,
         layers: &[LayerSpec],
         seed: u64,
         optimizer: Optimizer,
     ) -> Result<Self> {
-        let defs = registry::resolve(input, layers)?;
+        let input_shape = input.into();
+        let defs = registry::resolve(input_shape, layers)?;
+        let input = input_shape.len();
         optimizer.validate()?;
         // Parameters, gradients and Adam's two moments, in f64: refuse before allocating.
         let values: usize = defs

@@ -8,8 +8,12 @@ use crate::nn::error::{Error, Result};
 use crate::nn::layer::LayerDef;
 use crate::nn::layers::activation::{Activation, ActivationLayer};
 use crate::nn::layers::batch_norm::Norm;
+use crate::nn::layers::conv2d::{Conv, Conv2D};
 use crate::nn::layers::dense::Dense;
 use crate::nn::layers::dropout::Dropout;
+use crate::nn::layers::flatten::Flatten;
+use crate::nn::layers::pool2d::{Pool, Pool2D, PoolKind};
+use crate::nn::shape::{window, Shape};
 use crate::BatchNormConfig;
 
 /// Largest tensor of a network, in elements: the GPU indexes f32 buffers with u32 byte
@@ -33,65 +37,38 @@ pub enum LayerSpec {
     Activation(Activation),
     /// `Dropout(rate)`.
     Dropout(f32),
+    /// `Conv2D(filters, kernel_size, strides, padding)` on an NHWC feature map:
+    /// glorot-uniform kernel `[kh, kw, in, filters]`, zero bias.
+    Conv2D(Conv2D),
+    /// `MaxPooling2D(pool_size, strides, padding)`.
+    MaxPool2D(Pool2D),
+    /// `AveragePooling2D(pool_size, strides, padding)`.
+    AvgPool2D(Pool2D),
+    /// `GlobalAveragePooling2D()`: a feature map to its per-channel means.
+    GlobalAvgPool2D,
+    /// `Flatten()`: a feature map to a vector (free: a view of the same memory).
+    Flatten,
 }
 
 /// Checks the stack and builds its definitions, fusing each ReLU into the layer before it.
-pub(crate) fn resolve(input: usize, layers: &[LayerSpec]) -> Result<Vec<Box<dyn LayerDef>>> {
-    if input == 0 {
-        return Err(Error::Model(
-            "the network needs at least one input feature".into(),
-        ));
-    }
+pub(crate) fn resolve(input: Shape, layers: &[LayerSpec]) -> Result<Vec<Box<dyn LayerDef>>> {
+    check_shape("the input", input)?;
     let mut out: Vec<Box<dyn LayerDef>> = Vec::new();
-    let mut width = input;
+    let mut shape = input;
     for (i, l) in layers.iter().enumerate() {
         let def: Box<dyn LayerDef> = match l {
-            LayerSpec::Dense(units) if *units > 0 => {
-                let fits = width
-                    .checked_mul(*units)
-                    .is_some_and(|p| p <= MAX_TENSOR_ELEMENTS);
-                if !fits {
-                    return Err(Error::Model(format!(
-                        "layer {i}: Dense({units}) after {width} features needs a kernel of {width} x {units} values; at most {MAX_TENSOR_ELEMENTS} fit in one tensor"
-                    )));
-                }
-                Box::new(Dense {
-                    inp: width,
-                    out: *units,
-                    relu: false,
-                })
-            }
-            LayerSpec::BatchNorm => Box::new(Norm {
-                config: BatchNormConfig::keras(width),
-            }),
-            LayerSpec::BatchNormWith(config) => {
-                let config = BatchNormConfig {
-                    channels: width,
-                    ..config.clone()
-                };
-                config.validate()?;
-                Box::new(Norm { config })
-            }
-            LayerSpec::Dropout(rate) if (0.0..1.0).contains(rate) => Box::new(Dropout {
-                width,
-                rate: *rate,
-                seed: i as u32,
-            }),
-            LayerSpec::Activation(function) => Box::new(ActivationLayer {
-                width,
-                function: *function,
-            }),
             LayerSpec::Relu => {
                 if !out.last_mut().is_some_and(|last| last.fuse_relu()) {
                     return Err(Error::Model(format!(
-                        "layer {i}: ReLU must follow a Dense or BatchNorm layer"
+                        "layer {i}: ReLU must follow a Dense, Conv2D or BatchNorm layer"
                     )));
                 }
                 continue;
             }
-            other => return Err(Error::Model(format!("layer {i}: invalid {other:?}"))),
+            _ => build(i, l, shape)?,
         };
-        width = def.output_width();
+        shape = def.output_shape();
+        check_shape(&format!("layer {i}'s output"), shape)?;
         out.push(def);
     }
     match out.last() {
@@ -100,6 +77,143 @@ pub(crate) fn resolve(input: usize, layers: &[LayerSpec]) -> Result<Vec<Box<dyn 
             "the last layer must be a Dense layer without activation (its outputs are the softmax logits), with >= 2 units".into(),
         )),
     }
+}
+
+/// A shape every buffer of the network can index.
+fn check_shape(what: &str, shape: Shape) -> Result<()> {
+    match shape.checked_len() {
+        Some(0) => Err(Error::Model(format!("{what} {shape} has no values"))),
+        Some(n) if n <= MAX_TENSOR_ELEMENTS => Ok(()),
+        _ => Err(Error::Model(format!(
+            "{what} {shape} has more than {MAX_TENSOR_ELEMENTS} values per sample"
+        ))),
+    }
+}
+
+/// The definition of layer `i` (not a ReLU) on an input of `shape`.
+fn build(i: usize, l: &LayerSpec, shape: Shape) -> Result<Box<dyn LayerDef>> {
+    let image = |what: &str| {
+        match shape {
+        Shape::Image {
+            height,
+            width,
+            channels,
+        } => Ok([height, width, channels]),
+        Shape::Flat(_) => Err(Error::Model(format!(
+            "layer {i}: {what} needs a feature map [height, width, channels], got {shape}: give the model an image input shape"
+        ))),
+    }
+    };
+    Ok(match l {
+        LayerSpec::Dense(units) if *units > 0 => {
+            let Shape::Flat(width) = shape else {
+                return Err(Error::Model(format!(
+                    "layer {i}: Dense({units}) takes a vector, got a feature map {shape}: add Flatten or GlobalAveragePooling2D before it"
+                )));
+            };
+            let fits = width
+                .checked_mul(*units)
+                .is_some_and(|p| p <= MAX_TENSOR_ELEMENTS);
+            if !fits {
+                return Err(Error::Model(format!(
+                    "layer {i}: Dense({units}) after {width} features needs a kernel of {width} x {units} values; at most {MAX_TENSOR_ELEMENTS} fit in one tensor"
+                )));
+            }
+            Box::new(Dense {
+                inp: width,
+                out: *units,
+                relu: false,
+            })
+        }
+        LayerSpec::BatchNorm => Box::new(Norm {
+            config: BatchNormConfig::keras(shape.channels()),
+            shape,
+        }),
+        LayerSpec::BatchNormWith(config) => {
+            let config = BatchNormConfig {
+                channels: shape.channels(),
+                ..config.clone()
+            };
+            config.validate()?;
+            Box::new(Norm { config, shape })
+        }
+        LayerSpec::Dropout(rate) if (0.0..1.0).contains(rate) => Box::new(Dropout {
+            shape,
+            rate: *rate,
+            seed: i as u32,
+        }),
+        LayerSpec::Activation(function) => Box::new(ActivationLayer {
+            shape,
+            function: *function,
+        }),
+        LayerSpec::Conv2D(spec) => {
+            let [h, w, cin] = image("Conv2D")?;
+            let [kh, kw] = spec.kernel_size;
+            let [sh, sw] = spec.strides;
+            let windows = window(h, kh, sh, spec.padding).zip(window(w, kw, sw, spec.padding));
+            let (Some(((oh, pt), (ow, pl))), true) = (windows, spec.filters > 0) else {
+                return Err(Error::Model(format!(
+                    "layer {i}: {spec:?} does not fit an input of {shape} (filters, kernel and strides must be positive, and a `valid` kernel no larger than the input)"
+                )));
+            };
+            let kernel = [kh, kw, cin, spec.filters]
+                .iter()
+                .try_fold(1usize, |a, &b| a.checked_mul(b));
+            if kernel.is_none_or(|k| k > MAX_TENSOR_ELEMENTS) {
+                return Err(Error::Model(format!(
+                    "layer {i}: a {kh}x{kw} kernel from {cin} to {} channels has more than {MAX_TENSOR_ELEMENTS} values",
+                    spec.filters
+                )));
+            }
+            Box::new(Conv {
+                spec: *spec,
+                input: [h, w, cin],
+                out: [oh, ow],
+                pad: [pt, pl],
+                relu: false,
+            })
+        }
+        LayerSpec::MaxPool2D(p) | LayerSpec::AvgPool2D(p) => {
+            let input = image("pooling")?;
+            let [kh, kw] = p.pool_size;
+            let [sh, sw] = p.strides;
+            let windows =
+                window(input[0], kh, sh, p.padding).zip(window(input[1], kw, sw, p.padding));
+            let Some(((oh, pt), (ow, pl))) = windows else {
+                return Err(Error::Model(format!(
+                    "layer {i}: {p:?} does not fit an input of {shape} (pool size and strides must be positive, and a `valid` window no larger than the input)"
+                )));
+            };
+            let kind = if matches!(l, LayerSpec::MaxPool2D(_)) {
+                PoolKind::Max
+            } else {
+                PoolKind::Average
+            };
+            Box::new(Pool {
+                kind,
+                window: *p,
+                input,
+                out: [oh, ow],
+                pad: [pt, pl],
+            })
+        }
+        LayerSpec::GlobalAvgPool2D => {
+            let input = image("GlobalAveragePooling2D")?;
+            Box::new(Pool {
+                kind: PoolKind::GlobalAverage,
+                window: Pool2D {
+                    pool_size: [input[0], input[1]],
+                    strides: [input[0], input[1]],
+                    padding: Default::default(),
+                },
+                input,
+                out: [1, 1],
+                pad: [0, 0],
+            })
+        }
+        LayerSpec::Flatten => Box::new(Flatten { len: shape.len() }),
+        other => return Err(Error::Model(format!("layer {i}: invalid {other:?}"))),
+    })
 }
 
 /// Keras' layer names: `dense`, `dense_1`, `batch_normalization`... one counter per kind.
@@ -136,10 +250,10 @@ pub(crate) fn weight_names(defs: &[Box<dyn LayerDef>]) -> Vec<(String, Vec<usize
 /// A Keras-like summary table.
 pub(crate) fn summary(defs: &[Box<dyn LayerDef>]) -> String {
     let mut s = format!(
-        "{:<34} {:<14} {:>8}\n",
+        "{:<34} {:<20} {:>8}\n",
         "Layer (type)", "Output Shape", "Param #"
     );
-    s.push_str(&"=".repeat(58));
+    s.push_str(&"=".repeat(64));
     s.push('\n');
     let (mut total, mut trainable) = (0usize, 0usize);
     for (d, (name, _)) in defs.iter().zip(names(defs)) {
@@ -152,13 +266,13 @@ pub(crate) fn summary(defs: &[Box<dyn LayerDef>]) -> String {
             .map(|p| p.len())
             .sum::<usize>();
         s.push_str(&format!(
-            "{:<34} {:<14} {:>8}\n",
+            "{:<34} {:<20} {:>8}\n",
             format!("{name} ({})", d.describe()),
-            format!("(None, {})", d.output_width()),
+            d.output_shape().to_string(),
             count
         ));
     }
-    s.push_str(&"=".repeat(58));
+    s.push_str(&"=".repeat(64));
     s.push_str(&format!(
         "\nTotal params: {total}\nTrainable params: {trainable}\nNon-trainable params: {}\n(softmax is fused into the categorical cross-entropy loss)\n",
         total - trainable

@@ -14,7 +14,8 @@ use crate::nn::layer::{aligned, GpuLayer, LayerDef};
 use crate::nn::optimizer::{GpuOptimizer, Optimizer};
 use crate::nn::plan::{GpuData, Plan, PlanBuffers, Shared};
 use crate::nn::registry::{self, LayerSpec};
-use crate::nn::spec::{run_epochs, Callbacks, EpochFn, EpochMetrics, FitOptions, History};
+use crate::nn::shape::Shape;
+
 use crate::pipeline::Region;
 use crate::{Context, Mode};
 
@@ -42,6 +43,7 @@ pub struct Sequential {
     /// Float offset of each layer's region in `params` and `grads`.
     pub(super) at: Vec<usize>,
     input: usize,
+    input_shape: Shape,
     pub(super) params_len: usize,
     pub(super) params: wgpu::Buffer,
     pub(super) grads: wgpu::Buffer,
@@ -56,15 +58,17 @@ pub struct Sequential {
 }
 
 impl Sequential {
-    /// Builds the network for `input` features with Glorot-uniform Dense kernels drawn from
-    /// `seed`, zero biases, and BatchNorm layers at their initial values.
+    /// Builds the network for `input` (a number of features, or an NHWC image shape
+    /// `[h, w, c]`) with Glorot-uniform kernels drawn from `seed`, zero biases, and BatchNorm
+    /// layers at their initial values.
     pub fn new(
         ctx: &Context,
-        input: usize,
+        input: impl Into<Shape>,
         layers: &[LayerSpec],
         seed: u64,
         optimizer: Optimizer,
     ) -> Result<Self> {
+        let input = input.into();
         let defs = registry::resolve(input, layers)?;
         optimizer.validate()?;
         ctx.guard("building the model", || {
@@ -74,11 +78,12 @@ impl Sequential {
 
     fn build(
         ctx: &Context,
-        input: usize,
+        input_shape: Shape,
         defs: Vec<Box<dyn LayerDef>>,
         seed: u64,
         optimizer: Optimizer,
     ) -> Result<Self> {
+        let input = input_shape.len();
         let mut at = Vec::with_capacity(defs.len());
         let mut len = 0usize;
         for d in &defs {
@@ -110,6 +115,7 @@ impl Sequential {
             layers,
             at,
             input,
+            input_shape,
             params_len: len,
             params,
             grads,
@@ -121,9 +127,14 @@ impl Sequential {
         })
     }
 
-    /// Input features.
+    /// Input features (values per sample).
     pub fn input_features(&self) -> usize {
         self.input
+    }
+
+    /// The per-sample input shape.
+    pub fn input_shape(&self) -> Shape {
+        self.input_shape
     }
 
     /// Output classes.
@@ -203,7 +214,7 @@ impl Sequential {
 
     /// Uploads a data set for one call. The gathers of earlier calls are dropped here, so a
     /// model keeps at most the data of its current call alive.
-    fn upload(&mut self, data: &Dataset, first_of_call: bool) -> Result<GpuData> {
+    pub(super) fn upload(&mut self, data: &Dataset, first_of_call: bool) -> Result<GpuData> {
         if first_of_call {
             self.gathers.clear();
         }
@@ -304,7 +315,7 @@ impl Sequential {
     /// Trains one epoch of `data` in batches of `batch`: every step recorded into one encoder
     /// and one submit, or a submit per step when `per_batch` wants each batch's loss (read
     /// back and handed to it).
-    fn train_epoch(
+    pub(super) fn train_epoch(
         &mut self,
         data: &GpuData,
         batch: usize,
@@ -339,7 +350,11 @@ impl Sequential {
 
     /// Inference over all of `data`: metrics into the evaluation slot, probabilities when
     /// `probs` is given.
-    fn run_inference(&mut self, data: &GpuData, mut probs: Option<&mut Vec<f32>>) -> Result<()> {
+    pub(super) fn run_inference(
+        &mut self,
+        data: &GpuData,
+        mut probs: Option<&mut Vec<f32>>,
+    ) -> Result<()> {
         let mut start = 0;
         while start < data.rows {
             let rows = EVAL_ROWS.min(data.rows - start);
@@ -374,7 +389,7 @@ impl Sequential {
 
     /// Reads (training loss, accuracy, evaluation loss, accuracy) and the mean loss of the
     /// epoch's first `batches` batches: the one readback of an epoch.
-    fn read_metrics(&self, batches: usize) -> Result<([f64; 4], Vec<f64>)> {
+    pub(super) fn read_metrics(&self, batches: usize) -> Result<([f64; 4], Vec<f64>)> {
         let floats = (BATCH_LOSSES / 4) as usize + batches;
         let m = self.ctx.read_f32(&self.metrics, 0, floats)?;
         let e = (EVAL_METRICS / 4) as usize;
@@ -398,7 +413,7 @@ impl Sequential {
     }
 
     /// Makes room for the per-batch losses of an epoch of `steps` batches.
-    fn reserve_batch_losses(&mut self, steps: usize) -> Result<()> {
+    pub(super) fn reserve_batch_losses(&mut self, steps: usize) -> Result<()> {
         let bytes = (BATCH_LOSSES + steps as u64 * 4).next_multiple_of(256);
         if bytes > self.metrics.size() {
             self.metrics = self.ctx.storage("nn.metrics", bytes)?;
@@ -406,94 +421,5 @@ impl Sequential {
             self.forget_plans();
         }
         Ok(())
-    }
-
-    /// Trains on `train` and returns the per-epoch history; `on_epoch` sees each epoch's
-    /// history as it completes (for progress bars). See [`Self::fit_with`] for callbacks.
-    pub fn fit(
-        &mut self,
-        train: &Dataset,
-        options: &FitOptions,
-        validation: Option<&Dataset>,
-        on_epoch: impl FnMut(usize, &History),
-    ) -> Result<History> {
-        self.fit_with(train, options, validation, &mut EpochFn(on_epoch))
-    }
-
-    /// Trains with Keras-style callbacks: after every epoch and, when they ask for it, after
-    /// every batch with its loss; they can read the model's weights and gradients.
-    pub fn fit_with(
-        &mut self,
-        train: &Dataset,
-        options: &FitOptions,
-        validation: Option<&Dataset>,
-        callbacks: &mut dyn Callbacks<Self>,
-    ) -> Result<History> {
-        options.validate()?;
-        let data = self.upload(train, true)?;
-        let val = validation.map(|v| self.upload(v, false)).transpose()?;
-        let steps = data.rows.div_ceil(options.batch_size);
-        self.reserve_batch_losses(steps)?;
-        let rows = data.rows;
-        run_epochs(
-            self,
-            options,
-            rows,
-            |model, order, epoch, callbacks| {
-                model
-                    .ctx
-                    .write(&data.order, 0, bytemuck::cast_slice(order))?;
-                if callbacks.wants_batches() {
-                    let mut hook = |m: &Self, b: usize, loss: f64| {
-                        callbacks.on_train_batch_end(m, epoch, b, loss)
-                    };
-                    model.train_epoch(&data, options.batch_size, Some(&mut hook))?;
-                } else {
-                    model.train_epoch(&data, options.batch_size, None)?;
-                }
-                if let Some(v) = &val {
-                    model.run_inference(v, None)?;
-                }
-                let ([loss, accuracy, vloss, vacc], batch_loss) = model.read_metrics(steps)?;
-                Ok(EpochMetrics {
-                    loss,
-                    accuracy,
-                    batch_loss,
-                    validation: val.as_ref().map(|_| (vloss, vacc)),
-                })
-            },
-            callbacks,
-        )
-    }
-
-    /// Runs one training step on the given batch (rows in order): for step-by-step checks.
-    pub fn train_batch(&mut self, batch: &Dataset) -> Result<()> {
-        let data = self.upload(batch, true)?;
-        self.train_epoch(&data, data.rows, None)
-    }
-
-    /// (loss, accuracy) with BatchNorm in inference mode.
-    pub fn evaluate(&mut self, data: &Dataset) -> Result<(f64, f64)> {
-        let d = self.upload(data, true)?;
-        self.run_inference(&d, None)?;
-        let (m, _) = self.read_metrics(0)?;
-        Ok((m[2], m[3]))
-    }
-
-    /// Class probabilities `[rows, classes]` with BatchNorm in inference mode.
-    pub fn predict(&mut self, x: &[f32]) -> Result<Vec<f32>> {
-        if x.is_empty() || !x.len().is_multiple_of(self.input) {
-            return Err(crate::Error::LengthMismatch {
-                what: "predict input",
-                expected: self.input,
-                got: x.len(),
-            }
-            .into());
-        }
-        let data = Dataset::for_prediction(x.to_vec(), self.input, self.classes());
-        let d = self.upload(&data, true)?;
-        let mut probs = Vec::new();
-        self.run_inference(&d, Some(&mut probs))?;
-        Ok(probs)
     }
 }

@@ -145,9 +145,21 @@ pub(crate) fn run_epochs<M: ?Sized>(
 /// with `seed` (each Dense layer draws from its own stream, so adding a BatchNorm layer does
 /// not change any Dense layer's initial weights).
 pub fn glorot_uniform(seed: u64, index: usize, fan_in: usize, fan_out: usize) -> Vec<f32> {
-    let limit = (6.0 / (fan_in + fan_out) as f64).sqrt();
+    glorot_uniform_n(seed, index, fan_in * fan_out, fan_in, fan_out)
+}
+
+/// `count` glorot-uniform values for a tensor of the given fans (a convolution kernel's
+/// fans include its window).
+pub(crate) fn glorot_uniform_n(
+    seed: u64,
+    index: usize,
+    count: usize,
+    fan_in: usize,
+    fan_out: usize,
+) -> Vec<f32> {
+    let limit = (6.0 / (fan_in + fan_out).max(1) as f64).sqrt();
     let mut rng = Rng::new(seed.wrapping_mul(31).wrapping_add(index as u64 + 1));
-    (0..fan_in * fan_out)
+    (0..count)
         .map(|_| ((rng.uniform() * 2.0 - 1.0) * limit) as f32)
         .collect()
 }

@@ -10,6 +10,7 @@ use super::activation_cpu::CpuActivation;
 use super::elementwise::{slots, Binds};
 use crate::nn::error::Result;
 use crate::nn::layer::{CpuLayer, GpuLayer, Io, LayerDef, ELEM_WG};
+use crate::nn::shape::Shape;
 use crate::pipeline::{self, Kernel};
 use crate::{Context, Mode};
 
@@ -71,7 +72,7 @@ impl Kernels {
 /// The definition.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub(crate) struct ActivationLayer {
-    pub width: usize,
+    pub shape: Shape,
     pub function: Activation,
 }
 
@@ -84,8 +85,8 @@ impl LayerDef for ActivationLayer {
         format!("{:?}", self.function)
     }
 
-    fn output_width(&self) -> usize {
-        self.width
+    fn output_shape(&self) -> Shape {
+        self.shape
     }
 
     fn gpu(
@@ -120,7 +121,7 @@ impl GpuLayer for GpuActivation {
         let u = ctx.uniform(
             "nn.activation",
             &Uniform {
-                len: (io.rows * self.def.width) as u32,
+                len: (io.rows * self.def.shape.len()) as u32,
                 kind: self.def.function.code(),
                 _pad: [0; 2],
             },
@@ -151,7 +152,7 @@ impl GpuLayer for GpuActivation {
         io: &Io<'_>,
         _mode: Mode,
     ) -> Result<()> {
-        let len = io.rows * self.def.width;
+        let len = io.rows * self.def.shape.len();
         self.binds
             .dispatch(ctx, enc, &self.kernels.forward, 0, io.rows, len)
     }
@@ -162,7 +163,7 @@ impl GpuLayer for GpuActivation {
         enc: &mut wgpu::CommandEncoder,
         io: &Io<'_>,
     ) -> Result<()> {
-        let len = io.rows * self.def.width;
+        let len = io.rows * self.def.shape.len();
         self.binds
             .dispatch(ctx, enc, &self.kernels.backward, 1, io.rows, len)
     }

@@ -9,12 +9,16 @@ use std::collections::HashMap;
 use super::batch_norm_cpu::CpuNorm;
 use crate::nn::error::Result;
 use crate::nn::layer::{CpuLayer, GpuLayer, Init, Io, LayerDef, Param};
+use crate::nn::shape::Shape;
 use crate::{BatchNorm, BatchNormConfig, BoundCall, Context, Mode, ParamBinding, TensorRef};
 
-/// The definition: a configuration whose `channels` is the input width.
+/// The definition: a configuration whose `channels` is the input's last axis; a feature map
+/// `[h, w, c]` is normalized as `[rows * h * w, c]` (NHWC: statistics over the batch and
+/// every position, per channel).
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct Norm {
     pub config: BatchNormConfig,
+    pub shape: Shape,
 }
 
 impl LayerDef for Norm {
@@ -26,8 +30,8 @@ impl LayerDef for Norm {
         format!("BN{}", if self.config.relu { "+ReLU" } else { "" })
     }
 
-    fn output_width(&self) -> usize {
-        self.config.channels
+    fn output_shape(&self) -> Shape {
+        self.shape
     }
 
     /// Contiguous, as the engine binds them: one region of 4 C floats.
@@ -66,17 +70,20 @@ impl LayerDef for Norm {
             grads_offset: at as u64 * 4,
         };
         Ok(Box::new(GpuNorm {
+            positions: self.shape.positions(),
             layer: BatchNorm::with_parameters(ctx, self.config.clone(), binding)?,
             calls: HashMap::new(),
         }))
     }
 
     fn cpu(&self) -> Box<dyn CpuLayer> {
-        Box::new(CpuNorm::new(self.config.clone()))
+        Box::new(CpuNorm::new(self.config.clone(), self.shape.positions()))
     }
 }
 
 struct GpuNorm {
+    /// Positions per sample (`h * w` of a feature map).
+    positions: usize,
     layer: BatchNorm,
     /// The forward and backward calls of each batch size, bound once.
     calls: HashMap<usize, [BoundCall; 2]>,
@@ -84,7 +91,7 @@ struct GpuNorm {
 
 impl GpuLayer for GpuNorm {
     fn prepare(&mut self, _ctx: &Context, io: &Io<'_>) -> Result<()> {
-        let shape = [io.rows, self.layer.config().channels];
+        let shape = [io.rows * self.positions, self.layer.config().channels];
         let t = |buffer| TensorRef::new(buffer, &shape);
         let forward = self.layer.bind_forward(t(io.input), t(io.output))?;
         let backward = self

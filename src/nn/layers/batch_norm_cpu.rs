@@ -10,21 +10,24 @@ use crate::{BatchNormConfig, Geometry, Mode};
 #[derive(Debug, Clone)]
 pub(crate) struct CpuNorm {
     config: BatchNormConfig,
+    /// Positions per sample (`h * w` of a feature map).
+    positions: usize,
     tracked: u64,
     last: Option<(Vec<f64>, Stats, Mode)>,
 }
 
 impl CpuNorm {
-    pub fn new(config: BatchNormConfig) -> Self {
+    pub fn new(config: BatchNormConfig, positions: usize) -> Self {
         CpuNorm {
             config,
+            positions,
             tracked: 0,
             last: None,
         }
     }
 
     fn geometry(&self, rows: usize) -> Result<(Geometry, [usize; 2])> {
-        let shape = [rows, self.config.channels];
+        let shape = [rows * self.positions, self.config.channels];
         Ok((
             Geometry::new(&shape, self.config.layout, self.config.channels)?,
             shape,

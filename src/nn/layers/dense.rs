@@ -11,6 +11,7 @@ use bytemuck::{Pod, Zeroable};
 use super::dense_cpu::CpuDense;
 use crate::nn::error::Result;
 use crate::nn::layer::{aligned, CpuLayer, GpuLayer, Init, Io, LayerDef, Param};
+use crate::nn::shape::Shape;
 use crate::pipeline::{self, bind, dispatch, Kernel, Region, Slot};
 use crate::{Context, Mode};
 
@@ -136,8 +137,8 @@ impl LayerDef for Dense {
         format!("Dense{}", if self.relu { "+ReLU" } else { "" })
     }
 
-    fn output_width(&self) -> usize {
-        self.out
+    fn output_shape(&self) -> Shape {
+        Shape::Flat(self.out)
     }
 
     fn params(&self) -> Vec<Param> {

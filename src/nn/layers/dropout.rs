@@ -10,6 +10,7 @@ use super::dropout_cpu::CpuDropout;
 use super::elementwise::{slots, Binds};
 use crate::nn::error::Result;
 use crate::nn::layer::{CpuLayer, GpuLayer, Io, LayerDef, ELEM_WG};
+use crate::nn::shape::Shape;
 use crate::pipeline::{self, Kernel};
 use crate::{Context, Mode};
 
@@ -53,7 +54,7 @@ impl Kernels {
 /// The definition.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub(crate) struct Dropout {
-    pub width: usize,
+    pub shape: Shape,
     pub rate: f32,
     /// The layer's position in the model's list (its mask stream).
     pub seed: u32,
@@ -68,8 +69,8 @@ impl LayerDef for Dropout {
         format!("Dropout {}", self.rate)
     }
 
-    fn output_width(&self) -> usize {
-        self.width
+    fn output_shape(&self) -> Shape {
+        self.shape
     }
 
     fn gpu(
@@ -101,7 +102,7 @@ impl GpuLayer for GpuDropout {
     fn prepare(&mut self, ctx: &Context, io: &Io<'_>) -> Result<()> {
         let uniform = |back| {
             let u = Uniform {
-                len: (io.rows * self.def.width) as u32,
+                len: (io.rows * self.def.shape.len()) as u32,
                 seed: self.def.seed,
                 rate: self.def.rate,
                 scale: 1.0 / (1.0 - self.def.rate),
@@ -136,7 +137,7 @@ impl GpuLayer for GpuDropout {
         io: &Io<'_>,
         mode: Mode,
     ) -> Result<()> {
-        let len = io.rows * self.def.width;
+        let len = io.rows * self.def.shape.len();
         if mode == Mode::Training {
             self.binds
                 .dispatch(ctx, enc, &self.kernels.dropout, 0, io.rows, len)
@@ -152,7 +153,7 @@ impl GpuLayer for GpuDropout {
         enc: &mut wgpu::CommandEncoder,
         io: &Io<'_>,
     ) -> Result<()> {
-        let len = io.rows * self.def.width;
+        let len = io.rows * self.def.shape.len();
         self.binds
             .dispatch(ctx, enc, &self.kernels.dropout, 1, io.rows, len)
     }

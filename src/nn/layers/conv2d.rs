@@ -1,0 +1,343 @@
+//! `Conv2D(filters, kernel_size, strides, padding)`: a 2-D convolution over NHWC feature maps
+//! with Keras' kernel layout `[kh, kw, in, out]`, then bias and, when one is fused, ReLU. On
+//! the GPU through `shaders/nn/conv2d.wgsl` (forward: an implicit GEMM, the patch matrix
+//! gathered from the input tile by tile, never stored) and `shaders/nn/conv2d_backward.wgsl`
+//! (the whole backward in one dispatch). CPU twin: `conv2d_cpu.rs`.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use bytemuck::{Pod, Zeroable};
+
+use super::conv2d_cpu::CpuConv;
+use crate::nn::error::Result;
+use crate::nn::layer::{aligned, CpuLayer, GpuLayer, Init, Io, LayerDef, Param};
+use crate::nn::shape::{Padding, Shape};
+use crate::pipeline::{self, bind, dispatch, Kernel, Region, Slot};
+use crate::{Context, Mode};
+
+/// Output tile of a workgroup (T x T threads).
+const TILE: u32 = 16;
+
+/// A convolution as the user lists it (Keras' `Conv2D` arguments).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Conv2D {
+    /// Output channels.
+    pub filters: usize,
+    /// `[kh, kw]`.
+    pub kernel_size: [usize; 2],
+    /// `[sh, sw]` (Keras' default `(1, 1)`).
+    pub strides: [usize; 2],
+    pub padding: Padding,
+    /// Whether the layer adds a bias (Keras' default; a convolution followed by batch norm
+    /// may drop it, as the bias would be cancelled by the mean).
+    pub use_bias: bool,
+}
+
+impl Conv2D {
+    /// `Conv2D(filters, (k, k))` with stride 1, `valid` padding and a bias: Keras' defaults.
+    pub fn new(filters: usize, k: usize) -> Conv2D {
+        Conv2D {
+            filters,
+            kernel_size: [k, k],
+            strides: [1, 1],
+            padding: Padding::Valid,
+            use_bias: true,
+        }
+    }
+
+    /// The same convolution with `padding`.
+    pub fn padding(self, padding: Padding) -> Conv2D {
+        Conv2D { padding, ..self }
+    }
+
+    /// The same convolution with strides `[s, s]`.
+    pub fn stride(self, s: usize) -> Conv2D {
+        Conv2D {
+            strides: [s, s],
+            ..self
+        }
+    }
+}
+
+/// The definition: a convolution on a known input.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct Conv {
+    pub spec: Conv2D,
+    /// Input `[h, w, cin]`.
+    pub input: [usize; 3],
+    /// Output `[oh, ow]`.
+    pub out: [usize; 2],
+    /// Padding before the first row and column.
+    pub pad: [usize; 2],
+    pub relu: bool,
+}
+
+impl Conv {
+    /// Rows of the kernel matrix: `kh * kw * cin`.
+    pub fn taps(&self) -> usize {
+        self.spec.kernel_size[0] * self.spec.kernel_size[1] * self.input[2]
+    }
+
+    /// Float offset of the bias in the layer's region (its own aligned binding).
+    pub fn bias_at(&self) -> usize {
+        aligned(self.taps() * self.spec.filters)
+    }
+}
+
+/// Mirror of `Conv` in the two shaders.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Pod, Zeroable)]
+struct Uniform {
+    batch: u32,
+    h: u32,
+    w: u32,
+    cin: u32,
+    oh: u32,
+    ow: u32,
+    cout: u32,
+    kh: u32,
+    kw: u32,
+    sh: u32,
+    sw: u32,
+    pt: u32,
+    pl: u32,
+    flags: u32,
+    bias_at: u32,
+    _pad: u32,
+}
+
+const BIAS: u32 = 1;
+const RELU: u32 = 2;
+const FIRST: u32 = 4;
+
+/// The forward shader with its tile size.
+pub(crate) fn source() -> String {
+    format!(
+        "const T: u32 = {TILE}u;\n{}",
+        include_str!("../../../shaders/nn/conv2d.wgsl")
+    )
+}
+
+/// The backward shader with its tile size.
+pub(crate) fn backward_source() -> String {
+    format!(
+        "const T: u32 = {TILE}u;\n{}",
+        include_str!("../../../shaders/nn/conv2d_backward.wgsl")
+    )
+}
+
+struct Kernels {
+    forward: Kernel,
+    backward: Kernel,
+}
+
+impl Kernels {
+    fn new(device: &wgpu::Device) -> Self {
+        let u = Slot::Uniform(std::mem::size_of::<Uniform>() as u64);
+        let forward_slots = [u, Slot::Read(4), Slot::Read(4), Slot::Write(4)];
+        let [forward] = pipeline::kernels(
+            device,
+            "nn.conv2d",
+            &source(),
+            ["conv2d_forward"],
+            &forward_slots,
+        );
+        let back_slots = [
+            u,
+            Slot::Read(4),
+            Slot::Read(4),
+            Slot::Read(4),
+            Slot::Read(4),
+            Slot::Write(4),
+            Slot::Write(4),
+        ];
+        let [backward] = pipeline::kernels(
+            device,
+            "nn.conv2d_backward",
+            &backward_source(),
+            ["conv2d_backward"],
+            &back_slots,
+        );
+        Kernels { forward, backward }
+    }
+}
+
+impl LayerDef for Conv {
+    fn keras_name(&self) -> &'static str {
+        "conv2d"
+    }
+
+    fn describe(&self) -> String {
+        let [kh, kw] = self.spec.kernel_size;
+        format!("Conv2D {kh}x{kw}{}", if self.relu { "+ReLU" } else { "" })
+    }
+
+    fn output_shape(&self) -> Shape {
+        Shape::image(self.out[0], self.out[1], self.spec.filters)
+    }
+
+    fn params(&self) -> Vec<Param> {
+        let [kh, kw] = self.spec.kernel_size;
+        let mut p = vec![Param {
+            name: "kernel",
+            shape: vec![kh, kw, self.input[2], self.spec.filters],
+            trainable: true,
+            offset: 0,
+            init: Init::GlorotUniform,
+        }];
+        if self.spec.use_bias {
+            p.push(Param {
+                name: "bias",
+                shape: vec![self.spec.filters],
+                trainable: true,
+                offset: self.bias_at(),
+                init: Init::Zeros,
+            });
+        }
+        p
+    }
+
+    fn fuse_relu(&mut self) -> bool {
+        !std::mem::replace(&mut self.relu, true)
+    }
+
+    fn gpu(
+        &self,
+        ctx: &Context,
+        _params: &wgpu::Buffer,
+        _grads: &wgpu::Buffer,
+        _at: usize,
+    ) -> Result<Box<dyn GpuLayer>> {
+        Ok(Box::new(GpuConv {
+            def: *self,
+            kernels: ctx.cached(Kernels::new),
+            binds: HashMap::new(),
+        }))
+    }
+
+    fn cpu(&self) -> Box<dyn CpuLayer> {
+        Box::new(CpuConv::new(*self))
+    }
+}
+
+/// The bind groups and workgroup grids of one batch size.
+struct Binds {
+    forward: wgpu::BindGroup,
+    backward: wgpu::BindGroup,
+    grids: [(u32, u32); 2],
+}
+
+struct GpuConv {
+    def: Conv,
+    kernels: Arc<Kernels>,
+    binds: HashMap<usize, Binds>,
+}
+
+impl GpuLayer for GpuConv {
+    fn prepare(&mut self, ctx: &Context, io: &Io<'_>) -> Result<()> {
+        let d = &self.def;
+        let [h, w, cin] = d.input;
+        let [oh, ow] = d.out;
+        let cout = d.spec.filters;
+        let flags = if d.spec.use_bias { BIAS } else { 0 }
+            | if d.relu { RELU } else { 0 }
+            | if io.first { FIRST } else { 0 };
+        let u = ctx.uniform(
+            "nn.conv2d",
+            &Uniform {
+                batch: io.rows as u32,
+                h: h as u32,
+                w: w as u32,
+                cin: cin as u32,
+                oh: oh as u32,
+                ow: ow as u32,
+                cout: cout as u32,
+                kh: d.spec.kernel_size[0] as u32,
+                kw: d.spec.kernel_size[1] as u32,
+                sh: d.spec.strides[0] as u32,
+                sw: d.spec.strides[1] as u32,
+                pt: d.pad[0] as u32,
+                pl: d.pad[1] as u32,
+                flags,
+                bias_at: d.bias_at() as u32,
+                _pad: 0,
+            },
+        )?;
+        let region = d.bias_at() + if d.spec.use_bias { cout } else { 0 };
+        let weights = Region::floats(io.params, io.at, region);
+        let d_params = Region::floats(io.grads, io.at, region);
+        let (dev, k) = (ctx.device(), &*self.kernels);
+        let forward = bind(
+            dev,
+            "nn.conv2d.forward",
+            &k.forward.layout,
+            &[(&u).into(), io.input.into(), weights, io.output.into()],
+        );
+        let backward = bind(
+            dev,
+            "nn.conv2d.backward",
+            &k.backward.layout,
+            &[
+                (&u).into(),
+                io.input.into(),
+                io.output.into(),
+                io.d_output.into(),
+                weights,
+                d_params,
+                io.d_input.into(),
+            ],
+        );
+        let t = TILE as usize;
+        let outputs = io.rows * oh * ow;
+        let forward_tiles = cout.div_ceil(t) * outputs.div_ceil(t);
+        // Workgroups by role: dK tiles, bias tiles, dX tiles (none for the first layer).
+        let bias_tiles = if d.spec.use_bias { cout.div_ceil(t) } else { 0 };
+        let dx_tiles = if io.first {
+            0
+        } else {
+            cin.div_ceil(t) * (io.rows * h * w).div_ceil(t)
+        };
+        let backward_tiles = cout.div_ceil(t) * d.taps().div_ceil(t) + bias_tiles + dx_tiles;
+        let max = ctx.plan_limits().max_groups_per_dim;
+        let grid = |n: usize| crate::plan::grid(n as u32, max);
+        self.binds.insert(
+            io.rows,
+            Binds {
+                forward,
+                backward,
+                grids: [grid(forward_tiles), grid(backward_tiles)],
+            },
+        );
+        Ok(())
+    }
+
+    fn forget(&mut self) {
+        self.binds.clear();
+    }
+
+    fn forward(
+        &mut self,
+        _ctx: &Context,
+        enc: &mut wgpu::CommandEncoder,
+        io: &Io<'_>,
+        _mode: Mode,
+    ) -> Result<()> {
+        let b = &self.binds[&io.rows];
+        let mut pass = pipeline::begin_pass(enc, &Default::default());
+        dispatch(&mut pass, &self.kernels.forward, &b.forward, b.grids[0]);
+        Ok(())
+    }
+
+    fn backward(
+        &mut self,
+        _ctx: &Context,
+        enc: &mut wgpu::CommandEncoder,
+        io: &Io<'_>,
+    ) -> Result<()> {
+        let b = &self.binds[&io.rows];
+        let mut pass = pipeline::begin_pass(enc, &Default::default());
+        dispatch(&mut pass, &self.kernels.backward, &b.backward, b.grids[1]);
+        Ok(())
+    }
+}

@@ -1,0 +1,116 @@
+//! The f64 twin of `pool2d.rs`: the same windows, the same first-maximum rule, averages over
+//! the positions inside the image.
+
+use super::pool2d::{Pool, PoolKind};
+use crate::nn::error::Result;
+use crate::nn::layer::CpuLayer;
+
+#[derive(Debug, Clone)]
+pub(crate) struct CpuPool {
+    def: Pool,
+    input: Vec<f64>,
+}
+
+impl CpuPool {
+    pub fn new(def: Pool) -> Self {
+        CpuPool {
+            def,
+            input: Vec::new(),
+        }
+    }
+
+    /// Rows and columns of output `(oy, ox)`'s window inside the image.
+    fn window(&self, oy: usize, ox: usize) -> (std::ops::Range<usize>, std::ops::Range<usize>) {
+        let d = &self.def;
+        let [kh, kw] = d.window.pool_size;
+        let [sh, sw] = d.window.strides;
+        let (sy, sx) = (
+            (oy * sh) as isize - d.pad[0] as isize,
+            (ox * sw) as isize - d.pad[1] as isize,
+        );
+        let clip = |a: isize, n: usize| a.clamp(0, n as isize) as usize;
+        (
+            clip(sy, d.input[0])..clip(sy + kh as isize, d.input[0]),
+            clip(sx, d.input[1])..clip(sx + kw as isize, d.input[1]),
+        )
+    }
+
+    /// For every output value of sample `b`: the input positions it reads, and the weight
+    /// each gets in the output (1 for the first maximum, 1/count for an average).
+    fn visit(&self, x: &[f64], b: usize, mut f: impl FnMut(usize, usize, f64)) {
+        let d = &self.def;
+        let ([h, w, c], [oh, ow]) = (d.input, d.out);
+        let base = b * h * w * c;
+        for oy in 0..oh {
+            for ox in 0..ow {
+                let (ys, xs) = self.window(oy, ox);
+                let count = (ys.len() * xs.len()) as f64;
+                for ch in 0..c {
+                    let out = ((b * oh + oy) * ow + ox) * c + ch;
+                    let at = |iy: usize, ix: usize| base + (iy * w + ix) * c + ch;
+                    if d.kind == PoolKind::Max {
+                        let mut best = at(ys.start, xs.start);
+                        for iy in ys.clone() {
+                            for ix in xs.clone() {
+                                if x[at(iy, ix)] > x[best] {
+                                    best = at(iy, ix);
+                                }
+                            }
+                        }
+                        f(out, best, 1.0);
+                    } else {
+                        for iy in ys.clone() {
+                            for ix in xs.clone() {
+                                f(out, at(iy, ix), 1.0 / count);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+impl CpuLayer for CpuPool {
+    fn forward(
+        &mut self,
+        _params: &mut [Vec<f64>],
+        x: Vec<f64>,
+        rows: usize,
+        _training: bool,
+        _step: u64,
+    ) -> Result<Vec<f64>> {
+        let d = &self.def;
+        let mut y = vec![0.0; rows * d.out[0] * d.out[1] * d.input[2]];
+        for b in 0..rows {
+            self.visit(&x, b, |out, i, weight| {
+                if d.kind == PoolKind::Max {
+                    y[out] = x[i];
+                } else {
+                    y[out] += x[i] * weight;
+                }
+            });
+        }
+        self.input = x;
+        Ok(y)
+    }
+
+    fn backward(
+        &mut self,
+        _params: &[Vec<f64>],
+        g: Vec<f64>,
+        rows: usize,
+        _step: u64,
+        _grads: &mut [Vec<f64>],
+    ) -> Result<Vec<f64>> {
+        let mut dx = vec![0.0; self.input.len()];
+        for b in 0..rows {
+            self.visit(&self.input, b, |out, i, weight| dx[i] += g[out] * weight);
+        }
+        Ok(dx)
+    }
+
+    fn boxed_clone(&self) -> Box<dyn CpuLayer> {
+        Box::new(self.clone())
+    }
+}
