@@ -21,6 +21,10 @@ pub struct ContextOptions {
     pub max_workgroups_per_dim: Option<u32>,
     /// Refuse subgroup operations even where the adapter has them.
     pub disable_subgroups: bool,
+    /// The form of the network's convolution kernels: `Some(true)` direct (one thread per
+    /// output, no workgroup memory: what CPU adapters run fastest), `Some(false)` tiled
+    /// (workgroup-memory tiles: what GPUs run fastest); `None` chooses by the adapter's type.
+    pub direct_kernels: Option<bool>,
 }
 
 /// A device, its queue, and the batch-norm pipelines compiled for it. Cheap to clone.
@@ -31,6 +35,7 @@ pub struct Context {
     info: wgpu::AdapterInfo,
     kernels: Arc<Kernels>,
     limits: PlanLimits,
+    direct_kernels: bool,
     lost: Arc<Mutex<Option<String>>>,
     errors: Arc<Mutex<Option<String>>>,
     extensions: Extensions,
@@ -165,7 +170,11 @@ impl Context {
             info.backend
         );
         let kernels = Arc::new(Kernels::new(&device, subgroups));
+        let direct_kernels = options
+            .direct_kernels
+            .unwrap_or(info.device_type == wgpu::DeviceType::Cpu);
         Context {
+            direct_kernels,
             limits: PlanLimits {
                 max_binding,
                 offset_alignment: l.min_storage_buffer_offset_alignment as u64,
@@ -194,6 +203,12 @@ impl Context {
     /// The adapter's description.
     pub fn adapter_info(&self) -> &wgpu::AdapterInfo {
         &self.info
+    }
+
+    /// Whether the network's kernels take their direct form (see
+    /// [`ContextOptions::direct_kernels`]).
+    pub fn direct_kernels(&self) -> bool {
+        self.direct_kernels
     }
 
     /// Whether the reductions use subgroup operations on this device.

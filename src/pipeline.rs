@@ -60,6 +60,18 @@ pub fn pipeline(
     module: &wgpu::ShaderModule,
     entry: &str,
 ) -> wgpu::ComputePipeline {
+    specialized(device, layout, module, entry, &[])
+}
+
+/// The pipeline of `entry` with the module's override constants set to `constants`: sizes
+/// a kernel divides by become compile-time constants (multiplications instead of divisions).
+pub fn specialized(
+    device: &wgpu::Device,
+    layout: &wgpu::BindGroupLayout,
+    module: &wgpu::ShaderModule,
+    entry: &str,
+    constants: &[(&str, f64)],
+) -> wgpu::ComputePipeline {
     let pl = device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
         label: Some(entry),
         bind_group_layouts: &[Some(layout)],
@@ -71,7 +83,7 @@ pub fn pipeline(
         module,
         entry_point: Some(entry),
         compilation_options: wgpu::PipelineCompilationOptions {
-            constants: &[],
+            constants,
             // Every kernel writes its workgroup memory before it reads it.
             zero_initialize_workgroup_memory: false,
         },

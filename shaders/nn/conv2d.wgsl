@@ -5,11 +5,26 @@
 // is already the [K, out] matrix. Backward: `conv2d_backward.wgsl`. Driven by
 // `src/nn/layers/conv2d.rs`, which prepends the tile size T.
 
+// The layer's geometry, fixed per pipeline (override constants): divisions by them compile
+// to multiplications, which matters where each tile load decodes an index.
+override H: u32 = 1u;
+override W: u32 = 1u;
+override CIN: u32 = 1u;
+override OH: u32 = 1u;
+override OW: u32 = 1u;
+override COUT: u32 = 1u;
+override KH: u32 = 1u;
+override KW: u32 = 1u;
+override SH: u32 = 1u;
+override SW: u32 = 1u;
+override PT: u32 = 0u;
+override PL: u32 = 0u;
+
 struct Conv {
-    batch: u32, h: u32, w: u32, cin: u32,
-    oh: u32, ow: u32, cout: u32, kh: u32,
-    kw: u32, sh: u32, sw: u32, pt: u32,
-    pl: u32, flags: u32, bias_at: u32, _pad: u32,
+    batch: u32,
+    flags: u32,
+    bias_at: u32,
+    _pad: u32,
 }
 
 const BIAS: u32 = 1u;
@@ -25,38 +40,38 @@ var<workgroup> tile_b: array<array<f32, T>, T>;
 
 // The input value patch element k of output position m sees (0 in the padding).
 fn patch_at(m: u32, k: u32) -> f32 {
-    if (m >= cv.batch * cv.oh * cv.ow || k >= cv.kh * cv.kw * cv.cin) {
+    if (m >= cv.batch * OH * OW || k >= KH * KW * CIN) {
         return 0.0;
     }
-    let ci = k % cv.cin;
-    let kx = (k / cv.cin) % cv.kw;
-    let ky = k / (cv.cin * cv.kw);
-    let ox = m % cv.ow;
-    let oy = (m / cv.ow) % cv.oh;
-    let b = m / (cv.ow * cv.oh);
-    let iy = i32(oy * cv.sh + ky) - i32(cv.pt);
-    let ix = i32(ox * cv.sw + kx) - i32(cv.pl);
-    if (iy < 0 || ix < 0 || u32(iy) >= cv.h || u32(ix) >= cv.w) {
+    let ci = k % CIN;
+    let kx = (k / CIN) % KW;
+    let ky = k / (CIN * KW);
+    let ox = m % OW;
+    let oy = (m / OW) % OH;
+    let b = m / (OW * OH);
+    let iy = i32(oy * SH + ky) - i32(PT);
+    let ix = i32(ox * SW + kx) - i32(PL);
+    if (iy < 0 || ix < 0 || u32(iy) >= H || u32(ix) >= W) {
         return 0.0;
     }
-    return x[((b * cv.h + u32(iy)) * cv.w + u32(ix)) * cv.cin + ci];
+    return x[((b * H + u32(iy)) * W + u32(ix)) * CIN + ci];
 }
 
 fn kernel_at(k: u32, co: u32) -> f32 {
-    if (k >= cv.kh * cv.kw * cv.cin || co >= cv.cout) {
+    if (k >= KH * KW * CIN || co >= COUT) {
         return 0.0;
     }
-    return weights[k * cv.cout + co];
+    return weights[k * COUT + co];
 }
 
 // One T x T output tile per workgroup, tiles numbered across a folded 2-D grid.
 @compute @workgroup_size(T, T)
 fn conv2d_forward(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let wg = wid.x + wid.y * nwg.x;
-    let col_tiles = (cv.cout + T - 1u) / T;
+    let col_tiles = (COUT + T - 1u) / T;
     let row = (wg / col_tiles) * T + lid.y;
     let col = (wg % col_tiles) * T + lid.x;
-    let depth = cv.kh * cv.kw * cv.cin;
+    let depth = KH * KW * CIN;
     var acc = 0.0;
     for (var t0 = 0u; t0 < depth; t0 += T) {
         tile_a[lid.y][lid.x] = patch_at(row, t0 + lid.x);
@@ -67,13 +82,55 @@ fn conv2d_forward(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgro
         }
         workgroupBarrier();
     }
-    if (row < cv.batch * cv.oh * cv.ow && col < cv.cout) {
+    if (row < cv.batch * OH * OW && col < COUT) {
         if ((cv.flags & BIAS) != 0u) {
             acc += weights[cv.bias_at + col];
         }
         if ((cv.flags & RELU) != 0u) {
             acc = select(acc, 0.0, acc < 0.0);
         }
-        y[row * cv.cout + col] = acc;
+        y[row * COUT + col] = acc;
     }
+}
+
+// The direct form for adapters that are CPUs (lavapipe, llvmpipe, SwiftShader): one thread
+// per output, no workgroup memory and no barriers, which a CPU runs far faster (its caches
+// do what the tiles do on a GPU). Taps in the same order as the tiled product, padding
+// skipped (adding 0 * w leaves the sum as it is): the results are the same, bit for bit.
+@compute @workgroup_size(DIRECT_WG)
+fn conv2d_forward_direct(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = gid.x + gid.y * nwg.x * DIRECT_WG;
+    if (i >= cv.batch * OH * OW * COUT) {
+        return;
+    }
+    let co = i % COUT;
+    let m = i / COUT;
+    let ox = m % OW;
+    let oy = (m / OW) % OH;
+    let b = m / (OW * OH);
+    var acc = 0.0;
+    for (var ky = 0u; ky < KH; ky++) {
+        let iy = i32(oy * SH + ky) - i32(PT);
+        if (iy < 0 || u32(iy) >= H) {
+            continue;
+        }
+        for (var kx = 0u; kx < KW; kx++) {
+            let ix = i32(ox * SW + kx) - i32(PL);
+            if (ix < 0 || u32(ix) >= W) {
+                continue;
+            }
+            let xb = ((b * H + u32(iy)) * W + u32(ix)) * CIN;
+            let wb = (ky * KW + kx) * CIN;
+            for (var ci = 0u; ci < CIN; ci++) {
+                acc = fma(x[xb + ci], weights[(wb + ci) * COUT + co], acc);
+            }
+        }
+    }
+    if ((cv.flags & BIAS) != 0u) {
+        acc += weights[cv.bias_at + co];
+    }
+    if ((cv.flags & RELU) != 0u) {
+        acc = select(acc, 0.0, acc < 0.0);
+    }
+    y[i] = acc;
 }

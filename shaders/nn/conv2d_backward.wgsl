@@ -7,11 +7,26 @@
 //   run sums in the same order). dX is skipped for the first layer. Driven by
 //   `src/nn/layers/conv2d.rs`, which prepends T.
 
+// The layer's geometry, fixed per pipeline (override constants): divisions by them compile
+// to multiplications, which matters where each tile load decodes an index.
+override H: u32 = 1u;
+override W: u32 = 1u;
+override CIN: u32 = 1u;
+override OH: u32 = 1u;
+override OW: u32 = 1u;
+override COUT: u32 = 1u;
+override KH: u32 = 1u;
+override KW: u32 = 1u;
+override SH: u32 = 1u;
+override SW: u32 = 1u;
+override PT: u32 = 0u;
+override PL: u32 = 0u;
+
 struct Conv {
-    batch: u32, h: u32, w: u32, cin: u32,
-    oh: u32, ow: u32, cout: u32, kh: u32,
-    kw: u32, sh: u32, sw: u32, pt: u32,
-    pl: u32, flags: u32, bias_at: u32, _pad: u32,
+    batch: u32,
+    flags: u32,
+    bias_at: u32,
+    _pad: u32,
 }
 
 const BIAS: u32 = 1u;
@@ -31,11 +46,11 @@ var<workgroup> tile_a: array<array<f32, T>, T>;
 var<workgroup> tile_b: array<array<f32, T>, T>;
 
 fn outputs() -> u32 {
-    return cv.batch * cv.oh * cv.ow;
+    return cv.batch * OH * OW;
 }
 
 fn taps() -> u32 {
-    return cv.kh * cv.kw * cv.cin;
+    return KH * KW * CIN;
 }
 
 fn tiles(n: u32) -> u32 {
@@ -44,10 +59,10 @@ fn tiles(n: u32) -> u32 {
 
 // G[m, co]: dY where the ReLU passed the value (y > 0), 0 past the edges.
 fn grad(m: u32, co: u32) -> f32 {
-    if (m >= outputs() || co >= cv.cout) {
+    if (m >= outputs() || co >= COUT) {
         return 0.0;
     }
-    let e = m * cv.cout + co;
+    let e = m * COUT + co;
     if ((cv.flags & RELU) != 0u && !(y[e] > 0.0)) {
         return 0.0;
     }
@@ -59,71 +74,71 @@ fn patch_at(m: u32, k: u32) -> f32 {
     if (m >= outputs() || k >= taps()) {
         return 0.0;
     }
-    let ci = k % cv.cin;
-    let kx = (k / cv.cin) % cv.kw;
-    let ky = k / (cv.cin * cv.kw);
-    let ox = m % cv.ow;
-    let oy = (m / cv.ow) % cv.oh;
-    let b = m / (cv.ow * cv.oh);
-    let iy = i32(oy * cv.sh + ky) - i32(cv.pt);
-    let ix = i32(ox * cv.sw + kx) - i32(cv.pl);
-    if (iy < 0 || ix < 0 || u32(iy) >= cv.h || u32(ix) >= cv.w) {
+    let ci = k % CIN;
+    let kx = (k / CIN) % KW;
+    let ky = k / (CIN * KW);
+    let ox = m % OW;
+    let oy = (m / OW) % OH;
+    let b = m / (OW * OH);
+    let iy = i32(oy * SH + ky) - i32(PT);
+    let ix = i32(ox * SW + kx) - i32(PL);
+    if (iy < 0 || ix < 0 || u32(iy) >= H || u32(ix) >= W) {
         return 0.0;
     }
-    return x[((b * cv.h + u32(iy)) * cv.w + u32(ix)) * cv.cin + ci];
+    return x[((b * H + u32(iy)) * W + u32(ix)) * CIN + ci];
 }
 
 // The gradient reaching input position p through tap j = (ky, kx, co): G at the output
 // whose window puts (ky, kx) on p, or 0 when no output does.
 fn scattered(p: u32, j: u32) -> f32 {
-    if (p >= cv.batch * cv.h * cv.w || j >= cv.kh * cv.kw * cv.cout) {
+    if (p >= cv.batch * H * W || j >= KH * KW * COUT) {
         return 0.0;
     }
-    let co = j % cv.cout;
-    let kx = (j / cv.cout) % cv.kw;
-    let ky = j / (cv.cout * cv.kw);
-    let ix = p % cv.w;
-    let iy = (p / cv.w) % cv.h;
-    let b = p / (cv.w * cv.h);
-    let ny = i32(iy + cv.pt) - i32(ky);
-    let nx = i32(ix + cv.pl) - i32(kx);
-    if (ny < 0 || nx < 0 || u32(ny) % cv.sh != 0u || u32(nx) % cv.sw != 0u) {
+    let co = j % COUT;
+    let kx = (j / COUT) % KW;
+    let ky = j / (COUT * KW);
+    let ix = p % W;
+    let iy = (p / W) % H;
+    let b = p / (W * H);
+    let ny = i32(iy + PT) - i32(ky);
+    let nx = i32(ix + PL) - i32(kx);
+    if (ny < 0 || nx < 0 || u32(ny) % SH != 0u || u32(nx) % SW != 0u) {
         return 0.0;
     }
-    let oy = u32(ny) / cv.sh;
-    let ox = u32(nx) / cv.sw;
-    if (oy >= cv.oh || ox >= cv.ow) {
+    let oy = u32(ny) / SH;
+    let ox = u32(nx) / SW;
+    if (oy >= OH || ox >= OW) {
         return 0.0;
     }
-    return grad((b * cv.oh + oy) * cv.ow + ox, co);
+    return grad((b * OH + oy) * OW + ox, co);
 }
 
 // K[ky, kx, ci, co] for tap j = (ky, kx, co) and input channel ci.
 fn kernel_t(j: u32, ci: u32) -> f32 {
-    if (j >= cv.kh * cv.kw * cv.cout || ci >= cv.cin) {
+    if (j >= KH * KW * COUT || ci >= CIN) {
         return 0.0;
     }
-    let co = j % cv.cout;
-    let tap = j / cv.cout;
-    return weights[(tap * cv.cin + ci) * cv.cout + co];
+    let co = j % COUT;
+    let tap = j / COUT;
+    return weights[(tap * CIN + ci) * COUT + co];
 }
 
 // Roles by workgroup index around one shared product loop, barriers at the top level.
 @compute @workgroup_size(T, T)
 fn conv2d_backward(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let wg = wid.x + wid.y * nwg.x;
-    let n_dk = tiles(cv.cout) * tiles(taps());
-    let n_db = select(0u, tiles(cv.cout), (cv.flags & BIAS) != 0u);
+    let n_dk = tiles(COUT) * tiles(taps());
+    let n_db = select(0u, tiles(COUT), (cv.flags & BIAS) != 0u);
     let is_dk = wg < n_dk;
     let is_db = !is_dk && wg < n_dk + n_db;
     let is_dx = !is_dk && !is_db && (cv.flags & FIRST) == 0u;
     var t = wg;
-    var col_tiles = tiles(cv.cout);
+    var col_tiles = tiles(COUT);
     if (is_db) {
         t = wg - n_dk;
     } else if (!is_dk) {
         t = wg - n_dk - n_db;
-        col_tiles = tiles(cv.cin);
+        col_tiles = tiles(CIN);
     }
     let row = (t / col_tiles) * T + lid.y;
     let col = (t % col_tiles) * T + lid.x;
@@ -131,7 +146,7 @@ fn conv2d_backward(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgr
     if (is_dk || is_db) {
         depth = outputs();
     } else if (is_dx) {
-        depth = cv.kh * cv.kw * cv.cout;
+        depth = KH * KW * COUT;
     }
     var acc = 0.0;
     for (var t0 = 0u; t0 < depth; t0 += T) {
@@ -151,13 +166,82 @@ fn conv2d_backward(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgr
         }
         workgroupBarrier();
     }
-    if (is_dk && row < taps() && col < cv.cout) {
-        d_params[row * cv.cout + col] = acc;
+    if (is_dk && row < taps() && col < COUT) {
+        d_params[row * COUT + col] = acc;
     }
-    if (is_db && lid.y == 0u && col < cv.cout) {
+    if (is_db && lid.y == 0u && col < COUT) {
         d_params[cv.bias_at + col] = acc;
     }
-    if (is_dx && row < cv.batch * cv.h * cv.w && col < cv.cin) {
-        d_input[row * cv.cin + col] = acc;
+    if (is_dx && row < cv.batch * H * W && col < CIN) {
+        d_input[row * CIN + col] = acc;
+    }
+}
+
+// The direct form for adapters that are CPUs (see `conv2d_forward_direct`): one thread per
+// gradient value, roles by thread index (dK, then db, then dX), no barriers. Each sum runs
+// in the tiled form's order.
+@compute @workgroup_size(DIRECT_WG)
+fn conv2d_backward_direct(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = gid.x + gid.y * nwg.x * DIRECT_WG;
+    let n_dk = taps() * COUT;
+    let n_db = select(0u, COUT, (cv.flags & BIAS) != 0u);
+    let n_dx = select(cv.batch * H * W * CIN, 0u, (cv.flags & FIRST) != 0u);
+    if (i < n_dk) {
+        // dK[tap, co] over output positions in order.
+        let co = i % COUT;
+        let tap = i / COUT;
+        let ci = tap % CIN;
+        let kx = (tap / CIN) % KW;
+        let ky = tap / (CIN * KW);
+        var acc = 0.0;
+        var m = 0u;
+        for (var b = 0u; b < cv.batch; b++) {
+            for (var oy = 0u; oy < OH; oy++) {
+                let iy = i32(oy * SH + ky) - i32(PT);
+                for (var ox = 0u; ox < OW; ox++) {
+                    let ix = i32(ox * SW + kx) - i32(PL);
+                    if (iy >= 0 && ix >= 0 && u32(iy) < H && u32(ix) < W) {
+                        let v = x[((b * H + u32(iy)) * W + u32(ix)) * CIN + ci];
+                        acc = fma(v, grad(m, co), acc);
+                    }
+                    m++;
+                }
+            }
+        }
+        d_params[i] = acc;
+    } else if (i < n_dk + n_db) {
+        let co = i - n_dk;
+        var acc = 0.0;
+        for (var m = 0u; m < outputs(); m++) {
+            acc = fma(1.0, grad(m, co), acc);
+        }
+        d_params[cv.bias_at + co] = acc;
+    } else if (i < n_dk + n_db + n_dx) {
+        // dX[p, ci] over taps (ky, kx, co) in order.
+        let e = i - n_dk - n_db;
+        let ci = e % CIN;
+        let p = e / CIN;
+        let ix = p % W;
+        let iy = (p / W) % H;
+        let b = p / (W * H);
+        var acc = 0.0;
+        for (var ky = 0u; ky < KH; ky++) {
+            let ny = i32(iy + PT) - i32(ky);
+            if (ny < 0 || u32(ny) % SH != 0u || u32(ny) / SH >= OH) {
+                continue;
+            }
+            for (var kx = 0u; kx < KW; kx++) {
+                let nx = i32(ix + PL) - i32(kx);
+                if (nx < 0 || u32(nx) % SW != 0u || u32(nx) / SW >= OW) {
+                    continue;
+                }
+                let m = (b * OH + u32(ny) / SH) * OW + u32(nx) / SW;
+                let wb = ((ky * KW + kx) * CIN + ci) * COUT;
+                for (var co = 0u; co < COUT; co++) {
+                    acc = fma(grad(m, co), weights[wb + co], acc);
+                }
+            }
+        }
+        d_input[e] = acc;
     }
 }

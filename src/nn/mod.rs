@@ -4,6 +4,7 @@
 //! `docs/ARCHITECTURE.md` says which file owns what and how to add a layer.
 
 pub mod data;
+mod describe;
 mod error;
 mod files;
 mod gather;
@@ -18,13 +19,14 @@ pub mod reference;
 mod registry;
 pub mod rng;
 mod sequential;
-mod sequential_fit;
+pub(crate) mod sequential_fit;
 mod sequential_weights;
 mod shape;
 mod spec;
 mod weights;
 
 pub use data::{DataError, Dataset};
+pub use describe::{from_keras_json, parse_layers};
 pub use error::{Error, Result};
 pub use files::{check_writable, write_atomically};
 pub use layers::activation::Activation;
@@ -34,7 +36,7 @@ pub use optimizer::Optimizer;
 pub use registry::{LayerSpec, MAX_TENSOR_ELEMENTS};
 pub use sequential::Sequential;
 pub use shape::{Padding, Shape};
-pub use spec::{glorot_uniform, Callbacks, FitOptions, History, Weight};
+pub use spec::{glorot_uniform, Callbacks, FitOptions, History, LayerTrace, Weight};
 pub use weights::{load_weights, save_weights};
 
 /// The tutorial's network: Dense(10) → BatchNormalization → ReLU → Dense(3) → softmax, or
@@ -45,6 +47,33 @@ pub fn tutorial_layers(batch_norm: bool, hidden: usize, classes: usize) -> Vec<L
         l.push(LayerSpec::BatchNorm);
     }
     l.push(LayerSpec::Relu);
+    l.push(LayerSpec::Dense(classes));
+    l
+}
+
+/// The tutorials' convolutional network, on `[h, w, c]` images with `same` padding (so it
+/// fits 8×8 digits): Conv2D(32, 3×3, ReLU) → BN → MaxPooling2D → Conv2D(64, 3×3, ReLU) → BN →
+/// MaxPooling2D → Flatten → Dense(64, ReLU) → BN → Dense(classes), or without the
+/// BatchNormalization layers.
+pub fn tutorial_cnn(batch_norm: bool, classes: usize) -> Vec<LayerSpec> {
+    let conv = |f| LayerSpec::Conv2D(Conv2D::new(f, 3).padding(Padding::Same));
+    let pool = || LayerSpec::MaxPool2D(Pool2D::new(2));
+    let mut l = vec![conv(32), LayerSpec::Relu];
+    let bn = |l: &mut Vec<LayerSpec>| {
+        if batch_norm {
+            l.push(LayerSpec::BatchNorm);
+        }
+    };
+    bn(&mut l);
+    l.extend([pool(), conv(64), LayerSpec::Relu]);
+    bn(&mut l);
+    l.extend([
+        pool(),
+        LayerSpec::Flatten,
+        LayerSpec::Dense(64),
+        LayerSpec::Relu,
+    ]);
+    bn(&mut l);
     l.push(LayerSpec::Dense(classes));
     l
 }

@@ -244,6 +244,25 @@ impl CpuModel {
         Ok(softmax(&logits, self.classes()))
     }
 
+    /// Every layer's output for one sample in inference mode (see `Sequential::trace`).
+    pub fn trace(&mut self, x: &[f32]) -> Result<Vec<crate::nn::LayerTrace>> {
+        if x.len() != self.input {
+            return Err(crate::Error::LengthMismatch {
+                what: "trace input (one sample)",
+                expected: self.input,
+                got: x.len(),
+            }
+            .into());
+        }
+        let mut a: Vec<f64> = x.iter().map(|&v| v as f64).collect();
+        let mut outputs = Vec::new();
+        for (layer, t) in self.layers.iter_mut().zip(&mut self.tensors) {
+            a = layer.forward(&mut t.values, a, 1, false, self.steps)?;
+            outputs.push(a.iter().map(|&v| v as f32).collect());
+        }
+        Ok(crate::nn::sequential_fit::layer_traces(&self.defs, outputs))
+    }
+
     /// Every weight in Keras layout and order.
     pub fn weights(&self) -> Vec<Weight> {
         registry::weight_names(&self.defs)

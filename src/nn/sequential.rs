@@ -422,4 +422,14 @@ impl Sequential {
         }
         Ok(())
     }
+
+    /// The activations of every layer from the last inference at batch size `rows`.
+    pub(super) fn read_activations(&mut self, rows: usize) -> Result<Vec<Vec<f32>>> {
+        let plan = self.plan(rows)?;
+        self.defs
+            .iter()
+            .zip(&plan.acts)
+            .map(|(d, buf)| Ok(self.ctx.read_f32(buf, 0, rows * d.output_width())?))
+            .collect()
+    }
 }

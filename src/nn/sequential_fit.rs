@@ -3,7 +3,9 @@
 
 use crate::nn::data::Dataset;
 use crate::nn::error::Result;
+use crate::nn::registry;
 use crate::nn::sequential::Sequential;
+use crate::nn::spec::LayerTrace;
 use crate::nn::spec::{run_epochs, Callbacks, EpochFn, EpochMetrics, FitOptions, History};
 
 impl Sequential {
@@ -95,4 +97,37 @@ impl Sequential {
         self.run_inference(&d, Some(&mut probs))?;
         Ok(probs)
     }
+
+    /// Every layer's output for one sample (BatchNorm in inference mode): the tutorial's
+    /// "data flow" through the network.
+    pub fn trace(&mut self, x: &[f32]) -> Result<Vec<LayerTrace>> {
+        if x.len() != self.input_features() {
+            return Err(crate::Error::LengthMismatch {
+                what: "trace input (one sample)",
+                expected: self.input_features(),
+                got: x.len(),
+            }
+            .into());
+        }
+        self.predict(x)?;
+        let outputs = self.read_activations(1)?;
+        Ok(layer_traces(&self.defs, outputs))
+    }
+}
+
+/// Names, shapes and values of each layer's output.
+pub(crate) fn layer_traces(
+    defs: &[Box<dyn crate::nn::layer::LayerDef>],
+    outputs: Vec<Vec<f32>>,
+) -> Vec<LayerTrace> {
+    defs.iter()
+        .zip(registry::names(defs))
+        .zip(outputs)
+        .map(|((d, (name, _)), values)| LayerTrace {
+            name,
+            kind: d.describe(),
+            shape: d.output_shape(),
+            values,
+        })
+        .collect()
 }

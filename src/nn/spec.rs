@@ -164,6 +164,19 @@ pub(crate) fn glorot_uniform_n(
         .collect()
 }
 
+/// One layer's output for one sample (see `Sequential::trace`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct LayerTrace {
+    /// Keras' layer name: `conv2d`, `batch_normalization_1`...
+    pub name: String,
+    /// What the layer is (`Conv2D 3x3+ReLU`).
+    pub kind: String,
+    /// Its per-sample output shape.
+    pub shape: crate::nn::Shape,
+    /// The output values (a softmax-fused last layer gives logits).
+    pub values: Vec<f32>,
+}
+
 /// One named tensor of a model, in Keras layout.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Weight {

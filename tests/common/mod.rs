@@ -163,3 +163,16 @@ pub fn check_finite_differences(
     }
     checked
 }
+
+/// A context whose network kernels take their tiled form (workgroup-memory tiles, what GPUs
+/// get), even on a CPU adapter, which gets the direct form by default.
+pub fn ctx_tiled() -> &'static Context {
+    static CTX: OnceLock<Context> = OnceLock::new();
+    CTX.get_or_init(|| {
+        Context::with_options(ContextOptions {
+            direct_kernels: Some(false),
+            ..Default::default()
+        })
+        .expect("adapter")
+    })
+}

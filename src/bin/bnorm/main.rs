@@ -10,6 +10,7 @@ macro_rules! say {
 
 mod bench;
 mod bench_train;
+mod model_args;
 mod plot;
 mod train;
 
@@ -39,7 +40,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Trains the tutorial's network with and without batch norm (the default command).
-    Train(train::Args),
+    Train(Box<train::Args>),
     /// Which adapter and backend the engine runs on.
     Info,
     /// CPU path against GPU path for forward, inference and backward, with copy bandwidths.
@@ -106,14 +107,14 @@ fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let result = match cli
         .command
-        .unwrap_or(Command::Train(train::Args::default()))
+        .unwrap_or_else(|| Command::Train(Box::default()))
     {
         Command::Info => Context::new()
             .map(|ctx| say!("{}", ctx.describe()))
             .map_err(Into::into),
         Command::Check { rows, channels } => check(rows, channels),
         Command::Bench(args) => bench::run(args),
-        Command::Train(args) => train::run_cli(args),
+        Command::Train(args) => train::run_cli(*args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -1,5 +1,5 @@
-//! `bnorm train` (the default command): the tutorial's network with and without batch norm,
-//! from the same initial Dense weights, side by side.
+//! `bnorm train` (the default command): the tutorial's network (dense or convolutional, or
+//! the user's) with and without batch norm, from the same initial weights, side by side.
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -7,21 +7,30 @@ use std::time::Instant;
 use indicatif::{ProgressBar, ProgressStyle};
 use wgpu_batchnorm::nn::reference::CpuModel;
 use wgpu_batchnorm::nn::{
-    check_writable, save_weights, tutorial_layers, Dataset, FitOptions, History, Optimizer,
-    Sequential, Weight,
+    check_writable, save_weights, Dataset, FitOptions, History, Optimizer, Sequential, Weight,
 };
 use wgpu_batchnorm::Context;
 
+use crate::model_args::{DataArgs, ModelArgs};
 use crate::plot::{self, Series, COLORS};
+
+/// What the arguments settle once the data is known.
+struct Plan {
+    epochs: usize,
+    batch_size: usize,
+    validation_split: f64,
+}
 
 #[derive(clap::Args, Clone)]
 pub struct Args {
-    /// Passes over the data.
-    #[arg(long, default_value_t = 5)]
-    epochs: usize,
-    /// Rows per training step (the last partial batch is kept).
-    #[arg(long, default_value_t = 32)]
-    batch_size: usize,
+    /// Passes over the data (default: 5, or 10 for a convolutional network).
+    #[arg(long)]
+    epochs: Option<usize>,
+    /// Rows per training step, the last partial batch kept (default: 32, or 16 for a
+    /// convolutional network: twice the steps, so the moving averages of batch norm settle
+    /// within 10 epochs of the digits).
+    #[arg(long)]
+    batch_size: Option<usize>,
     /// Learning rate (default: Adam 1e-3, SGD 1e-2).
     #[arg(long)]
     lr: Option<f64>,
@@ -37,32 +46,22 @@ pub struct Args {
     /// Train only the network without batch norm.
     #[arg(long)]
     no_bn: bool,
-    /// Hidden units of the first Dense layer.
-    #[arg(long, default_value_t = 10)]
-    hidden: usize,
-    /// Data: a CSV (features, then an integer label) or a features .npy (with --labels).
-    #[arg(long)]
-    data: Option<PathBuf>,
-    /// Labels .npy for --data X.npy: integers of shape (rows,) or one-hot (rows, classes).
-    #[arg(long)]
-    labels: Option<PathBuf>,
-    /// CSV with a one-hot label in its last K columns.
-    #[arg(long)]
-    one_hot: Option<usize>,
-    /// Number of classes (default: from the labels).
-    #[arg(long)]
-    classes: Option<usize>,
+    #[command(flatten)]
+    data: DataArgs,
+    #[command(flatten)]
+    model: ModelArgs,
     /// Hold out this fraction of the rows (the last ones) for validation: 0 (none) or
-    /// strictly between 0 and 1.
-    #[arg(long, default_value_t = 0.0)]
-    validation_split: f64,
+    /// strictly between 0 and 1 (default: 0.2 for a convolutional network, else 0).
+    #[arg(long)]
+    validation_split: Option<f64>,
     /// gpu or cpu (the f64 reference); gpu falls back to cpu when no adapter exists.
     #[arg(long, default_value = "gpu")]
     device: String,
     /// Save the trained (batch-norm) model's weights as safetensors.
     #[arg(long)]
     save: Option<PathBuf>,
-    /// Draw loss and accuracy per epoch as a PNG (solid: with BN, dashed: without).
+    /// Draw loss and accuracy per epoch as a PNG (blue: with BN, orange: without; solid:
+    /// training, dashed: validation).
     #[arg(long)]
     plot: Option<PathBuf>,
     /// Do not shuffle between epochs.
@@ -82,14 +81,6 @@ impl Default for Args {
     }
 }
 
-fn load(args: &Args) -> Result<Dataset, Box<dyn std::error::Error>> {
-    Ok(match (&args.data, &args.labels) {
-        (None, _) => Dataset::synthetic(1000, 20, args.seed),
-        (Some(x), Some(y)) => Dataset::from_npy(x, y, args.classes)?,
-        (Some(p), None) => Dataset::from_csv(p, args.classes, args.one_hot)?,
-    })
-}
-
 /// The optimizer the arguments ask for, checked.
 fn optimizer(args: &Args) -> Result<Optimizer, Box<dyn std::error::Error>> {
     let optimizer = match args.optimizer.as_str() {
@@ -104,6 +95,7 @@ fn optimizer(args: &Args) -> Result<Optimizer, Box<dyn std::error::Error>> {
 /// One training run; returns the history, seconds spent in fit, and the final weights.
 fn run(
     args: &Args,
+    plan: &Plan,
     ctx: Option<&Context>,
     data: &Dataset,
     val: Option<&Dataset>,
@@ -111,17 +103,21 @@ fn run(
     bar: &ProgressBar,
 ) -> Result<(History, f64, Vec<Weight>), Box<dyn std::error::Error>> {
     let optimizer = optimizer(args)?;
-    let layers = tutorial_layers(bn, args.hidden, data.classes().max(2));
+    let (input, layers) = args.model.network(data, bn)?;
     let options = FitOptions {
-        batch_size: args.batch_size,
-        epochs: args.epochs,
+        batch_size: plan.batch_size,
+        epochs: plan.epochs,
         shuffle: !args.no_shuffle,
         seed: args.seed,
     };
     let label = if bn { "with BN" } else { "without BN" };
     let tick = |e: usize, h: &History| {
+        let val = h
+            .val_accuracy
+            .get(e)
+            .map_or(String::new(), |a| format!(" val accuracy {a:.4}"));
         bar.set_message(format!(
-            "{label}: epoch {} loss {:.4} accuracy {:.4}",
+            "{label}: epoch {} loss {:.4} accuracy {:.4}{val}",
             e + 1,
             h.loss[e],
             h.accuracy[e]
@@ -131,7 +127,7 @@ fn run(
     let t = Instant::now();
     match ctx {
         Some(ctx) => {
-            let mut model = Sequential::new(ctx, data.features(), &layers, args.seed, optimizer)?;
+            let mut model = Sequential::new(ctx, input, &layers, args.seed, optimizer)?;
             if bn {
                 bar.suspend(|| say!("{}", model.summary()));
             }
@@ -140,7 +136,7 @@ fn run(
             Ok((h, secs, model.weights()?))
         }
         None => {
-            let mut model = CpuModel::new(data.features(), &layers, args.seed, optimizer)?;
+            let mut model = CpuModel::new(input, &layers, args.seed, optimizer)?;
             let h = model.fit(data, &options, val, tick)?;
             let secs = t.elapsed().as_secs_f64();
             Ok((h, secs, model.weights()))
@@ -150,29 +146,24 @@ fn run(
 
 /// Everything that can be checked before any training: numbers, names, output paths.
 fn check_args(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
-    if args.epochs == 0 {
+    if args.epochs == Some(0) {
         return Err("--epochs must be at least 1".into());
     }
-    if args.batch_size == 0 {
+    if args.batch_size == Some(0) {
         return Err("--batch-size must be at least 1".into());
     }
-    if args.hidden == 0 {
-        return Err("--hidden must be at least 1".into());
-    }
-    if !(args.validation_split == 0.0
-        || (args.validation_split > 0.0 && args.validation_split < 1.0))
-    {
-        return Err(format!(
-            "--validation-split must be 0 (none) or strictly between 0 and 1, got {}",
-            args.validation_split
-        )
-        .into());
+    args.model.check()?;
+    args.data.check()?;
+    if let Some(v) = args.validation_split {
+        if !(v == 0.0 || (v > 0.0 && v < 1.0)) {
+            return Err(format!(
+                "--validation-split must be 0 (none) or strictly between 0 and 1, got {v}"
+            )
+            .into());
+        }
     }
     if !matches!(args.device.as_str(), "gpu" | "cpu") {
         return Err(format!("unknown device {:?} (gpu or cpu)", args.device).into());
-    }
-    if args.labels.is_some() && args.data.is_none() {
-        return Err("--labels needs --data (the features .npy)".into());
     }
     optimizer(args)?;
     if let Some(path) = &args.save {
@@ -186,9 +177,15 @@ fn check_args(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
 
 pub fn run_cli(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     check_args(&args)?;
-    let all = load(&args)?;
-    let (data, val) = if args.validation_split > 0.0 {
-        let (a, b) = all.split_validation(args.validation_split)?;
+    let all = args.data.load(args.seed)?;
+    let cnn = args.model.is_cnn(&all);
+    let plan = Plan {
+        epochs: args.epochs.unwrap_or(if cnn { 10 } else { 5 }),
+        batch_size: args.batch_size.unwrap_or(if cnn { 16 } else { 32 }),
+        validation_split: args.validation_split.unwrap_or(if cnn { 0.2 } else { 0.0 }),
+    };
+    let (data, val) = if plan.validation_split > 0.0 {
+        let (a, b) = all.split_validation(plan.validation_split)?;
         (a, Some(b))
     } else {
         (all, None)
@@ -210,55 +207,59 @@ pub fn run_cli(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         None => say!("device: CPU (f64 reference)"),
     }
     say!(
-        "data: {} rows x {} features, {} classes{}",
+        "data: {} rows {} x {} classes{}{}",
         data.rows(),
-        data.features(),
+        data.shape(),
         data.classes(),
-        if args.data.is_none() {
-            " (embedded synthetic set)"
-        } else {
-            ""
-        }
+        args.data.describe(),
+        val.as_ref().map_or(String::new(), |v| format!(
+            "; {} rows held out for validation",
+            v.rows()
+        ))
     );
     let runs: Vec<bool> = if args.no_bn {
         vec![false]
     } else {
         vec![true, false]
     };
-    let bar = ProgressBar::new((runs.len() * args.epochs) as u64);
+    let bar = ProgressBar::new((runs.len() * plan.epochs) as u64);
     bar.set_style(
         ProgressStyle::with_template("{bar:30} {pos}/{len} epochs  {msg}")
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
     let mut results = Vec::new();
     for &bn in &runs {
-        results.push((bn, run(&args, ctx.as_ref(), &data, val.as_ref(), bn, &bar)?));
+        results.push((
+            bn,
+            run(&args, &plan, ctx.as_ref(), &data, val.as_ref(), bn, &bar)?,
+        ));
     }
     bar.finish_and_clear();
 
-    let steps = data.rows().div_ceil(args.batch_size) * args.epochs;
+    let steps = data.rows().div_ceil(plan.batch_size) * plan.epochs;
+    let name = |bn: bool| if bn { "BN" } else { "noBN" };
     let mut header = format!("\n{:>5}", "Epoch");
     for (bn, _) in &results {
         header.push_str(&format!(
             " | {:>10} {:>9}",
-            format!("Loss {}", if *bn { "BN" } else { "noBN" }),
+            format!("Loss {}", name(*bn)),
             "Accuracy"
         ));
-    }
-    if val.is_some() {
-        header.push_str(" | val (first run)");
+        if val.is_some() {
+            header.push_str(&format!(" {:>9} {:>8}", "val_loss", "val_acc"));
+        }
     }
     say!("{header}");
-    for e in 0..args.epochs {
+    for e in 0..plan.epochs {
         let mut line = format!("{:>5}", e + 1);
         for (_, (h, _, _)) in &results {
             line.push_str(&format!(" | {:>10.4} {:>9.4}", h.loss[e], h.accuracy[e]));
-        }
-        if let Some((_, (h, _, _))) = results.first().filter(|_| val.is_some()) {
-            line.push_str(&format!(
-                " | {:.4} / {:.4}",
-                h.val_loss[e], h.val_accuracy[e]
-            ));
+            if val.is_some() {
+                line.push_str(&format!(
+                    " {:>9.4} {:>8.4}",
+                    h.val_loss[e], h.val_accuracy[e]
+                ));
+            }
         }
         say!("{line}");
     }
@@ -276,31 +277,41 @@ pub fn run_cli(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         say!("saved weights to {}", path.display());
     }
     if let Some(path) = &args.plot {
-        let series = |f: fn(&History) -> &Vec<f64>| -> Vec<Series> {
-            results
-                .iter()
-                .map(|(bn, (h, _, _))| Series {
-                    label: if *bn {
-                        "with BN".into()
-                    } else {
-                        "without BN".into()
-                    },
-                    points: f(h)
-                        .iter()
+        // Colour: the model; solid: training, dashed: validation.
+        let series = |train: fn(&History) -> &Vec<f64>, valid: fn(&History) -> &Vec<f64>| {
+            let mut out = Vec::new();
+            for (bn, (h, _, _)) in &results {
+                let model = if *bn { "with BN" } else { "without BN" };
+                let color = COLORS[if *bn { 0 } else { 1 }];
+                let points = |v: &Vec<f64>| -> Vec<(f64, f64)> {
+                    v.iter()
                         .enumerate()
-                        .map(|(e, &v)| ((e + 1) as f64, v))
-                        .collect(),
-                    color: COLORS[if *bn { 0 } else { 3 }],
-                    dashed: !bn,
-                })
-                .collect()
+                        .map(|(e, &y)| ((e + 1) as f64, y))
+                        .collect()
+                };
+                out.push(Series {
+                    label: format!("{model}, training"),
+                    points: points(train(h)),
+                    color,
+                    dashed: false,
+                });
+                if !valid(h).is_empty() {
+                    out.push(Series {
+                        label: format!("{model}, validation"),
+                        points: points(valid(h)),
+                        color,
+                        dashed: true,
+                    });
+                }
+            }
+            out
         };
         plot::two_panels(
             path,
             "epoch",
             [
-                ("Loss", &series(|h| &h.loss)),
-                ("Accuracy", &series(|h| &h.accuracy)),
+                ("Loss", &series(|h| &h.loss, |h| &h.val_loss)),
+                ("Accuracy", &series(|h| &h.accuracy, |h| &h.val_accuracy)),
             ],
         )?;
         say!("wrote {}", path.display());

@@ -76,6 +76,14 @@ pub enum DataError {
         /// What is wrong.
         why: String,
     },
+    /// A malformed IDX or CIFAR-10 file.
+    #[error("{path}: {why}")]
+    Malformed {
+        /// The file.
+        path: String,
+        /// What is wrong.
+        why: String,
+    },
     /// No rows.
     #[error("{0}: no data rows")]
     Empty(String),

@@ -1,10 +1,12 @@
-//! Data sets: the embedded synthetic 3-class set (the tutorial's 1000 × 20), and the user's
-//! own CSV or `.npy` files, with errors that say what is wrong and where.
+//! Data sets: the embedded synthetic 3-class set (the tutorial's 1000 × 20), the embedded
+//! 8×8 handwritten digits, and the user's own CSV, `.npy`, IDX (MNIST) or CIFAR-10 files, with errors that say what is wrong and where.
 
 use crate::nn::rng::Rng;
+use crate::nn::shape::Shape;
 
 mod csv;
 mod error;
+mod images;
 mod npy;
 
 pub use error::DataError;
@@ -19,6 +21,8 @@ pub struct Dataset {
     labels: Vec<u32>,
     features: usize,
     classes: usize,
+    /// The per-sample shape: a vector, or an image `[h, w, c]` of `features` values.
+    shape: Shape,
 }
 
 /// The name errors give to data built in memory.
@@ -86,6 +90,7 @@ impl Dataset {
             labels,
             features,
             classes,
+            shape: Shape::Flat(features),
         })
     }
 
@@ -97,7 +102,27 @@ impl Dataset {
             x,
             features,
             classes,
+            shape: Shape::Flat(features),
         }
+    }
+
+    /// The same data with each row read as an NHWC image `[h, w, c]` (`h * w * c` must be
+    /// the number of features).
+    pub fn with_image_shape(mut self, [h, w, c]: [usize; 3]) -> Result<Dataset, DataError> {
+        let len = h.checked_mul(w).and_then(|n| n.checked_mul(c));
+        if len != Some(self.features) {
+            return Err(DataError::Invalid(format!(
+                "an image of {h} x {w} x {c} does not hold the {} features of a row",
+                self.features
+            )));
+        }
+        self.shape = Shape::image(h, w, c);
+        Ok(self)
+    }
+
+    /// The per-sample shape: a vector of features, or an NHWC image.
+    pub fn shape(&self) -> Shape {
+        self.shape
     }
 
     /// Row-major features `[rows, features]`.
@@ -136,6 +161,7 @@ impl Dataset {
             labels: order.iter().map(|&r| self.labels[r as usize]).collect(),
             features: f,
             classes: self.classes,
+            shape: self.shape,
         }
     }
 
@@ -182,6 +208,7 @@ impl Dataset {
             labels: self.labels[r].to_vec(),
             features: f,
             classes: self.classes,
+            shape: self.shape,
         };
         Some((part(0..n), part(n..self.rows())))
     }
@@ -237,6 +264,7 @@ impl Dataset {
             labels,
             features,
             classes,
+            shape: Shape::Flat(features),
         }
     }
 

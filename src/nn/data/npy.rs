@@ -43,7 +43,12 @@ impl Dataset {
 }
 
 /// Reads a little-endian C-order `.npy` array of f4, f8, i4, i8, u1 or u4 as f64.
-fn read_npy(path: &Path) -> Result<(Vec<usize>, Vec<f64>), DataError> {
+pub(super) fn read_npy(path: &Path) -> Result<(Vec<usize>, Vec<f64>), DataError> {
+    read_npy_typed(path).map(|(shape, values, _)| (shape, values))
+}
+
+/// As [`read_npy`], and whether the file held unsigned bytes (pixels to scale).
+pub(super) fn read_npy_typed(path: &Path) -> Result<(Vec<usize>, Vec<f64>, bool), DataError> {
     let name = path.display().to_string();
     let bad = |why: String| DataError::Npy {
         path: name.clone(),
@@ -131,6 +136,7 @@ fn read_npy(path: &Path) -> Result<(Vec<usize>, Vec<f64>), DataError> {
     Ok((
         shape,
         data[..count * size].chunks_exact(size).map(conv).collect(),
+        descr == "|u1",
     ))
 }
 

@@ -5,7 +5,7 @@
 //! (the whole backward in one dispatch). CPU twin: `conv2d_cpu.rs`.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use bytemuck::{Pod, Zeroable};
 
@@ -18,6 +18,8 @@ use crate::{Context, Mode};
 
 /// Output tile of a workgroup (T x T threads).
 const TILE: u32 = 16;
+/// Threads of a workgroup of the direct kernels.
+const DIRECT_WG: u32 = 64;
 
 /// A convolution as the user lists it (Keras' `Conv2D` arguments).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -85,23 +87,11 @@ impl Conv {
     }
 }
 
-/// Mirror of `Conv` in the two shaders.
+/// Mirror of `Conv` in the two shaders (the geometry is in override constants).
 #[repr(C)]
 #[derive(Debug, Clone, Copy, Pod, Zeroable)]
 struct Uniform {
     batch: u32,
-    h: u32,
-    w: u32,
-    cin: u32,
-    oh: u32,
-    ow: u32,
-    cout: u32,
-    kh: u32,
-    kw: u32,
-    sh: u32,
-    sw: u32,
-    pt: u32,
-    pl: u32,
     flags: u32,
     bias_at: u32,
     _pad: u32,
@@ -114,7 +104,7 @@ const FIRST: u32 = 4;
 /// The forward shader with its tile size.
 pub(crate) fn source() -> String {
     format!(
-        "const T: u32 = {TILE}u;\n{}",
+        "const T: u32 = {TILE}u;\nconst DIRECT_WG: u32 = {DIRECT_WG}u;\n{}",
         include_str!("../../../shaders/nn/conv2d.wgsl")
     )
 }
@@ -122,27 +112,33 @@ pub(crate) fn source() -> String {
 /// The backward shader with its tile size.
 pub(crate) fn backward_source() -> String {
     format!(
-        "const T: u32 = {TILE}u;\n{}",
+        "const T: u32 = {TILE}u;\nconst DIRECT_WG: u32 = {DIRECT_WG}u;\n{}",
         include_str!("../../../shaders/nn/conv2d_backward.wgsl")
     )
 }
 
+/// A convolution's geometry as the shaders' override constants.
+type Geometry = [u32; 12];
+
+/// A geometry and the kernels' form (direct or tiled).
+type Key = (Geometry, bool);
+
+const CONSTANTS: [&str; 12] = [
+    "H", "W", "CIN", "OH", "OW", "COUT", "KH", "KW", "SH", "SW", "PT", "PL",
+];
+
+/// The two modules and their layouts, compiled once per device; a forward and a backward
+/// pipeline per geometry, specialized from them.
 struct Kernels {
-    forward: Kernel,
-    backward: Kernel,
+    forward: (wgpu::ShaderModule, wgpu::BindGroupLayout),
+    backward: (wgpu::ShaderModule, wgpu::BindGroupLayout),
+    by_geometry: Mutex<HashMap<Key, Arc<[Kernel; 2]>>>,
 }
 
 impl Kernels {
     fn new(device: &wgpu::Device) -> Self {
         let u = Slot::Uniform(std::mem::size_of::<Uniform>() as u64);
         let forward_slots = [u, Slot::Read(4), Slot::Read(4), Slot::Write(4)];
-        let [forward] = pipeline::kernels(
-            device,
-            "nn.conv2d",
-            &source(),
-            ["conv2d_forward"],
-            &forward_slots,
-        );
         let back_slots = [
             u,
             Slot::Read(4),
@@ -152,14 +148,48 @@ impl Kernels {
             Slot::Write(4),
             Slot::Write(4),
         ];
-        let [backward] = pipeline::kernels(
-            device,
-            "nn.conv2d_backward",
-            &backward_source(),
-            ["conv2d_backward"],
-            &back_slots,
-        );
-        Kernels { forward, backward }
+        Kernels {
+            forward: (
+                pipeline::module(device, "nn.conv2d", &source()),
+                pipeline::layout(device, "nn.conv2d", &forward_slots),
+            ),
+            backward: (
+                pipeline::module(device, "nn.conv2d_backward", &backward_source()),
+                pipeline::layout(device, "nn.conv2d_backward", &back_slots),
+            ),
+            by_geometry: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The forward and backward kernels of one geometry, direct or tiled.
+    fn of(&self, device: &wgpu::Device, g: Geometry, direct: bool) -> Arc<[Kernel; 2]> {
+        let cached = self
+            .by_geometry
+            .lock()
+            .ok()
+            .and_then(|m| m.get(&(g, direct)).cloned());
+        if let Some(k) = cached {
+            return k;
+        }
+        let constants: Vec<(&str, f64)> = CONSTANTS
+            .iter()
+            .zip(g)
+            .map(|(&n, v)| (n, v as f64))
+            .collect();
+        let build =
+            |(module, layout): &(wgpu::ShaderModule, wgpu::BindGroupLayout), entry| Kernel {
+                pipeline: pipeline::specialized(device, layout, module, entry, &constants),
+                layout: layout.clone(),
+            };
+        let suffix = if direct { "_direct" } else { "" };
+        let k = Arc::new([
+            build(&self.forward, &format!("conv2d_forward{suffix}")),
+            build(&self.backward, &format!("conv2d_backward{suffix}")),
+        ]);
+        if let Ok(mut m) = self.by_geometry.lock() {
+            m.insert((g, direct), k.clone());
+        }
+        k
     }
 }
 
@@ -209,9 +239,30 @@ impl LayerDef for Conv {
         _grads: &wgpu::Buffer,
         _at: usize,
     ) -> Result<Box<dyn GpuLayer>> {
+        let [h, w, cin] = self.input;
+        let [kh, kw] = self.spec.kernel_size;
+        let [sh, sw] = self.spec.strides;
+        let geometry = [
+            h,
+            w,
+            cin,
+            self.out[0],
+            self.out[1],
+            self.spec.filters,
+            kh,
+            kw,
+            sh,
+            sw,
+            self.pad[0],
+            self.pad[1],
+        ]
+        .map(|v| v as u32);
         Ok(Box::new(GpuConv {
             def: *self,
-            kernels: ctx.cached(Kernels::new),
+            kernels: ctx
+                .cached(Kernels::new)
+                .of(ctx.device(), geometry, ctx.direct_kernels()),
+            direct: ctx.direct_kernels(),
             binds: HashMap::new(),
         }))
     }
@@ -230,7 +281,10 @@ struct Binds {
 
 struct GpuConv {
     def: Conv,
-    kernels: Arc<Kernels>,
+    /// Forward and backward, specialized to the layer's geometry.
+    kernels: Arc<[Kernel; 2]>,
+    /// Whether they are the direct form (one thread per value) or tiled.
+    direct: bool,
     binds: HashMap<usize, Binds>,
 }
 
@@ -247,18 +301,6 @@ impl GpuLayer for GpuConv {
             "nn.conv2d",
             &Uniform {
                 batch: io.rows as u32,
-                h: h as u32,
-                w: w as u32,
-                cin: cin as u32,
-                oh: oh as u32,
-                ow: ow as u32,
-                cout: cout as u32,
-                kh: d.spec.kernel_size[0] as u32,
-                kw: d.spec.kernel_size[1] as u32,
-                sh: d.spec.strides[0] as u32,
-                sw: d.spec.strides[1] as u32,
-                pt: d.pad[0] as u32,
-                pl: d.pad[1] as u32,
                 flags,
                 bias_at: d.bias_at() as u32,
                 _pad: 0,
@@ -267,17 +309,17 @@ impl GpuLayer for GpuConv {
         let region = d.bias_at() + if d.spec.use_bias { cout } else { 0 };
         let weights = Region::floats(io.params, io.at, region);
         let d_params = Region::floats(io.grads, io.at, region);
-        let (dev, k) = (ctx.device(), &*self.kernels);
+        let (dev, [kf, kb]) = (ctx.device(), &*self.kernels);
         let forward = bind(
             dev,
             "nn.conv2d.forward",
-            &k.forward.layout,
+            &kf.layout,
             &[(&u).into(), io.input.into(), weights, io.output.into()],
         );
         let backward = bind(
             dev,
             "nn.conv2d.backward",
-            &k.backward.layout,
+            &kb.layout,
             &[
                 (&u).into(),
                 io.input.into(),
@@ -288,10 +330,17 @@ impl GpuLayer for GpuConv {
                 io.d_input.into(),
             ],
         );
-        let t = TILE as usize;
+        let max = ctx.plan_limits().max_groups_per_dim;
+        let grid = |n: usize| crate::plan::grid(n as u32, max);
+        // Direct: one thread per value, roles in order (dK, db, dX). Tiled: the same roles in
+        // tiles of T x T values. The first layer has no dX.
+        let (t, group) = if self.direct {
+            (1, DIRECT_WG as usize)
+        } else {
+            (TILE as usize, 1)
+        };
         let outputs = io.rows * oh * ow;
         let forward_tiles = cout.div_ceil(t) * outputs.div_ceil(t);
-        // Workgroups by role: dK tiles, bias tiles, dX tiles (none for the first layer).
         let bias_tiles = if d.spec.use_bias { cout.div_ceil(t) } else { 0 };
         let dx_tiles = if io.first {
             0
@@ -299,8 +348,10 @@ impl GpuLayer for GpuConv {
             cin.div_ceil(t) * (io.rows * h * w).div_ceil(t)
         };
         let backward_tiles = cout.div_ceil(t) * d.taps().div_ceil(t) + bias_tiles + dx_tiles;
-        let max = ctx.plan_limits().max_groups_per_dim;
-        let grid = |n: usize| crate::plan::grid(n as u32, max);
+        let (forward_tiles, backward_tiles) = (
+            forward_tiles.div_ceil(group),
+            backward_tiles.div_ceil(group),
+        );
         self.binds.insert(
             io.rows,
             Binds {
@@ -325,7 +376,7 @@ impl GpuLayer for GpuConv {
     ) -> Result<()> {
         let b = &self.binds[&io.rows];
         let mut pass = pipeline::begin_pass(enc, &Default::default());
-        dispatch(&mut pass, &self.kernels.forward, &b.forward, b.grids[0]);
+        dispatch(&mut pass, &self.kernels[0], &b.forward, b.grids[0]);
         Ok(())
     }
 
@@ -337,7 +388,7 @@ impl GpuLayer for GpuConv {
     ) -> Result<()> {
         let b = &self.binds[&io.rows];
         let mut pass = pipeline::begin_pass(enc, &Default::default());
-        dispatch(&mut pass, &self.kernels.backward, &b.backward, b.grids[1]);
+        dispatch(&mut pass, &self.kernels[1], &b.backward, b.grids[1]);
         Ok(())
     }
 }

@@ -1,0 +1,160 @@
+//! Image readers: the embedded digits, IDX (plain and gzip), CIFAR-10 batches and `.npy`
+//! image arrays, from small files the tests write; malformed headers refused before anything
+//! is allocated.
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use wgpu_batchnorm::nn::data::write_npy_f32;
+use wgpu_batchnorm::nn::{DataError, Dataset, Shape};
+
+fn dir() -> PathBuf {
+    let d = std::env::temp_dir().join(format!("bnorm-images-{}", std::process::id()));
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn idx(dims: &[u32], data: &[u8]) -> Vec<u8> {
+    let mut b = vec![0, 0, 8, dims.len() as u8];
+    for d in dims {
+        b.extend_from_slice(&d.to_be_bytes());
+    }
+    b.extend_from_slice(data);
+    b
+}
+
+fn gz(bytes: &[u8]) -> Vec<u8> {
+    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    e.write_all(bytes).unwrap();
+    e.finish().unwrap()
+}
+
+#[test]
+fn the_digits_are_embedded() {
+    let d = Dataset::digits();
+    assert_eq!(d.rows(), 1797);
+    assert_eq!(d.shape(), Shape::image(8, 8, 1));
+    assert_eq!(d.classes(), 10);
+    let mut counts = [0usize; 10];
+    d.labels().iter().for_each(|&l| counts[l as usize] += 1);
+    assert!(
+        counts.iter().all(|&c| (174..=183).contains(&c)),
+        "{counts:?}"
+    );
+    assert!(d.x().iter().all(|&v| (0.0..=1.0).contains(&v)));
+    assert_eq!(d.x().iter().cloned().fold(0.0, f32::max), 1.0);
+    // The first image is a 0: dark centre column, bright ring.
+    assert_eq!(d.labels()[0], 0);
+    assert_eq!(d.x()[3 * 8 + 4], 0.0);
+}
+
+#[test]
+fn idx_files_plain_and_compressed() {
+    let d = dir();
+    let pixels: Vec<u8> = (0..3 * 2 * 4).map(|i| (i * 10) as u8).collect();
+    let images = idx(&[3, 2, 4], &pixels);
+    let labels = idx(&[3], &[4, 0, 9]);
+    for (name, imgs, labs) in [
+        ("plain", images.clone(), labels.clone()),
+        ("gz", gz(&images), gz(&labels)),
+    ] {
+        let (i, l) = (d.join(format!("{name}-i")), d.join(format!("{name}-l")));
+        std::fs::write(&i, imgs).unwrap();
+        std::fs::write(&l, labs).unwrap();
+        let data = Dataset::from_idx(&i, &l).unwrap();
+        assert_eq!(data.shape(), Shape::image(2, 4, 1));
+        assert_eq!(data.rows(), 3);
+        assert_eq!(data.labels(), &[4, 0, 9]);
+        assert_eq!(data.classes(), 10);
+        assert_eq!(data.x()[5], 50.0 / 255.0);
+    }
+    // Headers that lie, truncated data, wrong types, mismatched labels.
+    let cases: Vec<(Vec<u8>, Vec<u8>, &str)> = vec![
+        (
+            idx(&[3, 2, 4], &pixels[..20]),
+            labels.clone(),
+            "need 24 bytes",
+        ),
+        (
+            idx(&[u32::MAX, u32::MAX, 4], &[]),
+            labels.clone(),
+            "overflow",
+        ),
+        (
+            idx(&[100_000, 100_000, 100], &[]),
+            labels.clone(),
+            "need 1000000000000 bytes",
+        ),
+        (
+            gz(&idx(&[3, 2, 4], &pixels[..7])),
+            labels.clone(),
+            "need 24 bytes",
+        ),
+        (vec![0, 0, 0x0d, 3], labels.clone(), "not supported"),
+        (b"PK\x03\x04".to_vec(), labels.clone(), "bad magic"),
+        (images.clone(), idx(&[2], &[1, 2]), "labels must be [3]"),
+        (idx(&[24], &pixels), labels.clone(), "[N, H, W]"),
+    ];
+    for (k, (imgs, labs, want)) in cases.into_iter().enumerate() {
+        let (i, l) = (d.join(format!("bad{k}-i")), d.join(format!("bad{k}-l")));
+        std::fs::write(&i, imgs).unwrap();
+        std::fs::write(&l, labs).unwrap();
+        let e = Dataset::from_idx(&i, &l).unwrap_err();
+        assert!(e.to_string().contains(want), "case {k}: {e}");
+    }
+}
+
+#[test]
+fn cifar_batches_become_channels_last() {
+    let d = dir();
+    let mut rec = vec![7u8];
+    // Plane c holds the value c * 100 + (pixel % 7).
+    for c in 0..3u32 {
+        rec.extend((0..1024u32).map(|i| (c * 100 + i % 7) as u8));
+    }
+    let mut two = rec.clone();
+    two.extend_from_slice(&rec);
+    two[3073] = 2;
+    let p = d.join("data_batch_1.bin");
+    std::fs::write(&p, &two).unwrap();
+    let data = Dataset::from_cifar10(&[&p, &p]).unwrap();
+    assert_eq!(data.rows(), 4);
+    assert_eq!(data.labels(), &[7, 2, 7, 2]);
+    assert_eq!(data.shape(), Shape::image(32, 32, 3));
+    // Pixel 3, channel 2 (blue).
+    assert_eq!(data.x()[3 * 3 + 2], (200.0 + 3.0) / 255.0);
+    std::fs::write(&p, &two[..3000]).unwrap();
+    assert!(matches!(
+        Dataset::from_cifar10(&[&p]),
+        Err(DataError::Malformed { .. })
+    ));
+    two[0] = 10;
+    std::fs::write(&p, &two).unwrap();
+    assert!(matches!(
+        Dataset::from_cifar10(&[&p]),
+        Err(DataError::LabelOutOfRange { .. })
+    ));
+}
+
+#[test]
+fn npy_image_arrays() {
+    let d = dir();
+    let x: Vec<f32> = (0..2 * 3 * 3 * 2).map(|i| i as f32 / 40.0).collect();
+    let (i, l) = (d.join("x.npy"), d.join("y.npy"));
+    std::fs::write(&i, write_npy_f32(&[2, 3, 3, 2], &x)).unwrap();
+    std::fs::write(&l, write_npy_f32(&[2], &[1.0, 0.0])).unwrap();
+    let data = Dataset::from_npy_images(&i, &l, None).unwrap();
+    assert_eq!(data.shape(), Shape::image(3, 3, 2));
+    assert_eq!(data.x(), &x[..]);
+    assert_eq!(data.classes(), 2);
+    std::fs::write(&i, write_npy_f32(&[2, 18], &x)).unwrap();
+    assert!(Dataset::from_npy_images(&i, &l, None)
+        .unwrap_err()
+        .to_string()
+        .contains("[N, H, W, C]"));
+    std::fs::write(&i, write_npy_f32(&[3, 3, 2], &x[..18])).unwrap();
+    assert!(Dataset::from_npy_images(&i, &l, None)
+        .unwrap_err()
+        .to_string()
+        .contains("labels must be [3]"));
+}
