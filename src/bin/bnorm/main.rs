@@ -12,6 +12,7 @@ mod bench;
 mod bench_train;
 mod model_args;
 mod plot;
+mod predict;
 mod train;
 
 fn emit(args: std::fmt::Arguments<'_>) {
@@ -41,6 +42,8 @@ struct Cli {
 enum Command {
     /// Trains the tutorial's network with and without batch norm (the default command).
     Train(Box<train::Args>),
+    /// Runs a saved model on data: accuracy, and one sample's path through the layers.
+    Predict(Box<predict::Args>),
     /// Which adapter and backend the engine runs on.
     Info,
     /// CPU path against GPU path for forward, inference and backward, with copy bandwidths.
@@ -115,6 +118,7 @@ fn main() -> std::process::ExitCode {
         Command::Check { rows, channels } => check(rows, channels),
         Command::Bench(args) => bench::run(args),
         Command::Train(args) => train::run_cli(*args),
+        Command::Predict(args) => predict::run(*args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
