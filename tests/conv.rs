@@ -5,7 +5,8 @@
 
 mod common;
 
-use common::{check_finite_differences, ctx, serial, Rng};
+use common::{check_finite_differences, ctx, ctx_tiled, serial, Rng};
+use wgpu_batchnorm::Context;
 use wgpu_batchnorm::nn::reference::CpuModel;
 use wgpu_batchnorm::nn::{
     Conv2D, Dataset, LayerSpec, Optimizer, Padding, Pool2D, Sequential, Shape,
@@ -72,8 +73,14 @@ fn opt() -> Optimizer {
 }
 
 /// GPU and f64 gradients of one step, then weights after a few steps, then inference.
-fn gpu_matches_cpu(shape: [usize; 3], layers: &[LayerSpec], classes: usize, rows: usize) {
-    let mut gpu = Sequential::new(ctx(), shape, layers, 5, opt()).unwrap();
+fn gpu_matches_cpu(
+    ctx: &Context,
+    shape: [usize; 3],
+    layers: &[LayerSpec],
+    classes: usize,
+    rows: usize,
+) {
+    let mut gpu = Sequential::new(ctx, shape, layers, 5, opt()).unwrap();
     let mut cpu = CpuModel::new(shape, layers, 5, opt()).unwrap();
     let data = images(rows, shape, classes, 11);
     let (_, _, want) = cpu.gradients(&data).unwrap();
@@ -121,11 +128,14 @@ fn gpu_matches_cpu(shape: [usize; 3], layers: &[LayerSpec], classes: usize, rows
 #[test]
 fn every_layer_matches_its_twin_on_the_gpu() {
     let _g = serial();
-    gpu_matches_cpu([9, 7, 2], &every_layer(3), 3, 6);
-    gpu_matches_cpu([13, 11, 3], &every_layer(5), 5, 3);
-    gpu_matches_cpu([8, 9, 3], &global_pool(4), 4, 5);
-    // Batch of one.
-    gpu_matches_cpu([6, 6, 1], &global_pool(2), 2, 1);
+    // Both forms of the convolution kernels: direct (CPU adapters' default) and tiled.
+    for ctx in [ctx(), ctx_tiled()] {
+        gpu_matches_cpu(ctx, [9, 7, 2], &every_layer(3), 3, 6);
+        gpu_matches_cpu(ctx, [13, 11, 3], &every_layer(5), 5, 3);
+        gpu_matches_cpu(ctx, [8, 9, 3], &global_pool(4), 4, 5);
+        // Batch of one.
+        gpu_matches_cpu(ctx, [6, 6, 1], &global_pool(2), 2, 1);
+    }
 }
 
 #[test]

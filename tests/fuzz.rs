@@ -8,7 +8,9 @@ mod common;
 use common::{ctx, serial};
 use proptest::prelude::*;
 use wgpu_batchnorm::nn::reference::CpuModel;
-use wgpu_batchnorm::nn::{self, Dataset, FitOptions, LayerSpec, Optimizer, Sequential};
+use wgpu_batchnorm::nn::{
+    self, Conv2D, Dataset, FitOptions, LayerSpec, Optimizer, Padding, Pool2D, Sequential, Shape,
+};
 
 fn cases(default: u32) -> u32 {
     std::env::var("PROPTEST_CASES")
@@ -114,9 +116,105 @@ proptest! {
     }
 }
 
+/// IDX headers (plain or gzip) with dimensions that may lie about the data behind them.
+fn idx_bytes() -> impl Strategy<Value = Vec<u8>> {
+    (
+        prop::collection::vec(
+            prop_oneof![
+                Just(0u32),
+                Just(1),
+                Just(2),
+                Just(3),
+                Just(u32::MAX),
+                Just(1 << 20)
+            ],
+            0..4,
+        ),
+        prop::collection::vec(any::<u8>(), 0..40),
+        any::<bool>(),
+        any::<u8>(),
+    )
+        .prop_map(|(dims, data, compress, kind)| {
+            let mut b = vec![0, 0, if kind < 200 { 8 } else { kind }, dims.len() as u8];
+            for d in dims {
+                b.extend_from_slice(&d.to_be_bytes());
+            }
+            b.extend(data);
+            if compress {
+                use std::io::Write;
+                let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+                e.write_all(&b).unwrap();
+                e.finish().unwrap()
+            } else {
+                b
+            }
+        })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: cases(64), failure_persistence: None, ..ProptestConfig::default() })]
+
+    #[test]
+    fn image_readers_never_panic(images in idx_bytes(), labels in idx_bytes(), cifar in prop::collection::vec(any::<u8>(), 0..7000)) {
+        let d = scratch("images");
+        let (pi, pl, pc) = (d.join("i"), d.join("l"), d.join("c.bin"));
+        std::fs::write(&pi, &images).unwrap();
+        std::fs::write(&pl, &labels).unwrap();
+        std::fs::write(&pc, &cifar).unwrap();
+        if let Ok(data) = Dataset::from_idx(&pi, &pl) {
+            prop_assert_eq!(data.x().len(), data.rows() * data.shape().len());
+        }
+        if let Ok(data) = Dataset::from_cifar10(&[&pc]) {
+            prop_assert_eq!(data.features(), 3072);
+        }
+        let _ = Dataset::from_npy_images(&pi, &pl, None);
+    }
+
+    /// Layer strings from a soup of tokens, and Keras JSON documents with fields changed:
+    /// a network or an error in words, never a panic.
+    #[test]
+    fn model_descriptions_never_panic(
+        tokens in prop::collection::vec(prop::sample::select(vec![
+            "conv", "maxpool", "avgpool", "gap", "flatten", "bn", "relu", "dense", "dropout",
+            "tanh", ":", ",", "0", "3", "2x", "x2", "same", "valid", "0.5", "-1", "99999999999999999999",
+        ]), 0..12),
+        field in prop::sample::select(vec!["filters", "kernel_size", "strides", "padding", "pool_size", "units", "batch_shape", "class_name", "axis", "rate"]),
+        value in prop::sample::select(vec!["0", "-1", "null", "\"same\"", "[3]", "[1, 2, 3]", "1e300", "{}", "\"x\""]),
+    ) {
+        let text: String = tokens.concat();
+        if let Ok(layers) = nn::parse_layers(&text) {
+            let _ = CpuModel::new(Shape::image(4, 4, 1), &layers, 0, Optimizer::default());
+        }
+        let json = include_str!("fixtures/keras_cnn_model.json")
+            .replace(&format!("\"{field}\": "), &format!("\"{field}\": {value}, \"was\": "));
+        if let Ok((shape, layers)) = nn::from_keras_json(&json) {
+            let _ = CpuModel::new(shape, &layers, 0, Optimizer::default());
+        }
+    }
+}
+
 fn layer() -> impl Strategy<Value = LayerSpec> {
+    let padding = prop_oneof![Just(Padding::Valid), Just(Padding::Same)];
+    let pool = (0usize..4, 0usize..3, padding.clone()).prop_map(|(k, s, padding)| Pool2D {
+        pool_size: [k, k.max(1)],
+        strides: [s, s.max(1)],
+        padding,
+    });
     prop_oneof![
         (0usize..6).prop_map(LayerSpec::Dense),
+        (0usize..4, 0usize..4, 0usize..3, padding, any::<bool>()).prop_map(
+            |(filters, k, s, padding, use_bias)| LayerSpec::Conv2D(Conv2D {
+                filters,
+                kernel_size: [k, 1 + k / 2],
+                strides: [s, 1],
+                padding,
+                use_bias,
+            })
+        ),
+        pool.clone().prop_map(LayerSpec::MaxPool2D),
+        pool.prop_map(LayerSpec::AvgPool2D),
+        Just(LayerSpec::GlobalAvgPool2D),
+        Just(LayerSpec::Flatten),
         Just(LayerSpec::BatchNorm),
         Just(LayerSpec::Relu),
         prop_oneof![
@@ -165,22 +263,31 @@ proptest! {
     /// Any network, optimizer, options and data: no panic, and both models say the same.
     #[test]
     fn both_models_accept_and_refuse_the_same(
-        input in 0usize..4,
-        layers in prop::collection::vec(layer(), 0..5),
-        opt in optimizer(),
+        input in prop_oneof![
+            (0usize..4).prop_map(Shape::Flat),
+            (0usize..6, 0usize..6, 0usize..3).prop_map(|(h, w, c)| Shape::image(h, w, c)),
+        ],
+        body in prop::collection::vec(layer(), 0..5),
+        logits in prop::option::of(2usize..4),
+        opt in prop_oneof![2 => Just(Optimizer::adam(1e-2)), 1 => optimizer()],
         rows in 1usize..12,
         features in 1usize..4,
         classes in 1usize..4,
-        batch_size in 0usize..6,
-        epochs in 0usize..3,
+        batch_size in prop_oneof![4 => 1usize..6, 1 => Just(0usize)],
+        epochs in prop_oneof![4 => 1usize..3, 1 => Just(0usize)],
         seed in any::<u64>(),
     ) {
         let _g = serial();
+        // Mostly stacks that end in logits, as a real model does.
+        let mut layers = body;
+        layers.extend(logits.map(LayerSpec::Dense));
         let gpu = Sequential::new(ctx(), input, &layers, seed, opt);
         let cpu = CpuModel::new(input, &layers, seed, opt);
         match (gpu, cpu) {
             (Err(a), Err(b)) => prop_assert_eq!(a.to_string(), b.to_string()),
             (Ok(mut gpu), Ok(mut cpu)) => {
+                // Mostly data that fits the input (images are flat rows of h * w * c).
+                let features = if features == 1 { features } else { input.len() };
                 let data = Dataset::synthetic(rows, features, seed);
                 let data = Dataset::new(
                     data.x().to_vec(),
@@ -207,6 +314,80 @@ proptest! {
     }
 }
 
+/// Convolutional stacks with positive sizes (windows may still not fit the input).
+fn cnn_layer() -> impl Strategy<Value = LayerSpec> {
+    let padding = prop_oneof![Just(Padding::Valid), Just(Padding::Same)];
+    prop_oneof![
+        (
+            1usize..5,
+            1usize..4,
+            1usize..3,
+            padding.clone(),
+            any::<bool>()
+        )
+            .prop_map(
+                |(filters, k, s, padding, use_bias)| LayerSpec::Conv2D(Conv2D {
+                    filters,
+                    kernel_size: [k, 1 + k / 2],
+                    strides: [s, 1],
+                    padding,
+                    use_bias,
+                })
+            ),
+        (1usize..4, 1usize..3, padding, any::<bool>()).prop_map(|(k, s, padding, max)| {
+            let p = Pool2D {
+                pool_size: [k, k],
+                strides: [s, s],
+                padding,
+            };
+            if max {
+                LayerSpec::MaxPool2D(p)
+            } else {
+                LayerSpec::AvgPool2D(p)
+            }
+        }),
+        Just(LayerSpec::BatchNorm),
+        Just(LayerSpec::Relu),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: cases(24), failure_persistence: None, ..ProptestConfig::default() })]
+
+    /// Convolutional networks on images: the GPU and CPU models accept and refuse the same,
+    /// and where both train, they agree on the loss.
+    #[test]
+    fn convolutional_models_agree(
+        (h, w, c) in (1usize..7, 1usize..7, 1usize..3),
+        body in prop::collection::vec(cnn_layer(), 1..4),
+        global in any::<bool>(),
+        rows in 1usize..6,
+        seed in any::<u64>(),
+    ) {
+        let _g = serial();
+        let mut layers = body;
+        layers.push(if global { LayerSpec::GlobalAvgPool2D } else { LayerSpec::Flatten });
+        layers.push(LayerSpec::Dense(3));
+        let input = Shape::image(h, w, c);
+        let opt = Optimizer::sgd(0.01, 0.0);
+        let gpu = Sequential::new(ctx(), input, &layers, seed, opt);
+        let cpu = CpuModel::new(input, &layers, seed, opt);
+        match (gpu, cpu) {
+            (Err(a), Err(b)) => prop_assert_eq!(a.to_string(), b.to_string()),
+            (Ok(mut gpu), Ok(mut cpu)) => {
+                let d = Dataset::synthetic(rows, h * w * c, seed);
+                let x = d.x().iter().map(|v| v / 50.0).collect();
+                let data = Dataset::new(x, d.labels().to_vec(), h * w * c, 3).unwrap();
+                let options = FitOptions { batch_size: 4, epochs: 1, shuffle: false, seed };
+                let a = gpu.fit(&data, &options, None, |_, _| {}).unwrap();
+                let b = cpu.fit(&data, &options, None, |_, _| {}).unwrap();
+                prop_assert!((a.loss[0] - b.loss[0]).abs() < 1e-4 * b.loss[0].max(1.0), "{layers:?}: {} {}", a.loss[0], b.loss[0]);
+            }
+            (a, b) => prop_assert!(false, "GPU {:?} vs CPU {:?}", a.err(), b.err()),
+        }
+    }
+}
+
 fn cli_arg() -> impl Strategy<Value = Vec<String>> {
     let value = prop::sample::select(vec![
         "0",
@@ -227,6 +408,13 @@ fn cli_arg() -> impl Strategy<Value = Vec<String>> {
         "cpu",
         "nodir/f.png",
         "f.jpg",
+        "digits",
+        "cnn",
+        "dense",
+        "8,8,1",
+        "2,2",
+        "conv:2:3:same,flatten,dense:3",
+        "flatten,dense:2",
     ]);
     let flag = prop::sample::select(vec![
         "--epochs",
@@ -241,6 +429,9 @@ fn cli_arg() -> impl Strategy<Value = Vec<String>> {
         "--one-hot",
         "--classes",
         "--validation-split",
+        "--model",
+        "--layers",
+        "--input-shape",
         "--device",
         "--save",
         "--plot",
