@@ -6,11 +6,11 @@
 mod common;
 
 use common::{check_finite_differences, ctx, ctx_tiled, serial, Rng};
-use wgpu_batchnorm::Context;
 use wgpu_batchnorm::nn::reference::CpuModel;
 use wgpu_batchnorm::nn::{
     Conv2D, Dataset, LayerSpec, Optimizer, Padding, Pool2D, Sequential, Shape,
 };
+use wgpu_batchnorm::Context;
 
 /// Random images in [0, 1) of `shape` with random labels of `classes`.
 fn images(rows: usize, shape: [usize; 3], classes: usize, seed: u64) -> Dataset {

@@ -112,19 +112,27 @@ fn npy_files_load_and_fail_clearly() {
     let d = dir("npy");
     let x = d.join("x.npy");
     let y = d.join("y.npy");
-    std::fs::write(&x, write_npy_f32(&[3, 2], &[1.0, 2.0, 3.0, 4.0, 5.0, 6.0])).unwrap();
-    std::fs::write(&y, write_npy_f32(&[3], &[0.0, 2.0, 1.0])).unwrap();
+    std::fs::write(
+        &x,
+        write_npy_f32(&[3, 2], &[1.0, 2.0, 3.0, 4.0, 5.0, 6.0]).unwrap(),
+    )
+    .unwrap();
+    std::fs::write(&y, write_npy_f32(&[3], &[0.0, 2.0, 1.0]).unwrap()).unwrap();
     let data = Dataset::from_npy(&x, &y, None).unwrap();
     assert_eq!(data.labels(), [0, 2, 1]);
     assert_eq!((data.features(), data.classes()), (2, 3));
-    std::fs::write(&y, write_npy_f32(&[3, 2], &[0.0, 1.0, 1.0, 0.0, 0.0, 1.0])).unwrap();
+    std::fs::write(
+        &y,
+        write_npy_f32(&[3, 2], &[0.0, 1.0, 1.0, 0.0, 0.0, 1.0]).unwrap(),
+    )
+    .unwrap();
     assert_eq!(Dataset::from_npy(&x, &y, None).unwrap().labels(), [1, 0, 1]);
-    std::fs::write(&y, write_npy_f32(&[2], &[0.0, 1.0])).unwrap();
+    std::fs::write(&y, write_npy_f32(&[2], &[0.0, 1.0]).unwrap()).unwrap();
     assert!(matches!(
         Dataset::from_npy(&x, &y, None),
         Err(DataError::Npy { .. })
     ));
-    std::fs::write(&y, write_npy_f32(&[3], &[0.0, 1.0, 9.0])).unwrap();
+    std::fs::write(&y, write_npy_f32(&[3], &[0.0, 1.0, 9.0]).unwrap()).unwrap();
     assert!(matches!(
         Dataset::from_npy(&x, &y, Some(3)),
         Err(DataError::LabelOutOfRange { row: 2, .. })
@@ -181,4 +189,49 @@ fn bnorm_train_with_bad_data_fails_and_writes_nothing() {
             );
         }
     }
+}
+
+/// What real files look like: a byte-order mark, CRLF line ends, quoted cells (CSV), and
+/// numpy's other byte orders and integer types (`.npy`).
+#[test]
+fn files_from_other_tools_load() {
+    let d = dir("tools");
+    let p = d.join("excel.csv");
+    std::fs::write(
+        &p,
+        "\u{feff}\"a\",\"b\",\"label\"\r\n\"1.5\",2,0\r\n3,\" 4 \",1\r\n",
+    )
+    .unwrap();
+    let data = Dataset::from_csv(&p, None, None).unwrap();
+    assert_eq!(data.x(), &[1.5, 2.0, 3.0, 4.0]);
+    assert_eq!(data.labels(), &[0, 1]);
+    // Big-endian f8 features and i2 labels, as numpy writes them.
+    let npy = |descr: &str, shape: &str, payload: &[u8]| {
+        let mut header =
+            format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': {shape}, }}");
+        while (10 + header.len() + 1) % 64 != 0 {
+            header.push(' ');
+        }
+        header.push('\n');
+        let mut b = b"\x93NUMPY\x01\x00".to_vec();
+        b.extend_from_slice(&(header.len() as u16).to_le_bytes());
+        b.extend_from_slice(header.as_bytes());
+        b.extend_from_slice(payload);
+        b
+    };
+    let x: Vec<u8> = [0.5f64, -2.0, 8.0, 1e3]
+        .iter()
+        .flat_map(|v| v.to_be_bytes())
+        .collect();
+    let y: Vec<u8> = [1i16, 0].iter().flat_map(|v| v.to_le_bytes()).collect();
+    let (px, py) = (d.join("x.npy"), d.join("y.npy"));
+    std::fs::write(&px, npy(">f8", "(2, 2)", &x)).unwrap();
+    std::fs::write(&py, npy("<i2", "(2,)", &y)).unwrap();
+    let data = Dataset::from_npy(&px, &py, None).unwrap();
+    assert_eq!(data.x(), &[0.5, -2.0, 8.0, 1000.0]);
+    assert_eq!(data.labels(), &[1, 0]);
+    // A header that claims more than the file holds is refused before allocating.
+    std::fs::write(&px, npy("<f4", "(4000000000, 4000000000)", &x)).unwrap();
+    let e = Dataset::from_npy(&px, &py, None).unwrap_err().to_string();
+    assert!(e.contains("cannot hold"), "{e}");
 }

@@ -141,18 +141,18 @@ fn npy_image_arrays() {
     let d = dir();
     let x: Vec<f32> = (0..2 * 3 * 3 * 2).map(|i| i as f32 / 40.0).collect();
     let (i, l) = (d.join("x.npy"), d.join("y.npy"));
-    std::fs::write(&i, write_npy_f32(&[2, 3, 3, 2], &x)).unwrap();
-    std::fs::write(&l, write_npy_f32(&[2], &[1.0, 0.0])).unwrap();
+    std::fs::write(&i, write_npy_f32(&[2, 3, 3, 2], &x).unwrap()).unwrap();
+    std::fs::write(&l, write_npy_f32(&[2], &[1.0, 0.0]).unwrap()).unwrap();
     let data = Dataset::from_npy_images(&i, &l, None).unwrap();
     assert_eq!(data.shape(), Shape::image(3, 3, 2));
     assert_eq!(data.x(), &x[..]);
     assert_eq!(data.classes(), 2);
-    std::fs::write(&i, write_npy_f32(&[2, 18], &x)).unwrap();
+    std::fs::write(&i, write_npy_f32(&[2, 18], &x).unwrap()).unwrap();
     assert!(Dataset::from_npy_images(&i, &l, None)
         .unwrap_err()
         .to_string()
         .contains("[N, H, W, C]"));
-    std::fs::write(&i, write_npy_f32(&[3, 3, 2], &x[..18])).unwrap();
+    std::fs::write(&i, write_npy_f32(&[3, 3, 2], &x[..18]).unwrap()).unwrap();
     assert!(Dataset::from_npy_images(&i, &l, None)
         .unwrap_err()
         .to_string()

@@ -252,7 +252,9 @@ fn the_network_stays_modular() {
             "{name} has {} lines",
             text.lines().count()
         );
-        if name != "registry.rs" && name != "mod.rs" {
+        // The registry builds layers from specs; `describe.rs` builds specs from text (the
+        // layer string and Keras JSON): a new layer's names go there, nothing else changes.
+        if !["registry.rs", "mod.rs", "describe.rs"].contains(&name) {
             assert!(
                 !text.contains("LayerSpec::"),
                 "{name} matches on layer kinds"

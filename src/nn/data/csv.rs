@@ -15,40 +15,47 @@ impl Dataset {
         one_hot: Option<usize>,
     ) -> Result<Dataset, DataError> {
         let name = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|source| DataError::Io {
+        let file = std::fs::File::open(path).map_err(|source| DataError::Io {
             path: name.clone(),
             source,
         })?;
+        // The csv crate: quoted fields, a UTF-8 byte-order mark, \n or \r\n, `#` comments.
+        let mut reader = ::csv::ReaderBuilder::new()
+            .has_headers(false)
+            .flexible(true)
+            .comment(Some(b'#'))
+            .trim(::csv::Trim::All)
+            .from_reader(std::io::BufReader::new(file));
         let mut rows: Vec<Vec<f64>> = Vec::new();
         let mut width = None;
-        for (i, line) in text.lines().enumerate() {
-            let line = line.trim();
-            if line.is_empty() || line.starts_with('#') {
+        for record in reader.records() {
+            let record = record.map_err(|e| DataError::Invalid(format!("{name}: {e}")))?;
+            let line = record.position().map_or(0, |p| p.line() as usize);
+            if record.iter().all(str::is_empty) {
                 continue;
             }
-            let cells: Vec<&str> = line.split(',').map(str::trim).collect();
-            let parsed: Result<Vec<f64>, usize> = cells
+            let parsed: Result<Vec<f64>, usize> = record
                 .iter()
                 .enumerate()
                 .map(|(j, c)| c.parse::<f64>().map_err(|_| j))
                 .collect();
             let values = match parsed {
                 Ok(v) => v,
-                // A header: the first non-comment line, with no number in it.
+                // A header: the first record, with no number in it.
                 Err(_)
                     if rows.is_empty()
                         && width.is_none()
-                        && cells.iter().all(|c| c.parse::<f64>().is_err()) =>
+                        && record.iter().all(|c| c.parse::<f64>().is_err()) =>
                 {
-                    width = Some(cells.len());
+                    width = Some(record.len());
                     continue;
                 }
                 Err(j) => {
                     return Err(DataError::NotANumber {
                         path: name,
-                        line: i + 1,
+                        line,
                         column: j + 1,
-                        cell: cells[j].into(),
+                        cell: record[j].into(),
                     })
                 }
             };
@@ -56,7 +63,7 @@ impl Dataset {
             if values.len() != expected {
                 return Err(DataError::RaggedRow {
                     path: name,
-                    line: i + 1,
+                    line,
                     expected,
                     got: values.len(),
                 });

@@ -47,7 +47,9 @@ pub(super) fn read_npy(path: &Path) -> Result<(Vec<usize>, Vec<f64>), DataError>
     read_npy_typed(path).map(|(shape, values, _)| (shape, values))
 }
 
-/// As [`read_npy`], and whether the file held unsigned bytes (pixels to scale).
+/// As [`read_npy`], and whether the file held unsigned bytes (pixels to scale). Parsed by
+/// npyz (every byte order; bool, signed and unsigned integers, f4, f8); the header's shape is
+/// checked against the bytes that back it before anything is allocated.
 pub(super) fn read_npy_typed(path: &Path) -> Result<(Vec<usize>, Vec<f64>, bool), DataError> {
     let name = path.display().to_string();
     let bad = |why: String| DataError::Npy {
@@ -58,106 +60,96 @@ pub(super) fn read_npy_typed(path: &Path) -> Result<(Vec<usize>, Vec<f64>, bool)
         path: name.clone(),
         source,
     })?;
-    if bytes.len() < 10 || &bytes[..6] != b"\x93NUMPY" {
-        return Err(bad("not a .npy file (bad magic)".into()));
-    }
-    let (header_len, start) = match bytes[6] {
-        1 => (u16::from_le_bytes([bytes[8], bytes[9]]) as usize, 10),
-        2 | 3 if bytes.len() >= 12 => (
-            u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) as usize,
-            12,
-        ),
-        v => return Err(bad(format!("unsupported .npy version {v}"))),
-    };
-    let header = bytes
-        .get(start..start + header_len)
-        .and_then(|h| std::str::from_utf8(h).ok())
-        .ok_or_else(|| bad("truncated header".into()))?;
-    let field = |key: &str| -> Option<&str> {
-        let i = header.find(&format!("'{key}'"))?;
-        Some(
-            header[i + key.len() + 2..]
-                .trim_start()
-                .trim_start_matches(':')
-                .trim_start(),
-        )
-    };
-    let descr = field("descr")
-        .and_then(|s| s.strip_prefix('\''))
-        .and_then(|s| s.split('\'').next())
-        .ok_or_else(|| bad("no descr in header".into()))?;
-    if field("fortran_order").is_some_and(|s| s.starts_with("True")) {
+    let mut data = &bytes[..];
+    let header = npyz::NpyHeader::from_reader(&mut data)
+        .map_err(|e| bad(format!("not a .npy file: {e}")))?;
+    let data_bytes = data.len();
+    let npy = npyz::NpyFile::with_header(header, data);
+    if npy.order() == npyz::Order::Fortran && npy.shape().len() > 1 {
         return Err(bad("Fortran-order arrays are not supported".into()));
     }
-    let shape_text = field("shape")
-        .and_then(|s| s.strip_prefix('('))
-        .and_then(|s| s.split(')').next())
-        .ok_or_else(|| bad("no shape in header".into()))?;
-    let shape: Vec<usize> = shape_text
-        .split(',')
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .map(|s| {
-            s.parse()
-                .map_err(|_| bad(format!("bad shape {shape_text:?}")))
-        })
-        .collect::<Result<_, _>>()?;
-    let data = &bytes[start + header_len..];
-    let (size, conv): (usize, fn(&[u8]) -> f64) = match descr {
-        "<f4" => (4, |b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]) as f64),
-        "<f8" => (8, |b| f64::from_le_bytes(b.try_into().unwrap_or([0; 8]))),
-        "<i4" => (4, |b| i32::from_le_bytes([b[0], b[1], b[2], b[3]]) as f64),
-        "<i8" => (8, |b| {
-            i64::from_le_bytes(b.try_into().unwrap_or([0; 8])) as f64
-        }),
-        "<u4" => (4, |b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as f64),
-        "|u1" => (1, |b| b[0] as f64),
-        other => {
-            return Err(bad(format!(
-                "unsupported dtype {other:?} (use f4, f8, i4, i8, u4 or u1)"
-            )))
-        }
+    let npyz::DType::Plain(ts) = npy.dtype() else {
+        return Err(bad("structured arrays are not supported".into()));
     };
-    // Checked: a header may claim any shape; nothing is allocated before the file backs it.
-    let count = shape
-        .iter()
-        .try_fold(1usize, |a, &d| a.checked_mul(d))
-        .ok_or_else(|| {
-            bad(format!(
-                "shape {shape:?} has more elements than memory can hold"
-            ))
-        })?;
-    if count.checked_mul(size).is_none_or(|n| data.len() < n) {
+    use npyz::TypeChar::{Bool, Float, Int, Uint};
+    let size = ts.size_field();
+    let supported = matches!(
+        (ts.type_char(), size),
+        (Bool, 1) | (Int | Uint, 1 | 2 | 4 | 8) | (Float, 4 | 8)
+    );
+    if !supported {
         return Err(bad(format!(
-            "{} data bytes cannot hold shape {shape:?} of {descr}",
+            "unsupported dtype {ts} (use a float, integer or bool array)"
+        )));
+    }
+    let shape: Vec<usize> = npy
+        .shape()
+        .iter()
+        .map(|&d| usize::try_from(d).ok())
+        .collect::<Option<_>>()
+        .ok_or_else(|| bad(format!("shape {:?} is too large", npy.shape())))?;
+    // Checked: a header may claim any shape; nothing is allocated before the file backs it.
+    let count = shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d));
+    if count
+        .and_then(|c| c.checked_mul(size as usize))
+        .is_none_or(|n| n > data_bytes)
+    {
+        return Err(bad(format!(
+            "{data_bytes} data bytes cannot hold shape {shape:?} of {ts}"
+        )));
+    }
+    let read = |e: std::io::Error| bad(format!("unreadable data: {e}"));
+    fn all<T: npyz::Deserialize + Into<f64>, R: std::io::Read>(
+        npy: npyz::NpyFile<R>,
+    ) -> std::io::Result<Vec<f64>> {
+        Ok(npy.into_vec::<T>()?.into_iter().map(Into::into).collect())
+    }
+    let values = match (ts.type_char(), size) {
+        (Bool, _) => npy
+            .into_vec::<bool>()
+            .map(|v| v.into_iter().map(|b| b as u8 as f64).collect()),
+        (Float, 4) => all::<f32, _>(npy),
+        (Float, _) => all::<f64, _>(npy),
+        (Int, 1) => all::<i8, _>(npy),
+        (Int, 2) => all::<i16, _>(npy),
+        (Int, 4) => all::<i32, _>(npy),
+        (Int, _) => npy
+            .into_vec::<i64>()
+            .map(|v| v.into_iter().map(|x| x as f64).collect()),
+        (Uint, 1) => all::<u8, _>(npy),
+        (Uint, 2) => all::<u16, _>(npy),
+        (Uint, 4) => all::<u32, _>(npy),
+        (Uint, _) => npy
+            .into_vec::<u64>()
+            .map(|v| v.into_iter().map(|x| x as f64).collect()),
+        _ => unreachable!("checked above"),
+    }
+    .map_err(read)?;
+    Ok((shape, values, ts.type_char() == Uint && size == 1))
+}
+
+/// A little-endian C-order f4 `.npy` file's bytes (for tests and examples); refuses a shape
+/// that does not hold `data`.
+pub fn write_npy_f32(shape: &[usize], data: &[f32]) -> Result<Vec<u8>, DataError> {
+    let count = shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d));
+    if count != Some(data.len()) {
+        return Err(DataError::Invalid(format!(
+            "shape {shape:?} does not hold {} values",
             data.len()
         )));
     }
-    Ok((
-        shape,
-        data[..count * size].chunks_exact(size).map(conv).collect(),
-        descr == "|u1",
-    ))
-}
-
-/// Writes a little-endian C-order f4 `.npy` (for tests and examples).
-pub fn write_npy_f32(shape: &[usize], data: &[f32]) -> Vec<u8> {
-    let dims: Vec<String> = shape.iter().map(|d| d.to_string()).collect();
-    let shape_text = if shape.len() == 1 {
-        format!("({},)", dims[0])
-    } else {
-        format!("({})", dims.join(", "))
-    };
-    let mut header = format!("{{'descr': '<f4', 'fortran_order': False, 'shape': {shape_text}, }}");
-    while (10 + header.len() + 1) % 64 != 0 {
-        header.push(' ');
-    }
-    header.push('\n');
-    let mut out = b"\x93NUMPY\x01\x00".to_vec();
-    out.extend_from_slice(&(header.len() as u16).to_le_bytes());
-    out.extend_from_slice(header.as_bytes());
-    for v in data {
-        out.extend_from_slice(&v.to_le_bytes());
-    }
-    out
+    use npyz::WriterBuilder;
+    let mut out = Vec::new();
+    let shape: Vec<u64> = shape.iter().map(|&d| d as u64).collect();
+    let written = npyz::WriteOptions::new()
+        .default_dtype()
+        .shape(&shape)
+        .writer(&mut out)
+        .begin_nd()
+        .and_then(|mut w| {
+            w.extend(data.iter().copied())?;
+            w.finish()
+        });
+    written.map_err(|e| DataError::Invalid(format!("writing .npy: {e}")))?;
+    Ok(out)
 }
