@@ -274,7 +274,7 @@ pub(crate) fn summary(defs: &[Box<dyn LayerDef>]) -> String {
     }
     s.push_str(&"=".repeat(64));
     s.push_str(&format!(
-        "\nTotal params: {total}\nTrainable params: {trainable}\nNon-trainable params: {}\n(softmax is fused into the categorical cross-entropy loss)\n",
+        "\nTotal params: {total}\nTrainable params: {trainable}\nNon-trainable params: {}\n(softmax is fused into the cross-entropy loss)\n",
         total - trainable
     ));
     s
