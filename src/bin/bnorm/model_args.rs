@@ -13,12 +13,12 @@ type Error = Box<dyn std::error::Error>;
 #[derive(clap::Args, Clone)]
 pub struct DataArgs {
     /// Data: `digits` (the embedded 8x8 handwritten digits), a CSV (features, then an integer
-    /// label), a .npy of features [N, F] or images [N, H, W, C] (with --labels), MNIST-style
+    /// label), a .npy of features `[N, F]` or images `[N, H, W, C]` (with --labels), MNIST-style
     /// IDX images (`*-idx3-ubyte[.gz]`, with --labels), or CIFAR-10 batches (`*.bin`, comma
     /// separated). Default: the embedded synthetic 1000 x 20 set.
     #[arg(long)]
     pub data: Option<String>,
-    /// Labels for --data X.npy (integers [N] or one-hot [N, classes]) or an IDX images file.
+    /// Labels for --data X.npy (integers `[N]` or one-hot `[N, classes]`) or an IDX images file.
     #[arg(long)]
     pub labels: Option<PathBuf>,
     /// CSV with a one-hot label in its last K columns.
