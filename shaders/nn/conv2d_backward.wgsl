@@ -177,23 +177,44 @@ fn conv2d_backward(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgr
     }
 }
 
-// The direct form for adapters that are CPUs (see `conv2d_forward_direct`): one thread per
-// gradient value, roles by thread index (dK, then db, then dX), no barriers. Each sum runs
-// in the tiled form's order.
+// The direct form for adapters that are CPUs (see `conv2d_forward_direct`): roles by thread
+// index (dK, then db, then dX), no barriers; each dK and dX thread computes Q neighbouring
+// channels, so every value it loads feeds Q products. Each sum runs in the tiled form's order.
+const Q: u32 = 4u;
+
+fn quads(n: u32) -> u32 {
+    return (n + Q - 1u) / Q;
+}
+
+// (Branches, not `select`: a past-the-end channel must not read at all.)
+fn grad_or_0(m: u32, co: u32) -> f32 {
+    if (co < COUT) {
+        return grad(m, co);
+    }
+    return 0.0;
+}
+
+fn weight_or_0(at: u32, ci: u32) -> f32 {
+    if (ci < CIN) {
+        return weights[at];
+    }
+    return 0.0;
+}
+
 @compute @workgroup_size(DIRECT_WG)
 fn conv2d_backward_direct(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = gid.x + gid.y * nwg.x * DIRECT_WG;
-    let n_dk = taps() * COUT;
+    let n_dk = taps() * quads(COUT);
     let n_db = select(0u, COUT, (cv.flags & BIAS) != 0u);
-    let n_dx = select(cv.batch * H * W * CIN, 0u, (cv.flags & FIRST) != 0u);
+    let n_dx = select(cv.batch * H * W * quads(CIN), 0u, (cv.flags & FIRST) != 0u);
     if (i < n_dk) {
-        // dK[tap, co] over output positions in order.
-        let co = i % COUT;
-        let tap = i / COUT;
+        // dK[tap, co..co+Q] over output positions in order.
+        let co = (i % quads(COUT)) * Q;
+        let tap = i / quads(COUT);
         let ci = tap % CIN;
         let kx = (tap / CIN) % KW;
         let ky = tap / (CIN * KW);
-        var acc = 0.0;
+        var acc = vec4<f32>(0.0);
         var m = 0u;
         for (var b = 0u; b < cv.batch; b++) {
             for (var oy = 0u; oy < OH; oy++) {
@@ -202,13 +223,19 @@ fn conv2d_backward_direct(@builtin(global_invocation_id) gid: vec3<u32>, @builti
                     let ix = i32(ox * SW + kx) - i32(PL);
                     if (iy >= 0 && ix >= 0 && u32(iy) < H && u32(ix) < W) {
                         let v = x[((b * H + u32(iy)) * W + u32(ix)) * CIN + ci];
-                        acc = fma(v, grad(m, co), acc);
+                        let g = vec4<f32>(grad_or_0(m, co), grad_or_0(m, co + 1u),
+                                          grad_or_0(m, co + 2u), grad_or_0(m, co + 3u));
+                        acc = fma(vec4<f32>(v), g, acc);
                     }
                     m++;
                 }
             }
         }
-        d_params[i] = acc;
+        for (var q = 0u; q < Q; q++) {
+            if (co + q < COUT) {
+                d_params[tap * COUT + co + q] = acc[q];
+            }
+        }
     } else if (i < n_dk + n_db) {
         let co = i - n_dk;
         var acc = 0.0;
@@ -217,14 +244,14 @@ fn conv2d_backward_direct(@builtin(global_invocation_id) gid: vec3<u32>, @builti
         }
         d_params[cv.bias_at + co] = acc;
     } else if (i < n_dk + n_db + n_dx) {
-        // dX[p, ci] over taps (ky, kx, co) in order.
+        // dX[p, ci..ci+Q] over taps (ky, kx, co) in order.
         let e = i - n_dk - n_db;
-        let ci = e % CIN;
-        let p = e / CIN;
+        let ci = (e % quads(CIN)) * Q;
+        let p = e / quads(CIN);
         let ix = p % W;
         let iy = (p / W) % H;
         let b = p / (W * H);
-        var acc = 0.0;
+        var acc = vec4<f32>(0.0);
         for (var ky = 0u; ky < KH; ky++) {
             let ny = i32(iy + PT) - i32(ky);
             if (ny < 0 || u32(ny) % SH != 0u || u32(ny) / SH >= OH) {
@@ -238,10 +265,17 @@ fn conv2d_backward_direct(@builtin(global_invocation_id) gid: vec3<u32>, @builti
                 let m = (b * OH + u32(ny) / SH) * OW + u32(nx) / SW;
                 let wb = ((ky * KW + kx) * CIN + ci) * COUT;
                 for (var co = 0u; co < COUT; co++) {
-                    acc = fma(grad(m, co), weights[wb + co], acc);
+                    let w = vec4<f32>(weight_or_0(wb + co, ci), weight_or_0(wb + COUT + co, ci + 1u),
+                                      weight_or_0(wb + 2u * COUT + co, ci + 2u),
+                                      weight_or_0(wb + 3u * COUT + co, ci + 3u));
+                    acc = fma(vec4<f32>(grad(m, co)), w, acc);
                 }
             }
         }
-        d_input[e] = acc;
+        for (var q = 0u; q < Q; q++) {
+            if (ci + q < CIN) {
+                d_input[p * CIN + ci + q] = acc[q];
+            }
+        }
     }
 }

@@ -20,6 +20,8 @@ use crate::{Context, Mode};
 const TILE: u32 = 16;
 /// Threads of a workgroup of the direct kernels.
 const DIRECT_WG: u32 = 64;
+/// Channels per thread of the direct kernels (`Q` in their WGSL).
+const DIRECT_CHANNELS: usize = 4;
 
 /// A convolution as the user lists it (Keras' `Conv2D` arguments).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -332,22 +334,23 @@ impl GpuLayer for GpuConv {
         );
         let max = ctx.plan_limits().max_groups_per_dim;
         let grid = |n: usize| crate::plan::grid(n as u32, max);
-        // Direct: one thread per value, roles in order (dK, db, dX). Tiled: the same roles in
-        // tiles of T x T values. The first layer has no dX.
-        let (t, group) = if self.direct {
-            (1, DIRECT_WG as usize)
+        // Direct: a thread per position and DIRECT_CHANNELS channels (db: per channel), roles
+        // in order (dK, db, dX). Tiled: the same roles in tiles of T x T values. The first
+        // layer has no dX.
+        let (t, c, group) = if self.direct {
+            (1, DIRECT_CHANNELS, DIRECT_WG as usize)
         } else {
-            (TILE as usize, 1)
+            (TILE as usize, TILE as usize, 1)
         };
         let outputs = io.rows * oh * ow;
-        let forward_tiles = cout.div_ceil(t) * outputs.div_ceil(t);
+        let forward_tiles = cout.div_ceil(c) * outputs.div_ceil(t);
         let bias_tiles = if d.spec.use_bias { cout.div_ceil(t) } else { 0 };
         let dx_tiles = if io.first {
             0
         } else {
-            cin.div_ceil(t) * (io.rows * h * w).div_ceil(t)
+            cin.div_ceil(c) * (io.rows * h * w).div_ceil(t)
         };
-        let backward_tiles = cout.div_ceil(t) * d.taps().div_ceil(t) + bias_tiles + dx_tiles;
+        let backward_tiles = cout.div_ceil(c) * d.taps().div_ceil(t) + bias_tiles + dx_tiles;
         let (forward_tiles, backward_tiles) = (
             forward_tiles.div_ceil(group),
             backward_tiles.div_ceil(group),
