@@ -8,7 +8,7 @@ mod common;
 use common::{check_finite_differences, ctx, ctx_tiled, serial, Rng};
 use wgpu_batchnorm::nn::reference::CpuModel;
 use wgpu_batchnorm::nn::{
-    Conv2D, Dataset, LayerSpec, Optimizer, Padding, Pool2D, Sequential, Shape,
+    Conv2D, Dataset, FitOptions, LayerSpec, Optimizer, Padding, Pool2D, Sequential, Shape,
 };
 use wgpu_batchnorm::Context;
 
@@ -184,4 +184,43 @@ fn shapes_are_checked_and_summarized() {
     ] {
         assert!(s.contains(want), "{want} in\n{s}");
     }
+}
+
+/// A CNN step is one encoder, no copies; an epoch with validation is two submits (training,
+/// then inference); Flatten records nothing. The tutorial's CNN step with BN is 21 passes:
+/// gather, conv+ReLU, BN, pool, conv+ReLU, BN, pool, dense+ReLU, BN, dense, loss, then
+/// backward (dense, BN, dense, pool, BN, conv, pool, BN, conv; the first conv computes no
+/// input gradient) and the optimizer. 31 dispatches: the BNs over the feature maps (1600 and
+/// 400 rows of a batch of 25) take the split path, 4 dispatches forward (pivot, statistics,
+/// finalize, normalize) and 3 backward; the BN over 25 x 64 fits one workgroup (1 each way).
+/// Validation: 11 passes, 13 dispatches (the split BNs' finalize and normalize).
+#[test]
+fn a_cnn_epoch_records_what_it_should() {
+    let _g = serial();
+    let (train, val) = Dataset::digits().split(100).unwrap();
+    let (val, _) = val.split(20).unwrap();
+    let mut model = Sequential::new(
+        ctx(),
+        [8, 8, 1],
+        &wgpu_batchnorm::nn::tutorial_cnn(true, 10),
+        1,
+        Optimizer::default(),
+    )
+    .unwrap();
+    let options = FitOptions {
+        batch_size: 25,
+        epochs: 1,
+        shuffle: true,
+        seed: 2,
+    };
+    let before = wgpu_batchnorm::recorded_work();
+    model.fit(&train, &options, Some(&val), |_, _| {}).unwrap();
+    let work = wgpu_batchnorm::recorded_work() - before;
+    assert_eq!(work.copies, 0, "{work:?}");
+    assert_eq!(
+        work.submits, 2,
+        "one for the epoch's 4 steps, one for validation: {work:?}"
+    );
+    assert_eq!(work.passes, 4 * 21 + 11, "{work:?}");
+    assert_eq!(work.dispatches, 4 * 31 + 13, "{work:?}");
 }
