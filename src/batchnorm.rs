@@ -12,12 +12,17 @@ use crate::kernels::{Kernels, Params, CHANNEL_STATE_BYTES, FLAG_CENTER, FLAG_REL
 use crate::plan::{grid, Chunk, Plan, CHANNEL_WORKGROUP};
 use crate::tensor::{Tensor, TensorRef};
 
+mod sync;
+pub(crate) use sync::{merge, LocalStatistics};
+
 /// Uniforms and the per-channel bind group of one geometry: immutable once built, so calls of
 /// different shapes can share one encoder.
 #[derive(Debug)]
 struct Prepared {
     plan: Plan,
     params: Vec<wgpu::Buffer>,
+    /// Host copies of `params` (a synchronized call rewrites the batch count of the first).
+    uniforms: Vec<Params>,
     channel_group: wgpu::BindGroup,
 }
 
@@ -258,9 +263,9 @@ impl BatchNorm {
         let plan = Plan::new(g, self.ctx.plan_limits())?;
         let needed = plan.total_splits as u64 * g.channels as u64 * 16;
         if needed > self.partials.size() {
-            self.partials =
-                self.ctx
-                    .create_buffer("bn.partials", needed, wgpu::BufferUsages::STORAGE)?;
+            self.partials = self
+                .ctx
+                .create_buffer("bn.partials", needed, Self::PARAM_USAGE)?;
             // Everything bound to the old partials buffer is stale, bound calls included.
             self.prepared.clear();
             self.epoch += 1;
@@ -275,6 +280,7 @@ impl BatchNorm {
             | (cfg.center as u32 * FLAG_CENTER)
             | (cfg.scale as u32 * FLAG_SCALE);
         let mut params = Vec::with_capacity(plan.chunks.len());
+        let mut uniforms = Vec::with_capacity(plan.chunks.len());
         for chunk in &plan.chunks {
             let p = Params {
                 channels: g.channels as u32,
@@ -303,6 +309,7 @@ impl BatchNorm {
             )?;
             self.ctx.write(&buf, 0, bytemuck::bytes_of(&p))?;
             params.push(buf);
+            uniforms.push(p);
         }
         let channel_group = self
             .ctx
@@ -321,6 +328,7 @@ impl BatchNorm {
         let p = Arc::new(Prepared {
             plan,
             params,
+            uniforms,
             channel_group,
         });
         self.prepared.insert(g, p.clone());

@@ -6,6 +6,10 @@ use thiserror::Error;
 #[derive(Debug, Error)]
 #[non_exhaustive]
 pub enum Error {
+    /// A collective exchange (synchronized batch norm) failed: a rank reported an error, the
+    /// ranks disagree on the layer, or the transport failed. Every rank returns it.
+    #[error("synchronized batch norm: {0}")]
+    Collective(String),
     /// No adapter matched the request (or `WGPU_ADAPTER_NAME`).
     #[error("no GPU adapter found{}", .0.as_deref().map(|n| format!(" matching WGPU_ADAPTER_NAME={n:?}")).unwrap_or_default())]
     NoAdapter(Option<String>),

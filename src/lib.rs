@@ -40,6 +40,7 @@ pub use wgpu;
 
 mod batchnorm;
 pub mod bench;
+mod collective;
 mod config;
 mod context;
 pub mod cpu;
@@ -50,14 +51,23 @@ mod memory;
 pub mod nn;
 mod pipeline;
 mod plan;
+mod sync_batchnorm;
 mod tensor;
 mod work;
 
 pub use batchnorm::{BatchNorm, BoundCall, ParamBinding};
+#[cfg(feature = "mpi")]
+pub use collective::MpiCollective;
+pub use collective::{Collective, ThreadGroup};
 pub use config::{BatchNormConfig, Convention, Layout, Mode, SingleSamplePolicy};
 pub use context::{Context, ContextOptions};
 pub use error::{Error, Result};
 pub use geometry::Geometry;
+#[cfg(feature = "mpi")]
+pub use mpi;
+pub use sync_batchnorm::{
+    SyncBatchNorm, SYNC_BACKWARD_BYTES_PER_CHANNEL, SYNC_FORWARD_BYTES_PER_CHANNEL,
+};
 pub use tensor::{Tensor, TensorRef};
 pub use work::{recorded_work, WorkCounts};
 

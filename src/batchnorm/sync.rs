@@ -1,0 +1,322 @@
+//! The engine's half of synchronized batch norm (`crate::sync_batchnorm` holds the other): a
+//! training forward and a backward cut in two where every rank must see the others'
+//! per-channel partials. Phase one records the pivots and split statistics (or the gradient
+//! sums) and submits; the rank's partials come back merged in split order in f64; after the
+//! exchange, phase two writes the global values where the finalize kernels read them and
+//! records finalize and the streaming pass. Always the split path: the fused kernels finish a
+//! channel inside one dispatch and leave no point to exchange at.
+
+use super::*;
+
+/// Per-channel statistics of a batch in f64: a rank's own (what it sends) or the merge of
+/// every rank's (what all of them apply). `mean` is absolute; `pivot` is the sample the GPU
+/// subtracted before summing (the global one: the first non-empty rank's).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub(crate) struct LocalStatistics {
+    pub count: Vec<f64>,
+    pub mean: Vec<f64>,
+    pub m2: Vec<f64>,
+    pub poisoned: Vec<bool>,
+    pub pivot: Vec<f64>,
+}
+
+/// A synchronized forward between its phases.
+pub(crate) struct SyncForward {
+    prep: Arc<Prepared>,
+    groups: Groups,
+    shape: Vec<usize>,
+    /// The channel states as phase one left them (pivots set).
+    state: Vec<f32>,
+}
+
+/// A synchronized backward between its phases.
+pub(crate) struct SyncBackward {
+    prep: Arc<Prepared>,
+    groups: Groups,
+}
+
+/// Floats of one `ChannelState` (three vec4: fold, grad, stats); the pivot is the first.
+const STATE_FLOATS: usize = (CHANNEL_STATE_BYTES / 4) as usize;
+
+/// Chan's merge of (count, mean, M2) in f64; exact for an empty side.
+pub(crate) fn merge(a: (f64, f64, f64), b: (f64, f64, f64)) -> (f64, f64, f64) {
+    let n = a.0 + b.0;
+    if b.0 == 0.0 {
+        return a;
+    }
+    if a.0 == 0.0 {
+        return b;
+    }
+    let d = b.1 - a.1;
+    (n, a.1 + d * (b.0 / n), a.2 + b.2 + d * d * a.0 * (b.0 / n))
+}
+
+impl BatchNorm {
+    /// The split path's groups of one call, whatever its size.
+    fn split_groups(
+        &mut self,
+        g: Geometry,
+        [x, aux, out]: [&TensorRef<'_>; 3],
+    ) -> Result<(Arc<Prepared>, Groups)> {
+        let prep = self.prepared(g)?;
+        let shared = out.buffer == x.buffer || out.buffer == aux.buffer;
+        let layout = &self.kernels.streaming(shared).layout;
+        let groups = self.stream_groups(layout, &prep, x, aux, out);
+        Ok((prep, Groups::Split { shared, groups }))
+    }
+
+    fn read_partials(&self, prep: &Prepared) -> Result<Vec<f32>> {
+        let c = prep.plan.geometry.channels;
+        self.ctx
+            .read_f32(&self.partials, 0, prep.plan.total_splits as usize * c * 4)
+    }
+
+    /// Phase one of a synchronized training forward: records and submits the pivots and the
+    /// split statistics of `x`, and returns this rank's statistics.
+    pub(crate) fn sync_statistics(
+        &mut self,
+        x: TensorRef<'_>,
+        y: TensorRef<'_>,
+    ) -> Result<(SyncForward, LocalStatistics)> {
+        let g = self.check_forward(&x, &y)?;
+        let (prep, groups) = self.split_groups(g, [&x, &x, &y])?;
+        let Groups::Split {
+            shared,
+            groups: chunk_groups,
+        } = &groups
+        else {
+            unreachable!("split_groups returns the split path");
+        };
+        let mut enc = self
+            .ctx
+            .device()
+            .create_command_encoder(&Default::default());
+        {
+            let sk = self.kernels.streaming(*shared);
+            let max_dim = self.ctx.plan_limits().max_groups_per_dim;
+            let channels = ((g.channels as u32).div_ceil(CHANNEL_WORKGROUP), 1);
+            let mut pass =
+                crate::pipeline::begin_pass(&mut enc, &self.pass_descriptor("bn.sync.stats"));
+            record(&mut pass, &sk.pivot, &chunk_groups[0], channels);
+            record_chunks(&mut pass, &sk.stats, &prep, chunk_groups, max_dim);
+        }
+        self.ctx.submit_and_wait(enc)?;
+        let partials = self.read_partials(&prep)?;
+        let state = self
+            .ctx
+            .read_f32(&self.state, 0, g.channels * STATE_FLOATS)?;
+        let c = g.channels;
+        let mut local = LocalStatistics::default();
+        for ch in 0..c {
+            let pivot = state[ch * STATE_FLOATS] as f64;
+            let (mut acc, mut poisoned) = ((0.0, 0.0, 0.0), false);
+            for s in 0..prep.plan.total_splits as usize {
+                let p = &partials[(s * c + ch) * 4..][..4];
+                acc = merge(acc, (p[0] as f64, p[1] as f64, p[2] as f64));
+                poisoned |= p[3] > 0.0 || !p[1].is_finite() || !p[2].is_finite();
+            }
+            local.count.push(acc.0);
+            local.mean.push(pivot + acc.1);
+            local.m2.push(acc.2);
+            local.poisoned.push(poisoned);
+            local.pivot.push(pivot);
+        }
+        let call = SyncForward {
+            prep,
+            groups,
+            shape: x.shape.to_vec(),
+            state,
+        };
+        Ok((call, local))
+    }
+
+    /// Phase two: the global statistics where `finalize_training` reads them (one merged
+    /// partial, the global pivot, the global count in the uniform: running statistics and
+    /// the unbiased correction use it), then finalize and normalize, submitted.
+    pub(crate) fn sync_normalize(
+        &mut self,
+        call: SyncForward,
+        global: &LocalStatistics,
+    ) -> Result<()> {
+        let SyncForward {
+            prep,
+            groups,
+            shape,
+            state,
+        } = call;
+        let Groups::Split { shared, groups } = &groups else {
+            unreachable!("a synchronized call takes the split path");
+        };
+        let kernels = self.kernels.clone();
+        let normalize = &kernels.streaming(*shared).normalize;
+        self.finish_statistics(&prep, state, global, Some((normalize, groups)))?;
+        self.last = Some(LastForward {
+            mode: Mode::Training,
+            shape,
+        });
+        Ok(())
+    }
+
+    /// The end of a synchronized training forward on a rank with no rows: the running
+    /// statistics and the batch count advance with everyone else's, through the same
+    /// finalize kernel (the same arithmetic, so the same bits on the same kind of device).
+    pub(crate) fn sync_normalize_empty(&mut self, global: &LocalStatistics) -> Result<()> {
+        let c = self.config.channels;
+        let g = Geometry::new(&[1, c], self.config.layout, c)?;
+        let prep = self.prepared(g)?;
+        let state = self.ctx.read_f32(&self.state, 0, c * STATE_FLOATS)?;
+        self.finish_statistics(&prep, state, global, None)
+    }
+
+    /// Writes the global statistics and records finalize (and normalize, when given).
+    fn finish_statistics(
+        &mut self,
+        prep: &Prepared,
+        mut state: Vec<f32>,
+        global: &LocalStatistics,
+        normalize: Option<(&wgpu::ComputePipeline, &[wgpu::BindGroup])>,
+    ) -> Result<()> {
+        let (c, splits) = (prep.plan.geometry.channels, prep.plan.total_splits as usize);
+        let mut partials = vec![0.0f32; splits * c * 4];
+        for ch in 0..c {
+            let mean_d = global.mean[ch] - global.pivot[ch];
+            let poisoned = global.poisoned[ch] || !mean_d.is_finite() || !global.m2[ch].is_finite();
+            partials[ch * 4..][..4].copy_from_slice(&[
+                global.count[ch] as f32,
+                mean_d as f32,
+                global.m2[ch] as f32,
+                if poisoned { 1.0 } else { 0.0 },
+            ]);
+            state[ch * STATE_FLOATS] = global.pivot[ch] as f32;
+        }
+        self.ctx
+            .write(&self.partials, 0, bytemuck::cast_slice(&partials))?;
+        self.ctx
+            .write(&self.state, 0, bytemuck::cast_slice(&state))?;
+        let n = global.count.first().copied().unwrap_or(0.0);
+        let mut u = prep.uniforms[0];
+        u.n = n as f32;
+        u.var_correction = self.config.variance_correction(n as usize);
+        self.ctx.write(&prep.params[0], 0, bytemuck::bytes_of(&u))?;
+        let mut enc = self
+            .ctx
+            .device()
+            .create_command_encoder(&Default::default());
+        {
+            let max_dim = self.ctx.plan_limits().max_groups_per_dim;
+            let channels = ((c as u32).div_ceil(CHANNEL_WORKGROUP), 1);
+            let desc = self.pass_descriptor("bn.sync.normalize");
+            let mut pass = crate::pipeline::begin_pass(&mut enc, &desc);
+            let finalize = &self.kernels.finalize_training;
+            record(&mut pass, finalize, &prep.channel_group, channels);
+            if let Some((pipeline, groups)) = normalize {
+                record_chunks(&mut pass, pipeline, prep, groups, max_dim);
+            }
+        }
+        self.ctx.submit(enc)?;
+        self.batches_tracked += 1;
+        Ok(())
+    }
+
+    /// Phase one of a synchronized backward: records and submits the gradient sums of the
+    /// last (synchronized) forward, and returns this rank's per channel (split order, f64).
+    pub(crate) fn sync_gradient_sums(
+        &mut self,
+        x: TensorRef<'_>,
+        dy: TensorRef<'_>,
+        dx: TensorRef<'_>,
+    ) -> Result<(SyncBackward, Vec<[f64; 4]>)> {
+        let last = self.last.clone().ok_or(Error::BackwardBeforeForward)?;
+        let g = self.check_backward(&last.shape, &x, &dy, &dx)?;
+        let (prep, groups) = self.split_groups(g, [&x, &dy, &dx])?;
+        let Groups::Split {
+            shared,
+            groups: chunk_groups,
+        } = &groups
+        else {
+            unreachable!("split_groups returns the split path");
+        };
+        let mut enc = self
+            .ctx
+            .device()
+            .create_command_encoder(&Default::default());
+        {
+            let max_dim = self.ctx.plan_limits().max_groups_per_dim;
+            let mut pass =
+                crate::pipeline::begin_pass(&mut enc, &self.pass_descriptor("bn.sync.reduce"));
+            record_chunks(
+                &mut pass,
+                &self.kernels.streaming(*shared).reduce,
+                &prep,
+                chunk_groups,
+                max_dim,
+            );
+        }
+        self.ctx.submit_and_wait(enc)?;
+        let partials = self.read_partials(&prep)?;
+        let c = g.channels;
+        let sums = (0..c)
+            .map(|ch| {
+                let mut acc = [0.0f64; 4];
+                for s in 0..prep.plan.total_splits as usize {
+                    for (a, &p) in acc.iter_mut().zip(&partials[(s * c + ch) * 4..][..4]) {
+                        *a += p as f64;
+                    }
+                }
+                acc
+            })
+            .collect();
+        Ok((SyncBackward { prep, groups }, sums))
+    }
+
+    /// Phase two of a synchronized backward: the global sums where `finalize_backward` reads
+    /// them, then finalize (dgamma, dbeta, the dx coefficients) and dx, submitted.
+    pub(crate) fn sync_dx(&mut self, call: SyncBackward, sums: &[[f64; 4]]) -> Result<()> {
+        let prep = &call.prep;
+        let (c, splits) = (prep.plan.geometry.channels, prep.plan.total_splits as usize);
+        let mut partials = vec![0.0f32; splits * c * 4];
+        for (ch, s) in sums.iter().enumerate() {
+            for (k, v) in s.iter().enumerate() {
+                partials[ch * 4 + k] = *v as f32;
+            }
+        }
+        self.ctx
+            .write(&self.partials, 0, bytemuck::cast_slice(&partials))?;
+        let Groups::Split { shared, groups } = &call.groups else {
+            unreachable!("a synchronized call takes the split path");
+        };
+        let mut enc = self
+            .ctx
+            .device()
+            .create_command_encoder(&Default::default());
+        {
+            let k = &self.kernels;
+            let max_dim = self.ctx.plan_limits().max_groups_per_dim;
+            let channels = ((c as u32).div_ceil(CHANNEL_WORKGROUP), 1);
+            let mut pass =
+                crate::pipeline::begin_pass(&mut enc, &self.pass_descriptor("bn.sync.dx"));
+            record(
+                &mut pass,
+                &k.finalize_backward,
+                &prep.channel_group,
+                channels,
+            );
+            record_chunks(&mut pass, &k.streaming(*shared).dx, prep, groups, max_dim);
+        }
+        self.ctx.submit(enc)?;
+        Ok(())
+    }
+
+    /// The end of a synchronized backward on a rank with no rows: dgamma and dbeta are the
+    /// global sums, as on every other rank.
+    pub(crate) fn sync_gradients_empty(&mut self, sums: &[[f64; 4]]) -> Result<()> {
+        let c = self.config.channels;
+        let mut grads = vec![0.0f32; 2 * c];
+        for (ch, s) in sums.iter().enumerate() {
+            grads[ch] = s[1] as f32;
+            grads[c + ch] = s[0] as f32;
+        }
+        self.ctx
+            .write(&self.grads, self.grads_at, bytemuck::cast_slice(&grads))
+    }
+}

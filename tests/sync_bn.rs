@@ -1,0 +1,205 @@
+//! Synchronized batch norm across ranks (threads of one process here; processes over MPI in
+//! `examples/sync_bn_mpi.rs`): uneven slices, an empty rank included, give the single-process
+//! result on the concatenated batch within 1e-6 relative — statistics, y, dx, dgamma, dbeta,
+//! running statistics — bit-identical on every rank and from run to run.
+
+mod common;
+
+use std::thread;
+
+use common::{ctx, serial, Rng};
+use wgpu_batchnorm::{
+    BatchNorm, BatchNormConfig, Collective, Error, Layout, Mode, SyncBatchNorm, ThreadGroup,
+};
+
+/// What one rank ends with: its y and dx slices, then the layer's dgamma, dbeta, running
+/// mean and variance after `steps` steps.
+type RankResult = (Vec<f32>, Vec<f32>, [Vec<f32>; 4]);
+
+/// A batch of `rows` with per-channel means far from zero and small spreads.
+fn batch(rows: usize, inner: usize, c: usize, seed: u64) -> (Vec<f32>, Vec<f32>) {
+    let mut rng = Rng::new(seed);
+    let x = (0..rows * inner * c)
+        .map(|i| (1000.0 * (i % c) as f64 + rng.normal()) as f32)
+        .collect();
+    let dy = (0..rows * inner * c).map(|_| rng.normal() as f32).collect();
+    (x, dy)
+}
+
+fn shape(rows: usize, inner: usize, c: usize, layout: Layout) -> Vec<usize> {
+    match layout {
+        Layout::ChannelsLast => vec![rows, inner, c],
+        Layout::ChannelsFirst => vec![rows, c, inner],
+    }
+}
+
+/// Runs `steps` training steps on ranks holding `slices` rows each (in order).
+fn run_ranks(
+    config: &BatchNormConfig,
+    slices: &[usize],
+    inner: usize,
+    steps: usize,
+) -> Vec<RankResult> {
+    let c = config.channels;
+    let total: usize = slices.iter().sum();
+    let per_row = inner * c;
+    let members = ThreadGroup::new(slices.len()).unwrap();
+    thread::scope(|s| {
+        let handles: Vec<_> = members
+            .into_iter()
+            .map(|comm| {
+                let config = config.clone();
+                s.spawn(move || {
+                    let r = comm.rank();
+                    let start: usize = slices[..r].iter().sum();
+                    let rows = slices[r];
+                    let mut bn = SyncBatchNorm::new(ctx(), config.clone(), comm).unwrap();
+                    let sh = shape(rows, inner, c, config.layout);
+                    let (mut y, mut dx) = (Vec::new(), Vec::new());
+                    for step in 0..steps {
+                        let (x, dy) = batch(total, inner, c, step as u64);
+                        let part =
+                            |v: &[f32]| v[start * per_row..(start + rows) * per_row].to_vec();
+                        let (x, dy) = (part(&x), part(&dy));
+                        y = bn.forward_host(&x, &sh, Mode::Training).unwrap();
+                        dx = bn.backward_host(&x, &dy, &sh).unwrap().0;
+                    }
+                    let l = bn.layer();
+                    let state = [l.dgamma(), l.dbeta(), l.running_mean(), l.running_var()]
+                        .map(|v| v.unwrap());
+                    (y, dx, state)
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    })
+}
+
+/// The same steps on one layer over the whole batch.
+fn run_single(config: &BatchNormConfig, total: usize, inner: usize, steps: usize) -> RankResult {
+    let c = config.channels;
+    let mut bn = BatchNorm::new(ctx(), config.clone()).unwrap();
+    let sh = shape(total, inner, c, config.layout);
+    let (mut y, mut dx) = (Vec::new(), Vec::new());
+    for step in 0..steps {
+        let (x, dy) = batch(total, inner, c, step as u64);
+        y = bn.forward_host(&x, &sh, Mode::Training).unwrap();
+        dx = bn.backward_host(&x, &dy, &sh).unwrap().0;
+    }
+    let state = [bn.dgamma(), bn.dbeta(), bn.running_mean(), bn.running_var()].map(|v| v.unwrap());
+    (y, dx, state)
+}
+
+#[track_caller]
+fn close(what: &str, got: &[f32], want: &[f32]) {
+    assert_eq!(got.len(), want.len(), "{what}");
+    let scale = want.iter().fold(1.0f32, |m, v| m.max(v.abs()));
+    for (i, (a, b)) in got.iter().zip(want).enumerate() {
+        assert!(
+            (a - b).abs() <= 1e-6 * b.abs().max(1.0) + 2e-6 * scale,
+            "{what}[{i}]: synchronized {a} single {b}"
+        );
+    }
+}
+
+fn check(config: BatchNormConfig, slices: &[usize], inner: usize) {
+    let total: usize = slices.iter().sum();
+    let steps = 2;
+    let ranks = run_ranks(&config, slices, inner, steps);
+    let (y, dx, state) = run_single(&config, total, inner, steps);
+    let per_row = inner * config.channels;
+    let mut start = 0;
+    for (r, (ry, rdx, rstate)) in ranks.iter().enumerate() {
+        let rows = slices[r];
+        let part = |v: &[f32]| v[start * per_row..(start + rows) * per_row].to_vec();
+        if config.layout == Layout::ChannelsLast {
+            close(&format!("rank {r} y"), ry, &part(&y));
+            close(&format!("rank {r} dx"), rdx, &part(&dx));
+        }
+        for (k, name) in ["dgamma", "dbeta", "running mean", "running var"]
+            .iter()
+            .enumerate()
+        {
+            close(&format!("rank {r} {name}"), &rstate[k], &state[k]);
+            let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+            assert_eq!(
+                bits(&rstate[k]),
+                bits(&ranks[0].2[k]),
+                "rank {r} {name} bits"
+            );
+        }
+        start += rows;
+    }
+    // Run to run: the same bits.
+    let again = run_ranks(&config, slices, inner, steps);
+    for (a, b) in ranks.iter().zip(&again) {
+        assert_eq!(
+            a.0.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+            b.0.iter().map(|v| v.to_bits()).collect::<Vec<_>>()
+        );
+        assert_eq!(a.2, b.2);
+    }
+}
+
+#[test]
+fn uneven_ranks_equal_the_whole_batch() {
+    let _g = serial();
+    // Keras: momentum on the old value, biased running variance; NHWC-like [rows, 4, 5].
+    check(BatchNormConfig::keras(5), &[3, 0, 7], 4);
+    // PyTorch: unbiased running variance with the global count; one row on a rank.
+    check(BatchNormConfig::pytorch(3), &[1, 6], 1);
+    // Channels-first, ReLU fused, four ranks.
+    let nchw = BatchNormConfig::pytorch(4)
+        .with_layout(Layout::ChannelsFirst)
+        .with_relu(true);
+    check(nchw, &[2, 5, 0, 3], 6);
+    // A bigger slice that takes several row splits on its rank.
+    check(BatchNormConfig::keras(3), &[4000, 17], 1);
+}
+
+#[test]
+fn a_failing_rank_makes_every_rank_fail() {
+    let _g = serial();
+    let members = ThreadGroup::new(2).unwrap();
+    let results: Vec<_> = thread::scope(|s| {
+        let handles: Vec<_> = members
+            .into_iter()
+            .map(|comm| {
+                s.spawn(move || {
+                    let r = comm.rank();
+                    let mut bn =
+                        SyncBatchNorm::new(ctx(), BatchNormConfig::keras(3), comm).unwrap();
+                    // Rank 1 passes a shape that does not match its data.
+                    let rows = 4;
+                    let x = vec![1.0f32; rows * 3];
+                    let shape = if r == 0 {
+                        vec![rows, 3]
+                    } else {
+                        vec![rows + 1, 3]
+                    };
+                    bn.forward_host(&x, &shape, Mode::Training).map(|_| ())
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    assert!(
+        matches!(&results[0], Err(Error::Collective(m)) if m.contains("rank 1 failed")),
+        "{results:?}"
+    );
+    assert!(
+        results[1].is_err() && !matches!(results[1], Err(Error::Collective(_))),
+        "{results:?}"
+    );
+    // Every rank empty: an error everywhere, no hang.
+    let members = ThreadGroup::new(2).unwrap();
+    thread::scope(|s| {
+        for comm in members {
+            s.spawn(move || {
+                let mut bn = SyncBatchNorm::new(ctx(), BatchNormConfig::keras(2), comm).unwrap();
+                let e = bn.forward_host(&[], &[0, 2], Mode::Training).unwrap_err();
+                assert!(e.to_string().contains("no rank has any rows"), "{e}");
+            });
+        }
+    });
+}
