@@ -25,6 +25,10 @@ pub struct ContextOptions {
     /// output, no workgroup memory: what CPU adapters run fastest), `Some(false)` tiled
     /// (workgroup-memory tiles: what GPUs run fastest); `None` chooses by the adapter's type.
     pub direct_kernels: Option<bool>,
+    /// The backends to choose the adapter from (`None`: `WGPU_BACKEND`, else all): one
+    /// context per backend puts several adapters of one machine to work in one process
+    /// (see `ThreadGroup`).
+    pub backends: Option<wgpu::Backends>,
 }
 
 /// A device, its queue, and the batch-norm pipelines compiled for it. Cheap to clone.
@@ -61,12 +65,18 @@ impl Context {
 
     /// Creates a device asynchronously.
     pub async fn new_async(options: ContextOptions) -> Result<Self> {
-        let instance =
-            wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
+        let mut desc = wgpu::InstanceDescriptor::new_without_display_handle_from_env();
+        if let Some(backends) = options.backends {
+            desc.backends = backends;
+        }
+        let instance = wgpu::Instance::new(desc);
         let adapter = match env_adapter_name() {
             Some(name) => {
                 let wanted = name.to_lowercase();
-                let backends = wgpu::Backends::from_env().unwrap_or(wgpu::Backends::all());
+                let backends = options
+                    .backends
+                    .or_else(wgpu::Backends::from_env)
+                    .unwrap_or(wgpu::Backends::all());
                 instance
                     .enumerate_adapters(backends)
                     .await

@@ -9,7 +9,8 @@ use std::thread;
 
 use common::{ctx, serial, Rng};
 use wgpu_batchnorm::{
-    BatchNorm, BatchNormConfig, Collective, Error, Layout, Mode, SyncBatchNorm, ThreadGroup,
+    BatchNorm, BatchNormConfig, Collective, Context, ContextOptions, Error, Layout, Mode,
+    SyncBatchNorm, ThreadGroup,
 };
 
 /// What one rank ends with: its y and dx slices, then the layer's dgamma, dbeta, running
@@ -40,6 +41,17 @@ fn run_ranks(
     inner: usize,
     steps: usize,
 ) -> Vec<RankResult> {
+    run_ranks_on(&[ctx()], config, slices, inner, steps)
+}
+
+/// As `run_ranks`, rank r on `contexts[r % len]`.
+fn run_ranks_on(
+    contexts: &[&Context],
+    config: &BatchNormConfig,
+    slices: &[usize],
+    inner: usize,
+    steps: usize,
+) -> Vec<RankResult> {
     let c = config.channels;
     let total: usize = slices.iter().sum();
     let per_row = inner * c;
@@ -53,7 +65,8 @@ fn run_ranks(
                     let r = comm.rank();
                     let start: usize = slices[..r].iter().sum();
                     let rows = slices[r];
-                    let mut bn = SyncBatchNorm::new(ctx(), config.clone(), comm).unwrap();
+                    let rank_ctx = contexts[r % contexts.len()];
+                    let mut bn = SyncBatchNorm::new(rank_ctx, config.clone(), comm).unwrap();
                     let sh = shape(rows, inner, c, config.layout);
                     let (mut y, mut dx) = (Vec::new(), Vec::new());
                     for step in 0..steps {
@@ -202,4 +215,43 @@ fn a_failing_rank_makes_every_rank_fail() {
             });
         }
     });
+}
+
+/// Several adapters of one machine in one process: rank 0 on Vulkan (lavapipe), rank 1 on GL
+/// (llvmpipe), as two GPUs would be. The exchanged statistics are the same on both; each
+/// device finishes them with its own compiler, so the results agree to round-off.
+#[test]
+fn two_adapters_in_one_process() {
+    let _g = serial();
+    let on = |backends| {
+        Context::with_options(ContextOptions {
+            backends: Some(backends),
+            ..Default::default()
+        })
+    };
+    let (vk, gl) = match (
+        on(wgpu_batchnorm::wgpu::Backends::VULKAN),
+        on(wgpu_batchnorm::wgpu::Backends::GL),
+    ) {
+        (Ok(vk), Ok(gl)) => (vk, gl),
+        (a, b) => {
+            // CI has both (lavapipe and llvmpipe); a machine with one backend skips.
+            eprintln!("skipped: Vulkan {:?}, GL {:?}", a.err(), b.err());
+            return;
+        }
+    };
+    assert_ne!(vk.adapter_info().backend, gl.adapter_info().backend);
+    let config = BatchNormConfig::pytorch(6);
+    let slices = [9, 4];
+    let ranks = run_ranks_on(&[&vk, &gl], &config, &slices, 3, 2);
+    let (y, dx, state) = run_single(&config, 13, 3, 2);
+    let per_row = 3 * 6;
+    close("rank 0 y", &ranks[0].0, &y[..9 * per_row]);
+    close("rank 1 y", &ranks[1].0, &y[9 * per_row..]);
+    close("rank 1 dx", &ranks[1].1, &dx[9 * per_row..]);
+    for r in &ranks {
+        for (k, want) in state.iter().enumerate() {
+            close("state", &r.2[k], want);
+        }
+    }
 }
