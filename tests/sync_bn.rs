@@ -255,3 +255,26 @@ fn two_adapters_in_one_process() {
         }
     }
 }
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig { cases: 16, failure_persistence: None, ..Default::default() })]
+
+    /// Any split of any batch over 1-4 ranks (empty ranks included), either layout and
+    /// convention: the whole batch's results, the same bits on every rank.
+    #[test]
+    fn any_split_equals_the_whole_batch(
+        slices in proptest::collection::vec(0usize..6, 1..5),
+        channels in 1usize..5,
+        inner in 1usize..4,
+        first in proptest::bool::ANY,
+        pytorch in proptest::bool::ANY,
+    ) {
+        let total: usize = slices.iter().sum();
+        // The whole batch needs two values per channel (PyTorch refuses one).
+        proptest::prop_assume!(total * inner >= 2);
+        let _g = serial();
+        let config = if pytorch { BatchNormConfig::pytorch(channels) } else { BatchNormConfig::keras(channels) };
+        let layout = if first { Layout::ChannelsFirst } else { Layout::ChannelsLast };
+        check(config.with_layout(layout), &slices, inner);
+    }
+}
