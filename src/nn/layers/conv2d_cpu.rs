@@ -1,4 +1,4 @@
-//! The f64 twin of `conv2d.rs`: direct loops over output positions (in parallel over
+//! The f64 twin of `conv2d.rs`: direct loops over output positions (in parallel over taps or
 //! samples for large layers), each output summed as bias, then taps `(ky, kx, ci)` in order.
 
 use rayon::prelude::*;
@@ -40,8 +40,8 @@ impl CpuConv {
     }
 }
 
-/// `f` on each sample's chunk of `v` (in parallel when `parallel`).
-fn per_sample(v: &mut [f64], len: usize, parallel: bool, f: impl Fn(usize, &mut [f64]) + Sync) {
+/// `f` on each `len`-long chunk of `v` with its index (in parallel when `parallel`).
+fn each_chunk(v: &mut [f64], len: usize, parallel: bool, f: impl Fn(usize, &mut [f64]) + Sync) {
     if len == 0 {
         return;
     }
@@ -67,7 +67,7 @@ impl CpuLayer for CpuConv {
         let k = &params[0];
         let bias = d.spec.use_bias.then(|| &params[1]);
         let mut y = vec![0.0; rows * oh * ow * cout];
-        per_sample(&mut y, oh * ow * cout, self.parallel(rows), |b, ys| {
+        each_chunk(&mut y, oh * ow * cout, self.parallel(rows), |b, ys| {
             let xs = &x[b * h * w * cin..(b + 1) * h * w * cin];
             for oy in 0..oh {
                 for ox in 0..ow {
@@ -119,35 +119,33 @@ impl CpuLayer for CpuConv {
             }
         }
         let (x, k) = (&self.input, &params[0]);
-        // dK[tap, :] += x · g over samples and output positions in order; db = Σ g.
-        let (dk, rest) = grads.split_at_mut(1);
-        for b in 0..rows {
-            for oy in 0..oh {
-                for ox in 0..ow {
-                    let m = (b * oh + oy) * ow + ox;
-                    let gr = &g[m * cout..(m + 1) * cout];
-                    if let Some(db) = rest.first_mut() {
-                        db.iter_mut().zip(gr).for_each(|(d, &g)| *d += g);
-                    }
-                    for ky in 0..kh {
-                        for kx in 0..kw {
-                            let Some((iy, ix)) = self.source(oy, ox, ky, kx) else {
-                                continue;
-                            };
-                            for ci in 0..cin {
-                                let v = x[((b * h + iy) * w + ix) * cin + ci];
-                                let tap = (ky * kw + kx) * cin + ci;
-                                let row = &mut dk[0][tap * cout..(tap + 1) * cout];
-                                row.iter_mut().zip(gr).for_each(|(d, &g)| *d += v * g);
-                            }
-                        }
+        // db = Σ g over samples and positions in order.
+        if let Some(db) = grads.get_mut(1) {
+            for gr in g.chunks_exact(cout) {
+                db.iter_mut().zip(gr).for_each(|(d, &g)| *d += g);
+            }
+        }
+        // dK[tap, :] += x · g over samples and output positions in order; taps in parallel.
+        let parallel = self.parallel(rows);
+        each_chunk(&mut grads[0], cout, parallel, |tap, row| {
+            let (ci, kx, ky) = (tap % cin, (tap / cin) % kw, tap / (cin * kw));
+            for b in 0..rows {
+                for oy in 0..oh {
+                    for ox in 0..ow {
+                        let Some((iy, ix)) = self.source(oy, ox, ky, kx) else {
+                            continue;
+                        };
+                        let v = x[((b * h + iy) * w + ix) * cin + ci];
+                        let m = (b * oh + oy) * ow + ox;
+                        let gr = &g[m * cout..(m + 1) * cout];
+                        row.iter_mut().zip(gr).for_each(|(d, &g)| *d += v * g);
                     }
                 }
             }
-        }
+        });
         // dX: every output position scatters g · Kᵀ onto the inputs its window reads.
         let mut dx = vec![0.0; rows * h * w * cin];
-        per_sample(&mut dx, h * w * cin, self.parallel(rows), |b, dxs| {
+        each_chunk(&mut dx, h * w * cin, self.parallel(rows), |b, dxs| {
             for oy in 0..oh {
                 for ox in 0..ow {
                     let m = (b * oh + oy) * ow + ox;
