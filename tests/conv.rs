@@ -224,3 +224,45 @@ fn a_cnn_epoch_records_what_it_should() {
     assert_eq!(work.passes, 4 * 21 + 11, "{work:?}");
     assert_eq!(work.dispatches, 4 * 31 + 13, "{work:?}");
 }
+
+/// NaN propagates through convolution and pooling as in the frameworks (a max-pooling window
+/// with a NaN gives NaN, whatever else it holds), the same on the GPU and in the f64 twin;
+/// other windows are untouched.
+#[test]
+fn nan_propagates_through_convolutions_and_pooling() {
+    let _g = serial();
+    let mut x: Vec<f32> = (0..36).map(|i| (i as f32 * 0.37).sin()).collect();
+    x[7] = f32::NAN; // row 1, column 1 of a 6 x 6 image
+    for pool in [
+        LayerSpec::MaxPool2D(Pool2D::new(2)),
+        LayerSpec::AvgPool2D(Pool2D::new(3).stride(3)),
+    ] {
+        let layers = [
+            LayerSpec::Conv2D(Conv2D::new(2, 1)),
+            pool,
+            LayerSpec::Flatten,
+            LayerSpec::Dense(2),
+        ];
+        let mut gpu = Sequential::new(ctx(), [6, 6, 1], &layers, 3, opt()).unwrap();
+        let mut cpu = CpuModel::new([6, 6, 1], &layers, 3, opt()).unwrap();
+        let (tg, tc) = (gpu.trace(&x).unwrap(), cpu.trace(&x).unwrap());
+        for (g, c) in tg.iter().zip(&tc).take(2) {
+            for (i, (a, b)) in g.values.iter().zip(&c.values).enumerate() {
+                assert_eq!(a.is_nan(), b.is_nan(), "{} [{i}]: gpu {a} cpu {b}", g.name);
+                assert!(
+                    a.is_nan() || (a - b).abs() < 1e-5,
+                    "{} [{i}]: {a} {b}",
+                    g.name
+                );
+            }
+        }
+        // The convolution: NaN at that position only (both channels); the pooling: in the
+        // first window only (both channels).
+        let conv = &tg[0].values;
+        let nan_at: Vec<usize> = (0..conv.len()).filter(|&i| conv[i].is_nan()).collect();
+        assert_eq!(nan_at, vec![14, 15], "{conv:?}");
+        let pooled = &tg[1].values;
+        let nan_at: Vec<usize> = (0..pooled.len()).filter(|&i| pooled[i].is_nan()).collect();
+        assert_eq!(nan_at, vec![0, 1], "{pooled:?}");
+    }
+}

@@ -33,14 +33,20 @@ fn window(oy: u32, ox: u32) -> vec4<u32> {
     return vec4<u32>(y0, x0, y1, x1);
 }
 
-// Flat input index (within the sample's channel plane) of the window's first maximum.
+// NaN, by bits (shader compilers may fold `v != v` away; Mesa's GL path does).
+fn is_nan(v: f32) -> bool {
+    return (bitcast<u32>(v) & 0x7fffffffu) > 0x7f800000u;
+}
+
+// Flat input index (within the sample's channel plane) of the window's first maximum; a NaN
+// wins over every number (the first NaN), so NaN propagates as XLA's and TF's max pooling do.
 fn argmax(base: u32, ch: u32, win: vec4<u32>) -> u32 {
     var best = x[base + (win.x * pl.w + win.y) * pl.c + ch];
     var at = win.x * pl.w + win.y;
     for (var iy = win.x; iy < win.z; iy++) {
         for (var ix = win.y; ix < win.w; ix++) {
             let v = x[base + (iy * pl.w + ix) * pl.c + ch];
-            if (v > best) {
+            if (!is_nan(best) && (is_nan(v) || v > best)) {
                 best = v;
                 at = iy * pl.w + ix;
             }

@@ -52,7 +52,9 @@ impl CpuPool {
                         let mut best = at(ys.start, xs.start);
                         for iy in ys.clone() {
                             for ix in xs.clone() {
-                                if x[at(iy, ix)] > x[best] {
+                                // The first NaN wins, as on the GPU (NaN propagates).
+                                let v = x[at(iy, ix)];
+                                if !x[best].is_nan() && (v.is_nan() || v > x[best]) {
                                     best = at(iy, ix);
                                 }
                             }
