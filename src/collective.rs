@@ -5,7 +5,7 @@
 //! GPUs of one machine, or the Vulkan and GL adapters), and, with the `mpi` feature,
 //! [`MpiCollective`] over any MPI communicator (processes on one machine or many).
 
-use std::sync::{Arc, Barrier, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 
 use crate::error::{Error, Result};
 
@@ -21,8 +21,10 @@ pub trait Collective {
     fn all_gather(&mut self, local: &[f64]) -> Result<Vec<f64>>;
 }
 
-/// One rank of a group of threads in one process.
-#[derive(Debug, Clone)]
+/// One rank of a group of threads in one process. A member that is dropped (its thread
+/// finished, or panicked and unwound) leaves the group: the others' exchanges then fail with
+/// an error instead of waiting for it forever.
+#[derive(Debug)]
 pub struct ThreadGroup {
     rank: usize,
     shared: Arc<Shared>,
@@ -31,8 +33,20 @@ pub struct ThreadGroup {
 #[derive(Debug)]
 struct Shared {
     ranks: usize,
-    slots: Mutex<Vec<Vec<f64>>>,
-    barrier: Barrier,
+    round: Mutex<Round>,
+    changed: Condvar,
+}
+
+/// One exchange in progress: the slots filled so far; a completed round's result stays until
+/// every rank has read it, so a fast rank cannot start the next round over a slow one.
+#[derive(Debug)]
+struct Round {
+    slots: Vec<Option<Vec<f64>>>,
+    /// The completed round's result, kept until every rank has read it.
+    done: Option<Arc<Result<Vec<f64>>>>,
+    unread: usize,
+    /// Ranks that left the group.
+    left: Vec<usize>,
 }
 
 impl ThreadGroup {
@@ -43,8 +57,13 @@ impl ThreadGroup {
         }
         let shared = Arc::new(Shared {
             ranks,
-            slots: Mutex::new(vec![Vec::new(); ranks]),
-            barrier: Barrier::new(ranks),
+            round: Mutex::new(Round {
+                slots: vec![None; ranks],
+                done: None,
+                unread: 0,
+                left: Vec::new(),
+            }),
+            changed: Condvar::new(),
         });
         Ok((0..ranks)
             .map(|rank| ThreadGroup {
@@ -53,6 +72,10 @@ impl ThreadGroup {
             })
             .collect())
     }
+}
+
+fn broken() -> Error {
+    Error::Collective("a rank's thread panicked during an exchange".into())
 }
 
 impl Collective for ThreadGroup {
@@ -65,22 +88,57 @@ impl Collective for ThreadGroup {
     }
 
     fn all_gather(&mut self, local: &[f64]) -> Result<Vec<f64>> {
-        let poisoned = || Error::Collective("a rank's thread panicked during an exchange".into());
-        self.shared.slots.lock().map_err(|_| poisoned())?[self.rank] = local.to_vec();
-        self.shared.barrier.wait();
-        let all = {
-            let slots = self.shared.slots.lock().map_err(|_| poisoned())?;
-            if slots.iter().any(|s| s.len() != local.len()) {
-                Err(Error::Collective(
-                    "ranks exchanged payloads of different lengths".into(),
-                ))
-            } else {
-                Ok(slots.concat())
+        let sh = &*self.shared;
+        let mut round = sh.round.lock().map_err(|_| broken())?;
+        // Wait until the previous round's result has been read by everyone.
+        while round.done.is_some() {
+            round = sh.changed.wait(round).map_err(|_| broken())?;
+        }
+        round.slots[self.rank] = Some(local.to_vec());
+        loop {
+            if round.done.is_none() && round.slots.iter().all(Option::is_some) {
+                let slots: Vec<Vec<f64>> =
+                    round.slots.iter_mut().filter_map(Option::take).collect();
+                let result = if slots.iter().any(|s| s.len() != local.len()) {
+                    Err(Error::Collective(
+                        "ranks exchanged payloads of different lengths".into(),
+                    ))
+                } else {
+                    Ok(slots.concat())
+                };
+                round.done = Some(Arc::new(result));
+                round.unread = sh.ranks;
+                sh.changed.notify_all();
             }
-        };
-        // Nobody writes the next round's slot before everyone has read this one.
-        self.shared.barrier.wait();
-        all
+            // A completed round is read even if a rank has left since.
+            if let Some(done) = round.done.clone() {
+                round.unread -= 1;
+                if round.unread == 0 {
+                    round.done = None;
+                    sh.changed.notify_all();
+                }
+                return match &*done {
+                    Ok(v) => Ok(v.clone()),
+                    Err(e) => Err(Error::Collective(e.to_string())),
+                };
+            }
+            if let Some(&gone) = round.left.first() {
+                round.slots[self.rank] = None;
+                return Err(Error::Collective(format!(
+                    "rank {gone} left the group before this exchange completed"
+                )));
+            }
+            round = sh.changed.wait(round).map_err(|_| broken())?;
+        }
+    }
+}
+
+impl Drop for ThreadGroup {
+    fn drop(&mut self) {
+        if let Ok(mut round) = self.shared.round.lock() {
+            round.left.push(self.rank);
+            self.shared.changed.notify_all();
+        }
     }
 }
 

@@ -204,6 +204,33 @@ fn a_failing_rank_makes_every_rank_fail() {
         results[1].is_err() && !matches!(results[1], Err(Error::Collective(_))),
         "{results:?}"
     );
+    // A rank whose thread panics before the exchange leaves the group: the other gets an
+    // error, not a hang.
+    let members = ThreadGroup::new(2).unwrap();
+    let results: Vec<_> = thread::scope(|s| {
+        let handles: Vec<_> = members
+            .into_iter()
+            .map(|comm| {
+                s.spawn(move || {
+                    let r = comm.rank();
+                    let mut bn =
+                        SyncBatchNorm::new(ctx(), BatchNormConfig::keras(2), comm).unwrap();
+                    if r == 1 {
+                        panic!("rank 1 gives up");
+                    }
+                    bn.forward_host(&[1.0, 2.0, 3.0, 4.0], &[2, 2], Mode::Training)
+                        .map(|_| ())
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join()).collect()
+    });
+    assert!(results[1].is_err(), "rank 1 panicked");
+    let rank0 = results[0].as_ref().unwrap();
+    assert!(
+        matches!(rank0, Err(Error::Collective(m)) if m.contains("rank 1 left")),
+        "{rank0:?}"
+    );
     // Every rank empty: an error everywhere, no hang.
     let members = ThreadGroup::new(2).unwrap();
     thread::scope(|s| {
