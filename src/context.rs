@@ -29,6 +29,9 @@ pub struct ContextOptions {
     /// context per backend puts several adapters of one machine to work in one process
     /// (see `ThreadGroup`).
     pub backends: Option<wgpu::Backends>,
+    /// The adapter whose name contains this (case-insensitive; `None`: `WGPU_ADAPTER_NAME`):
+    /// one context per GPU of a machine, e.g. for a `ThreadGroup`. See [`Context::adapters`].
+    pub adapter_name: Option<String>,
 }
 
 /// A device, its queue, and the batch-norm pipelines compiled for it. Cheap to clone.
@@ -63,6 +66,24 @@ impl Context {
         pollster::block_on(Self::new_async(options))
     }
 
+    /// Every adapter wgpu finds (on `backends`, or all), as (name, backend, device type): what
+    /// [`ContextOptions::adapter_name`] and [`ContextOptions::backends`] choose from.
+    pub fn adapters(
+        backends: Option<wgpu::Backends>,
+    ) -> Vec<(String, wgpu::Backend, wgpu::DeviceType)> {
+        let backends = backends.unwrap_or(wgpu::Backends::all());
+        let mut desc = wgpu::InstanceDescriptor::new_without_display_handle_from_env();
+        desc.backends = backends;
+        let instance = wgpu::Instance::new(desc);
+        pollster::block_on(instance.enumerate_adapters(backends))
+            .into_iter()
+            .map(|a| {
+                let i = a.get_info();
+                (i.name, i.backend, i.device_type)
+            })
+            .collect()
+    }
+
     /// Creates a device asynchronously.
     pub async fn new_async(options: ContextOptions) -> Result<Self> {
         let mut desc = wgpu::InstanceDescriptor::new_without_display_handle_from_env();
@@ -70,7 +91,7 @@ impl Context {
             desc.backends = backends;
         }
         let instance = wgpu::Instance::new(desc);
-        let adapter = match env_adapter_name() {
+        let adapter = match options.adapter_name.clone().or_else(env_adapter_name) {
             Some(name) => {
                 let wanted = name.to_lowercase();
                 let backends = options

@@ -11,7 +11,7 @@ pub enum Error {
     #[error("synchronized batch norm: {0}")]
     Collective(String),
     /// No adapter matched the request (or `WGPU_ADAPTER_NAME`).
-    #[error("no GPU adapter found{}", .0.as_deref().map(|n| format!(" matching WGPU_ADAPTER_NAME={n:?}")).unwrap_or_default())]
+    #[error("no GPU adapter found{}", .0.as_deref().map(|n| format!(" whose name contains {n:?} (WGPU_ADAPTER_NAME or ContextOptions::adapter_name; `bnorm info` lists them)")).unwrap_or_default())]
     NoAdapter(Option<String>),
     /// The adapter refused the device request.
     #[error("requesting a device failed: {0}")]

@@ -90,7 +90,13 @@ fn train_prints_both_runs_and_the_cpu_path_agrees() {
 fn info_names_the_adapter() {
     let (ok, out, stderr) = bnorm(&["info"]);
     assert!(ok, "{stderr}");
-    assert!(out.contains("subgroups"), "{out}");
+    assert!(
+        out.contains("in use:") && out.contains("subgroups"),
+        "{out}"
+    );
+    // Every adapter is listed, the one in use among them.
+    let listed = out.lines().filter(|l| l.starts_with("adapter: ")).count();
+    assert!(listed >= 1, "{out}");
 }
 
 /// Runs `bnorm` with a deadline: a hang fails the test instead of hanging it.

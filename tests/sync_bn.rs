@@ -268,6 +268,21 @@ fn two_adapters_in_one_process() {
         }
     };
     assert_ne!(vk.adapter_info().backend, gl.adapter_info().backend);
+    // The same adapters by name (what picks one of several GPUs).
+    let name = vk.adapter_info().name.clone();
+    let by_name = Context::with_options(ContextOptions {
+        backends: Some(wgpu_batchnorm::wgpu::Backends::VULKAN),
+        adapter_name: Some(name.to_uppercase()),
+        ..Default::default()
+    })
+    .unwrap();
+    assert_eq!(by_name.adapter_info().name, name);
+    assert!(Context::adapters(None).iter().any(|(n, _, _)| *n == name));
+    let missing = Context::with_options(ContextOptions {
+        adapter_name: Some("no such adapter".into()),
+        ..Default::default()
+    });
+    assert!(matches!(missing, Err(Error::NoAdapter(Some(_)))));
     let config = BatchNormConfig::pytorch(6);
     let slices = [9, 4];
     let ranks = run_ranks_on(&[&vk, &gl], &config, &slices, 3, 2);

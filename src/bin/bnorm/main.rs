@@ -44,7 +44,7 @@ enum Command {
     Train(Box<train::Args>),
     /// Runs a saved model on data: accuracy, and one sample's path through the layers.
     Predict(Box<predict::Args>),
-    /// Which adapter and backend the engine runs on.
+    /// Every adapter wgpu finds, and the one the engine runs on.
     Info,
     /// CPU path against GPU path for forward, inference and backward, with copy bandwidths.
     Bench(bench::Args),
@@ -112,9 +112,15 @@ fn main() -> std::process::ExitCode {
         .command
         .unwrap_or_else(|| Command::Train(Box::default()))
     {
-        Command::Info => Context::new()
-            .map(|ctx| say!("{}", ctx.describe()))
-            .map_err(Into::into),
+        Command::Info => {
+            // Every adapter, then the one a plain run picks.
+            for (name, backend, kind) in Context::adapters(None) {
+                say!("adapter: {name} ({backend:?}, {kind:?})");
+            }
+            Context::new()
+                .map(|ctx| say!("in use: {}", ctx.describe()))
+                .map_err(Into::into)
+        }
         Command::Check { rows, channels } => check(rows, channels),
         Command::Bench(args) => bench::run(args),
         Command::Train(args) => train::run_cli(*args),
