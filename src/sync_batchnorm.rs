@@ -55,36 +55,6 @@ impl<C: Collective> SyncBatchNorm<C> {
         &self.comm
     }
 
-    /// Exchanges a header, then (when every rank is fine and they agree) the payload; returns
-    /// every rank's payload in rank order.
-    fn exchange(&mut self, local: Result<Vec<f64>>) -> Result<Vec<Vec<f64>>> {
-        let c = self.layer.config().channels;
-        let (status, payload) = match &local {
-            Ok(p) => (0.0, p.clone()),
-            Err(_) => (1.0, Vec::new()),
-        };
-        let header = self.comm.all_gather(&[status, c as f64])?;
-        // This rank's own failure, after the others have heard of it.
-        local?;
-        for (r, h) in header.chunks_exact(2).enumerate() {
-            if h[0] != 0.0 {
-                return Err(Error::Collective(format!("rank {r} failed in this call")));
-            }
-            if h[1] != c as f64 {
-                return Err(Error::Collective(format!(
-                    "rank {r} has {} channels, rank {} has {c}",
-                    h[1],
-                    self.comm.rank()
-                )));
-            }
-        }
-        let all = self.comm.all_gather(&payload)?;
-        Ok(all
-            .chunks_exact(payload.len().max(1))
-            .map(<[f64]>::to_vec)
-            .collect())
-    }
-
     /// Records and runs a synchronized forward of this rank's slice: `Some((x, y))`, or
     /// `None` for a rank with no rows (it still takes part, and its running statistics
     /// advance). Inference uses the running statistics and exchanges nothing.
@@ -93,43 +63,7 @@ impl<C: Collective> SyncBatchNorm<C> {
         tensors: Option<(TensorRef<'_>, TensorRef<'_>)>,
         mode: Mode,
     ) -> Result<()> {
-        let mode = if self.layer.trainable() {
-            mode
-        } else {
-            Mode::Inference
-        };
-        if mode == Mode::Inference {
-            if let Some((x, y)) = tensors {
-                let mut enc = self
-                    .ctx
-                    .device()
-                    .create_command_encoder(&Default::default());
-                self.layer.encode_forward(&mut enc, x, y, mode)?;
-                self.ctx.submit(enc)?;
-            }
-            return Ok(());
-        }
-        let c = self.layer.config().channels;
-        let (call, local) = match tensors {
-            Some((x, y)) => match self.layer.sync_statistics(x, y) {
-                Ok((call, local)) => (Some(call), Ok(local)),
-                Err(e) => (None, Err(e)),
-            },
-            None => (None, Ok(LocalStatistics::empty(c))),
-        };
-        let all = self.exchange(local.map(|l| l.pack()))?;
-        let global = LocalStatistics::merge_ranks(&all, c);
-        let n = global.count.first().copied().unwrap_or(0.0);
-        if n == 0.0 {
-            return Err(Error::Collective("no rank has any rows".into()));
-        }
-        if n == 1.0 && self.layer.config().single_sample == SingleSamplePolicy::Error {
-            return Err(Error::SingleSample(vec![1, c]));
-        }
-        match call {
-            Some(call) => self.layer.sync_normalize(call, &global),
-            None => self.layer.sync_normalize_empty(&global),
-        }
+        sync_forward(&self.ctx, &mut self.layer, &mut self.comm, tensors, mode)
     }
 
     /// Records and runs a synchronized backward of the last forward: `Some((x, dy, dx))`, or
@@ -139,34 +73,13 @@ impl<C: Collective> SyncBatchNorm<C> {
         &mut self,
         tensors: Option<(TensorRef<'_>, TensorRef<'_>, TensorRef<'_>)>,
     ) -> Result<()> {
-        let c = self.layer.config().channels;
-        let (call, local) = match tensors {
-            Some((x, dy, dx)) => match self.layer.sync_gradient_sums(x, dy, dx) {
-                Ok((call, sums)) => (Some(call), Ok(sums)),
-                Err(e) => (None, Err(e)),
-            },
-            None => (None, Ok(vec![[0.0; 4]; c])),
-        };
-        let all = self.exchange(local.map(|s| s.concat()))?;
-        // Summed in rank order: the same bits on every rank.
-        let mut sums = vec![[0.0f64; 4]; c];
-        for rank in &all {
-            for (s, r) in sums.iter_mut().zip(rank.chunks_exact(4)) {
-                for (a, b) in s.iter_mut().zip(r) {
-                    *a += b;
-                }
-            }
-        }
-        match call {
-            Some(call) => self.layer.sync_dx(call, &sums),
-            None => self.layer.sync_gradients_empty(&sums),
-        }
+        sync_backward(&mut self.layer, &mut self.comm, tensors)
     }
 
     /// Takes part in the current exchange as a rank that failed (so the others return an
     /// error instead of waiting), and returns the failure.
     fn fail<T>(&mut self, e: Error) -> Result<T> {
-        self.exchange(Err(e)).map(|_| ()).and(Err(Error::Collective(
+        exchange(&self.layer, &mut self.comm, Err(e)).map(|_| ()).and(Err(Error::Collective(
             "internal: a failed exchange succeeded".into(),
         )))
     }
@@ -216,6 +129,110 @@ impl<C: Collective> SyncBatchNorm<C> {
             dx.to_vec(&self.ctx)?
         };
         Ok((dx, self.layer.dgamma()?, self.layer.dbeta()?))
+    }
+}
+
+/// Exchanges a header (status, channels), then — when every rank is fine and they agree —
+/// the payload; returns every rank's payload in rank order.
+fn exchange(
+    layer: &BatchNorm,
+    comm: &mut (impl Collective + ?Sized),
+    local: Result<Vec<f64>>,
+) -> Result<Vec<Vec<f64>>> {
+    let c = layer.config().channels;
+    let (status, payload) = match &local {
+        Ok(p) => (0.0, p.clone()),
+        Err(_) => (1.0, Vec::new()),
+    };
+    let header = comm.all_gather(&[status, c as f64])?;
+    // This rank's own failure, after the others have heard of it.
+    local?;
+    for (r, h) in header.chunks_exact(2).enumerate() {
+        if h[0] != 0.0 {
+            return Err(Error::Collective(format!("rank {r} failed in this call")));
+        }
+        if h[1] != c as f64 {
+            return Err(Error::Collective(format!(
+                "rank {r} has {} channels, rank {} has {c}",
+                h[1],
+                comm.rank()
+            )));
+        }
+    }
+    let all = comm.all_gather(&payload)?;
+    Ok(all
+        .chunks_exact(payload.len().max(1))
+        .map(<[f64]>::to_vec)
+        .collect())
+}
+
+/// A synchronized forward of `layer` over `comm` (see [`SyncBatchNorm::forward`]).
+pub(crate) fn sync_forward(
+    ctx: &Context,
+    layer: &mut BatchNorm,
+    comm: &mut (impl Collective + ?Sized),
+    tensors: Option<(TensorRef<'_>, TensorRef<'_>)>,
+    mode: Mode,
+) -> Result<()> {
+    let mode = if layer.trainable() { mode } else { Mode::Inference };
+    if mode == Mode::Inference {
+        if let Some((x, y)) = tensors {
+            let mut enc = ctx.device().create_command_encoder(&Default::default());
+            layer.encode_forward(&mut enc, x, y, mode)?;
+            ctx.submit(enc)?;
+        }
+        return Ok(());
+    }
+    let c = layer.config().channels;
+    let (call, local) = match tensors {
+        Some((x, y)) => match layer.sync_statistics(x, y) {
+            Ok((call, local)) => (Some(call), Ok(local)),
+            Err(e) => (None, Err(e)),
+        },
+        None => (None, Ok(LocalStatistics::empty(c))),
+    };
+    let all = exchange(layer, comm, local.map(|l| l.pack()))?;
+    let global = LocalStatistics::merge_ranks(&all, c);
+    let n = global.count.first().copied().unwrap_or(0.0);
+    if n == 0.0 {
+        return Err(Error::Collective("no rank has any rows".into()));
+    }
+    if n == 1.0 && layer.config().single_sample == SingleSamplePolicy::Error {
+        return Err(Error::SingleSample(vec![1, c]));
+    }
+    match call {
+        Some(call) => layer.sync_normalize(call, &global),
+        None => layer.sync_normalize_empty(&global),
+    }
+}
+
+/// A synchronized backward of `layer` over `comm` (see [`SyncBatchNorm::backward`]).
+pub(crate) fn sync_backward(
+    layer: &mut BatchNorm,
+    comm: &mut (impl Collective + ?Sized),
+    tensors: Option<(TensorRef<'_>, TensorRef<'_>, TensorRef<'_>)>,
+) -> Result<()> {
+    let c = layer.config().channels;
+    let (call, local) = match tensors {
+        Some((x, dy, dx)) => match layer.sync_gradient_sums(x, dy, dx) {
+            Ok((call, sums)) => (Some(call), Ok(sums)),
+            Err(e) => (None, Err(e)),
+        },
+        None => (None, Ok(vec![[0.0; 4]; c])),
+    };
+    let all = exchange(layer, comm, local.map(|s| s.concat()))?;
+    // Summed in rank order: the same bits on every rank.
+    let mut sums = vec![[0.0f64; 4]; c];
+    for rank in &all {
+        for (s, r) in sums.iter_mut().zip(rank.chunks_exact(4)) {
+            for (a, b) in s.iter_mut().zip(r) {
+                *a += b;
+            }
+        }
+    }
+    match call {
+        Some(call) => layer.sync_dx(call, &sums),
+        None => layer.sync_gradients_empty(&sums),
     }
 }
 
