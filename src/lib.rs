@@ -51,7 +51,7 @@ mod memory;
 pub mod nn;
 mod pipeline;
 mod plan;
-mod sync_batchnorm;
+pub(crate) mod sync_batchnorm;
 mod tensor;
 mod work;
 

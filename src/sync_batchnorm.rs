@@ -79,9 +79,11 @@ impl<C: Collective> SyncBatchNorm<C> {
     /// Takes part in the current exchange as a rank that failed (so the others return an
     /// error instead of waiting), and returns the failure.
     fn fail<T>(&mut self, e: Error) -> Result<T> {
-        exchange(&self.layer, &mut self.comm, Err(e)).map(|_| ()).and(Err(Error::Collective(
-            "internal: a failed exchange succeeded".into(),
-        )))
+        exchange(&self.layer, &mut self.comm, Err(e))
+            .map(|_| ())
+            .and(Err(Error::Collective(
+                "internal: a failed exchange succeeded".into(),
+            )))
     }
 
     /// Host in, host out: this rank's rows `x` of `shape` (zero rows allowed); returns `y`.
@@ -174,7 +176,11 @@ pub(crate) fn sync_forward(
     tensors: Option<(TensorRef<'_>, TensorRef<'_>)>,
     mode: Mode,
 ) -> Result<()> {
-    let mode = if layer.trainable() { mode } else { Mode::Inference };
+    let mode = if layer.trainable() {
+        mode
+    } else {
+        Mode::Inference
+    };
     if mode == Mode::Inference {
         if let Some((x, y)) = tensors {
             let mut enc = ctx.device().create_command_encoder(&Default::default());

@@ -161,6 +161,11 @@ pub(crate) trait GpuLayer: Send + Sync {
         io: &Io<'_>,
         mode: Mode,
     ) -> Result<()>;
+    /// A batch-norm layer, for data-parallel training: its engine layer and the positions per
+    /// sample (`h * w` of a feature map), so the step can synchronize it across ranks.
+    fn synchronized(&mut self) -> Option<(&mut crate::BatchNorm, usize)> {
+        None
+    }
     /// Backward of the last forward: the parameter gradients into `io.grads`, and the input
     /// gradient into `io.d_input` when there is one.
     fn backward(

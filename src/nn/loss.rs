@@ -64,6 +64,8 @@ impl Kernels {
 pub(crate) struct Loss {
     kernels: std::sync::Arc<Kernels>,
     group: wgpu::BindGroup,
+    uniform: wgpu::Buffer,
+    rows: usize,
 }
 
 /// The buffers a loss dispatch binds.
@@ -108,7 +110,20 @@ impl Loss {
                 io.tick.into(),
             ],
         );
-        Ok(Loss { kernels, group })
+        Ok(Loss {
+            kernels,
+            group,
+            uniform: u,
+            rows: io.rows,
+        })
+    }
+
+    /// Divides the batch loss and the gradient by `rows` instead of this dispatch's own rows
+    /// (data-parallel training: each rank's share of the global batch's mean). Applied at the
+    /// next submit; `None` restores the own rows.
+    pub fn set_normalizer(&self, ctx: &Context, rows: Option<usize>) -> Result<()> {
+        let inv = 1.0 / rows.unwrap_or(self.rows) as f32;
+        Ok(ctx.write(&self.uniform, 12, bytemuck::bytes_of(&inv))?)
     }
 
     pub fn encode(&self, enc: &mut wgpu::CommandEncoder) {

@@ -19,6 +19,7 @@ pub mod reference;
 mod registry;
 pub mod rng;
 mod sequential;
+mod sequential_distributed;
 pub(crate) mod sequential_fit;
 mod sequential_weights;
 mod shape;

@@ -24,10 +24,10 @@ const EVAL_ROWS: usize = 1024;
 /// Batch sizes whose buffers are kept at once.
 const MAX_PLANS: usize = 16;
 /// Byte offset of the evaluation metrics in the metrics buffer (training metrics at 0).
-const EVAL_METRICS: u64 = 256;
+pub(super) const EVAL_METRICS: u64 = 256;
 /// Byte offset of the epoch's per-batch losses in the metrics buffer: all of an epoch's
 /// numbers come back in one readback.
-const BATCH_LOSSES: u64 = 512;
+pub(super) const BATCH_LOSSES: u64 = 512;
 /// Rows of a Dense layer's GEMM tile: a batch spans at most this many times the device's
 /// workgroups per grid dimension.
 const ROWS_PER_GROUP: usize = 16;
@@ -47,10 +47,10 @@ pub struct Sequential {
     pub(super) params_len: usize,
     pub(super) params: wgpu::Buffer,
     pub(super) grads: wgpu::Buffer,
-    optimizer: GpuOptimizer,
+    pub(super) optimizer: GpuOptimizer,
     /// `[training metrics | evaluation metrics | the mean loss of each training batch of the
     /// current epoch]`, at 0, `EVAL_METRICS` and `BATCH_LOSSES`.
-    metrics: wgpu::Buffer,
+    pub(super) metrics: wgpu::Buffer,
     plans: HashMap<usize, Arc<Plan>>,
     /// Gathers by (batch rows, data set, inference).
     gathers: HashMap<(usize, u64, bool), Gather>,
@@ -149,7 +149,7 @@ impl Sequential {
 
     /// The buffers and bind groups of batch size `rows`, built once (guarded: bind groups on a
     /// lost device must not reach a caller's error handler).
-    fn plan(&mut self, rows: usize) -> Result<Arc<Plan>> {
+    pub(super) fn plan(&mut self, rows: usize) -> Result<Arc<Plan>> {
         if let Some(p) = self.plans.get(&rows) {
             return Ok(p.clone());
         }
@@ -169,7 +169,7 @@ impl Sequential {
         Ok(plan)
     }
 
-    fn forget_plans(&mut self) {
+    pub(super) fn forget_plans(&mut self) {
         self.plans.clear();
         self.gathers.clear();
         for l in &mut self.layers {
@@ -199,7 +199,7 @@ impl Sequential {
 
     /// The context, the layers, and what they share: borrowed apart, so a loop over the
     /// layers can hand each its `Io`.
-    fn parts(&mut self) -> (&Context, &mut [Box<dyn GpuLayer>], Shared<'_>) {
+    pub(super) fn parts(&mut self) -> (&Context, &mut [Box<dyn GpuLayer>], Shared<'_>) {
         (
             &self.ctx,
             &mut self.layers,
@@ -226,7 +226,7 @@ impl Sequential {
     /// Records the gather of rows `start..start + plan.rows` of `data` (in its order).
     /// Records the gather of a batch of `data`: a training batch finds its rows from the
     /// batch count on the GPU; an inference chunk starts at `start` (`Some`).
-    fn encode_gather(
+    pub(super) fn encode_gather(
         &mut self,
         enc: &mut wgpu::CommandEncoder,
         plan: &Plan,

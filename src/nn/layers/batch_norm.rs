@@ -105,6 +105,10 @@ impl GpuLayer for GpuNorm {
         self.calls.clear();
     }
 
+    fn synchronized(&mut self) -> Option<(&mut BatchNorm, usize)> {
+        Some((&mut self.layer, self.positions))
+    }
+
     fn forward(
         &mut self,
         _ctx: &Context,
