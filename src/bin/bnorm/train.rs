@@ -9,7 +9,7 @@ use wgpu_batchnorm::nn::reference::CpuModel;
 use wgpu_batchnorm::nn::{
     check_writable, save_weights, Dataset, FitOptions, History, Optimizer, Sequential, Weight,
 };
-use wgpu_batchnorm::Context;
+use wgpu_batchnorm::{Collective, Context};
 
 use crate::model_args::{DataArgs, ModelArgs};
 use crate::plot::{self, Series, COLORS};
@@ -67,6 +67,11 @@ pub struct Args {
     /// Do not shuffle between epochs.
     #[arg(long)]
     no_shuffle: bool,
+    /// Data-parallel training across the processes of `mpiexec -n N bnorm train
+    /// --distributed ...`: each takes a share of every batch, batch norm synchronized, the
+    /// gradients summed; rank 0 prints and saves (needs a build with `--features mpi`).
+    #[arg(long)]
+    distributed: bool,
 }
 
 impl Default for Args {
@@ -97,8 +102,8 @@ fn run(
     args: &Args,
     plan: &Plan,
     ctx: Option<&Context>,
-    data: &Dataset,
-    val: Option<&Dataset>,
+    comm: Option<&mut dyn Collective>,
+    (data, val): (&Dataset, Option<&Dataset>),
     bn: bool,
     bar: &ProgressBar,
 ) -> Result<(History, f64, Vec<Weight>), Box<dyn std::error::Error>> {
@@ -131,7 +136,10 @@ fn run(
             if bn {
                 bar.suspend(|| say!("{}", model.summary()));
             }
-            let h = model.fit(data, &options, val, tick)?;
+            let h = match comm {
+                Some(comm) => model.fit_distributed(data, &options, val, comm)?,
+                None => model.fit(data, &options, val, tick)?,
+            };
             let secs = t.elapsed().as_secs_f64();
             Ok((h, secs, model.weights()?))
         }
@@ -162,6 +170,12 @@ fn check_args(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
             .into());
         }
     }
+    if args.distributed && args.device == "cpu" {
+        return Err(
+            "--distributed trains on the GPU path (each rank its own device); drop --device cpu"
+                .into(),
+        );
+    }
     if !matches!(args.device.as_str(), "gpu" | "cpu") {
         return Err(format!("unknown device {:?} (gpu or cpu)", args.device).into());
     }
@@ -177,6 +191,29 @@ fn check_args(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
 
 pub fn run_cli(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     check_args(&args)?;
+    // The processes of a distributed run: MPI's world (rank 0 speaks for all).
+    #[cfg(feature = "mpi")]
+    let universe = match args.distributed {
+        true => Some(
+            wgpu_batchnorm::mpi::initialize()
+                .ok_or("--distributed: MPI could not be initialized (run it under mpiexec)")?,
+        ),
+        false => None,
+    };
+    #[cfg(feature = "mpi")]
+    let mut comm = universe
+        .as_ref()
+        .map(|u| wgpu_batchnorm::MpiCollective::new(u.world()));
+    #[cfg(not(feature = "mpi"))]
+    let mut comm: Option<wgpu_batchnorm::ThreadGroup> = None;
+    if args.distributed && comm.is_none() {
+        return Err("--distributed needs a build with MPI: cargo build --release --features mpi (and mpiexec -n N to start it)".into());
+    }
+    // Rank 0 prints, draws and saves; the others train in silence.
+    let leader = comm.as_ref().is_none_or(|c| c.rank() == 0);
+    if !leader {
+        crate::quiet();
+    }
     let all = args.data.load(args.seed)?;
     let cnn = args.model.is_cnn(&all);
     let plan = Plan {
@@ -222,7 +259,11 @@ pub fn run_cli(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     } else {
         vec![true, false]
     };
-    let bar = ProgressBar::new((runs.len() * plan.epochs) as u64);
+    let bar = if leader {
+        ProgressBar::new((runs.len() * plan.epochs) as u64)
+    } else {
+        ProgressBar::hidden()
+    };
     bar.set_style(
         ProgressStyle::with_template("{bar:30} {pos}/{len} epochs  {msg}")
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
@@ -231,7 +272,15 @@ pub fn run_cli(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     for &bn in &runs {
         results.push((
             bn,
-            run(&args, &plan, ctx.as_ref(), &data, val.as_ref(), bn, &bar)?,
+            run(
+                &args,
+                &plan,
+                ctx.as_ref(),
+                comm.as_mut().map(|c| c as &mut dyn Collective),
+                (&data, val.as_ref()),
+                bn,
+                &bar,
+            )?,
         ));
     }
     bar.finish_and_clear();
@@ -271,6 +320,9 @@ pub fn run_cli(args: Args) -> Result<(), Box<dyn std::error::Error>> {
             secs * 1e3 / steps.max(1) as f64,
             steps
         );
+    }
+    if !leader {
+        return Ok(());
     }
     if let (Some(path), Some((_, (_, _, weights)))) = (&args.save, results.first()) {
         save_weights(weights, path)?;
