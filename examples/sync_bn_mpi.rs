@@ -1,7 +1,8 @@
 //! Synchronized batch norm across MPI processes: each rank holds an uneven slice of one batch
-//! (rank 1 none at all), trains two steps, and checks its slice of y and dx, dgamma, dbeta
-//! and the running statistics against the single-process result on the whole batch (within
-//! 1e-6 relative), and that every rank holds the same bits. Exits 1 on any mismatch.
+//! (rank 1 none at all), trains two steps, and checks its slice of y and dx, dgamma, dbeta,
+//! the batch and running statistics against the single-process result on the whole batch
+//! (within 1e-6 relative), that every rank holds the same bits, and that a second run gives
+//! the same bits. Exits 1 on any mismatch.
 //!
 //!     cargo build --release --features mpi --example sync_bn_mpi
 //!     mpiexec -n 3 target/release/examples/sync_bn_mpi            # the check
@@ -76,7 +77,7 @@ fn check(
     comm: &mut Timed<MpiCollective<impl Communicator>>,
     config: BatchNormConfig,
     inner: usize,
-) -> Result<(), String> {
+) -> Result<Vec<u32>, String> {
     let (rank, ranks) = (comm.rank(), comm.ranks());
     let c = config.channels;
     let total: usize = (0..ranks).map(rows_of).sum();
@@ -120,11 +121,28 @@ fn check(
         close("dbeta", &dbeta, &dbeta_all)?;
     }
     let l = sync.layer();
-    let stats: Vec<f32> = [l.running_mean(), l.running_var(), l.dgamma()]
-        .into_iter()
-        .map(|v| v.map_err(e))
-        .collect::<Result<Vec<_>, _>>()?
-        .concat();
+    let stats: Vec<f32> = [
+        l.batch_mean(),
+        l.batch_var(),
+        l.running_mean(),
+        l.running_var(),
+        l.dgamma(),
+        l.dbeta(),
+    ]
+    .into_iter()
+    .map(|v| v.map_err(e))
+    .collect::<Result<Vec<_>, _>>()?
+    .concat();
+    close(
+        "batch mean",
+        &l.batch_mean().map_err(e)?,
+        &single.batch_mean().map_err(e)?,
+    )?;
+    close(
+        "batch var",
+        &l.batch_var().map_err(e)?,
+        &single.batch_var().map_err(e)?,
+    )?;
     close(
         "running mean",
         &l.running_mean().map_err(e)?,
@@ -141,7 +159,7 @@ fn check(
     if all.chunks_exact(bits.len()).any(|r| r != &bits[..]) {
         return Err("ranks hold different statistics".into());
     }
-    Ok(())
+    Ok(stats.iter().map(|v| v.to_bits()).collect())
 }
 
 /// Time per step against ranks: a batch of 4096 x 64 split evenly.
@@ -181,6 +199,8 @@ fn main() -> std::process::ExitCode {
         return std::process::ExitCode::FAILURE;
     };
     let world = universe.world();
+    // On a failure, abort every rank (the others may be waiting in an exchange).
+    let abort = universe.world();
     let (rank, ranks) = (world.rank(), world.size());
     let ctx = match Context::new() {
         Ok(ctx) => ctx,
@@ -206,9 +226,17 @@ fn main() -> std::process::ExitCode {
                 6,
             ),
         ];
+        // Each case twice: the same bits run to run.
         cases
             .into_iter()
-            .try_for_each(|(config, inner)| check(&ctx, &mut comm, config, inner))
+            .try_for_each(|(config, inner)| {
+                let first = check(&ctx, &mut comm, config.clone(), inner)?;
+                let again = check(&ctx, &mut comm, config, inner)?;
+                if first != again {
+                    return Err("a second run gave other bits".to_string());
+                }
+                Ok(())
+            })
             .map(|()| {
                 if rank == 0 {
                     println!("synchronized batch norm over {ranks} ranks: every check passed");
@@ -219,7 +247,7 @@ fn main() -> std::process::ExitCode {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("rank {rank}: {e}");
-            std::process::ExitCode::FAILURE
+            abort.abort(1)
         }
     }
 }

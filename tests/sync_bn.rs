@@ -78,6 +78,8 @@ fn run_ranks_on(
                         dx = bn.backward_host(&x, &dy, &sh).unwrap().0;
                     }
                     let l = bn.layer();
+                    // The batch statistics are readable on every rank, an empty one included.
+                    assert_eq!(l.batch_mean().unwrap().len(), c);
                     let state = [l.dgamma(), l.dbeta(), l.running_mean(), l.running_var()]
                         .map(|v| v.unwrap());
                     (y, dx, state)

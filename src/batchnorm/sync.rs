@@ -165,7 +165,13 @@ impl BatchNorm {
         let g = Geometry::new(&[1, c], self.config.layout, c)?;
         let prep = self.prepared(g)?;
         let state = self.ctx.read_f32(&self.state, 0, c * STATE_FLOATS)?;
-        self.finish_statistics(&prep, state, global, None)
+        self.finish_statistics(&prep, state, global, None)?;
+        // The batch statistics are the global ones, readable as on every other rank.
+        self.last = Some(LastForward {
+            mode: Mode::Training,
+            shape: vec![0, c],
+        });
+        Ok(())
     }
 
     /// Writes the global statistics and records finalize (and normalize, when given).
