@@ -13,7 +13,7 @@ use crate::plan::{grid, Chunk, Plan, CHANNEL_WORKGROUP};
 use crate::tensor::{Tensor, TensorRef};
 
 mod sync;
-pub(crate) use sync::{merge, LocalStatistics};
+pub(crate) use sync::LocalStatistics;
 
 /// Uniforms and the per-channel bind group of one geometry: immutable once built, so calls of
 /// different shapes can share one encoder.

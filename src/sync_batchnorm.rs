@@ -14,6 +14,7 @@
 use crate::batchnorm::LocalStatistics;
 use crate::collective::Collective;
 use crate::config::{BatchNormConfig, Mode, SingleSamplePolicy};
+use crate::cpu::Moments;
 use crate::error::{Error, Result};
 use crate::tensor::{Tensor, TensorRef};
 use crate::{BatchNorm, Context};
@@ -79,11 +80,11 @@ impl<C: Collective> SyncBatchNorm<C> {
     /// Takes part in the current exchange as a rank that failed (so the others return an
     /// error instead of waiting), and returns the failure.
     fn fail<T>(&mut self, e: Error) -> Result<T> {
-        exchange(&self.layer, &mut self.comm, Err(e))
-            .map(|_| ())
-            .and(Err(Error::Collective(
-                "internal: a failed exchange succeeded".into(),
-            )))
+        // An exchange of a failure returns that failure, after the header went out.
+        exchange(&self.layer, &mut self.comm, Err(e))?;
+        Err(Error::Collective(
+            "internal: a failed exchange succeeded".into(),
+        ))
     }
 
     /// Host in, host out: this rank's rows `x` of `shape` (zero rows allowed); returns `y`.
@@ -276,11 +277,17 @@ impl LocalStatistics {
         let mut pivot_set = vec![false; c];
         for rank in all {
             for (ch, v) in rank.chunks_exact(5).enumerate().take(c) {
-                let merged = crate::batchnorm::merge(
-                    (g.count[ch], g.mean[ch], g.m2[ch]),
-                    (v[0], v[1], v[2]),
-                );
-                (g.count[ch], g.mean[ch], g.m2[ch]) = merged;
+                let merged = Moments {
+                    n: g.count[ch],
+                    mean: g.mean[ch],
+                    m2: g.m2[ch],
+                }
+                .merge(Moments {
+                    n: v[0],
+                    mean: v[1],
+                    m2: v[2],
+                });
+                (g.count[ch], g.mean[ch], g.m2[ch]) = (merged.n, merged.mean, merged.m2);
                 g.poisoned[ch] |= v[3] != 0.0 || !v[1].is_finite() || !v[2].is_finite();
                 if v[0] > 0.0 && !pivot_set[ch] {
                     g.pivot[ch] = v[4];

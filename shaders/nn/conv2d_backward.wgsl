@@ -5,57 +5,14 @@
 //   dX[p, ci] = Σ over (ky, kx, co) of G at the output position whose window puts tap
 //   (ky, kx) on input position p, times K[ky, kx, ci, co] (a gather: no atomics, so every
 //   run sums in the same order). dX is skipped for the first layer. Driven by
-//   `src/nn/layers/conv2d.rs`, which prepends T.
+//   `src/nn/layers/conv2d.rs`, which prepends T and `conv2d_common.wgsl`.
 
-// The layer's geometry, fixed per pipeline (override constants): divisions by them compile
-// to multiplications, which matters where each tile load decodes an index.
-override H: u32 = 1u;
-override W: u32 = 1u;
-override CIN: u32 = 1u;
-override OH: u32 = 1u;
-override OW: u32 = 1u;
-override COUT: u32 = 1u;
-override KH: u32 = 1u;
-override KW: u32 = 1u;
-override SH: u32 = 1u;
-override SW: u32 = 1u;
-override PT: u32 = 0u;
-override PL: u32 = 0u;
-
-struct Conv {
-    batch: u32,
-    flags: u32,
-    bias_at: u32,
-    _pad: u32,
-}
-
-const BIAS: u32 = 1u;
-const RELU: u32 = 2u;
-const FIRST: u32 = 4u;
-
-@group(0) @binding(0) var<uniform> cv: Conv;
-@group(0) @binding(1) var<storage, read> x: array<f32>;         // [batch, h, w, cin]
 @group(0) @binding(2) var<storage, read> y: array<f32>;         // [batch, oh, ow, cout]
 @group(0) @binding(3) var<storage, read> d_output: array<f32>;  // dY, like y
 @group(0) @binding(4) var<storage, read> weights: array<f32>;   // kernel [K, cout]
 // The layer's gradient region: dK [K, cout] at 0, db [cout] at bias_at.
 @group(0) @binding(5) var<storage, read_write> d_params: array<f32>;
 @group(0) @binding(6) var<storage, read_write> d_input: array<f32>;
-
-var<workgroup> tile_a: array<array<f32, T>, T>;
-var<workgroup> tile_b: array<array<f32, T>, T>;
-
-fn outputs() -> u32 {
-    return cv.batch * OH * OW;
-}
-
-fn taps() -> u32 {
-    return KH * KW * CIN;
-}
-
-fn tiles(n: u32) -> u32 {
-    return (n + T - 1u) / T;
-}
 
 // G[m, co]: dY where the ReLU passed the value (y > 0), 0 past the edges.
 fn grad(m: u32, co: u32) -> f32 {
@@ -67,25 +24,6 @@ fn grad(m: u32, co: u32) -> f32 {
         return 0.0;
     }
     return d_output[e];
-}
-
-// A[m, k], as in the forward.
-fn patch_at(m: u32, k: u32) -> f32 {
-    if (m >= outputs() || k >= taps()) {
-        return 0.0;
-    }
-    let ci = k % CIN;
-    let kx = (k / CIN) % KW;
-    let ky = k / (CIN * KW);
-    let ox = m % OW;
-    let oy = (m / OW) % OH;
-    let b = m / (OW * OH);
-    let iy = i32(oy * SH + ky) - i32(PT);
-    let ix = i32(ox * SW + kx) - i32(PL);
-    if (iy < 0 || ix < 0 || u32(iy) >= H || u32(ix) >= W) {
-        return 0.0;
-    }
-    return x[((b * H + u32(iy)) * W + u32(ix)) * CIN + ci];
 }
 
 // The gradient reaching input position p through tap j = (ky, kx, co): G at the output
@@ -180,12 +118,6 @@ fn conv2d_backward(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgr
 // The direct form for adapters that are CPUs (see `conv2d_forward_direct`): roles by thread
 // index (dK, then db, then dX), no barriers; each dK and dX thread computes Q neighbouring
 // channels, so every value it loads feeds Q products. Each sum runs in the tiled form's order.
-const Q: u32 = 4u;
-
-fn quads(n: u32) -> u32 {
-    return (n + Q - 1u) / Q;
-}
-
 // (Branches, not `select`: a past-the-end channel must not read at all.)
 fn grad_or_0(m: u32, co: u32) -> f32 {
     if (co < COUT) {

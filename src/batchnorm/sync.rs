@@ -7,6 +7,7 @@
 //! channel inside one dispatch and leave no point to exchange at.
 
 use super::*;
+use crate::cpu::Moments;
 
 /// Per-channel statistics of a batch in f64: a rank's own (what it sends) or the merge of
 /// every rank's (what all of them apply). `mean` is absolute; `pivot` is the sample the GPU
@@ -20,10 +21,17 @@ pub(crate) struct LocalStatistics {
     pub pivot: Vec<f64>,
 }
 
+/// The split path's bind groups of one call (one per chunk); `shared`: an input shares the
+/// output's buffer.
+struct Split {
+    shared: bool,
+    groups: Vec<wgpu::BindGroup>,
+}
+
 /// A synchronized forward between its phases.
 pub(crate) struct SyncForward {
     prep: Arc<Prepared>,
-    groups: Groups,
+    split: Split,
     shape: Vec<usize>,
     /// The channel states as phase one left them (pivots set).
     state: Vec<f32>,
@@ -32,24 +40,11 @@ pub(crate) struct SyncForward {
 /// A synchronized backward between its phases.
 pub(crate) struct SyncBackward {
     prep: Arc<Prepared>,
-    groups: Groups,
+    split: Split,
 }
 
 /// Floats of one `ChannelState` (three vec4: fold, grad, stats); the pivot is the first.
 const STATE_FLOATS: usize = (CHANNEL_STATE_BYTES / 4) as usize;
-
-/// Chan's merge of (count, mean, M2) in f64; exact for an empty side.
-pub(crate) fn merge(a: (f64, f64, f64), b: (f64, f64, f64)) -> (f64, f64, f64) {
-    let n = a.0 + b.0;
-    if b.0 == 0.0 {
-        return a;
-    }
-    if a.0 == 0.0 {
-        return b;
-    }
-    let d = b.1 - a.1;
-    (n, a.1 + d * (b.0 / n), a.2 + b.2 + d * d * a.0 * (b.0 / n))
-}
 
 impl BatchNorm {
     /// The split path's groups of one call, whatever its size.
@@ -57,12 +52,12 @@ impl BatchNorm {
         &mut self,
         g: Geometry,
         [x, aux, out]: [&TensorRef<'_>; 3],
-    ) -> Result<(Arc<Prepared>, Groups)> {
+    ) -> Result<(Arc<Prepared>, Split)> {
         let prep = self.prepared(g)?;
         let shared = out.buffer == x.buffer || out.buffer == aux.buffer;
         let layout = &self.kernels.streaming(shared).layout;
         let groups = self.stream_groups(layout, &prep, x, aux, out);
-        Ok((prep, Groups::Split { shared, groups }))
+        Ok((prep, Split { shared, groups }))
     }
 
     fn read_partials(&self, prep: &Prepared) -> Result<Vec<f32>> {
@@ -79,14 +74,8 @@ impl BatchNorm {
         y: TensorRef<'_>,
     ) -> Result<(SyncForward, LocalStatistics)> {
         let g = self.check_forward(&x, &y)?;
-        let (prep, groups) = self.split_groups(g, [&x, &x, &y])?;
-        let Groups::Split {
-            shared,
-            groups: chunk_groups,
-        } = &groups
-        else {
-            unreachable!("split_groups returns the split path");
-        };
+        let (prep, split) = self.split_groups(g, [&x, &x, &y])?;
+        let (shared, chunk_groups) = (&split.shared, &split.groups);
         let mut enc = self
             .ctx
             .device()
@@ -109,21 +98,22 @@ impl BatchNorm {
         let mut local = LocalStatistics::default();
         for ch in 0..c {
             let pivot = state[ch * STATE_FLOATS] as f64;
-            let (mut acc, mut poisoned) = ((0.0, 0.0, 0.0), false);
+            let (mut acc, mut poisoned) = (Moments::default(), false);
             for s in 0..prep.plan.total_splits as usize {
                 let p = &partials[(s * c + ch) * 4..][..4];
-                acc = merge(acc, (p[0] as f64, p[1] as f64, p[2] as f64));
+                let (n, mean, m2) = (p[0] as f64, p[1] as f64, p[2] as f64);
+                acc = acc.merge(Moments { n, mean, m2 });
                 poisoned |= p[3] > 0.0 || !p[1].is_finite() || !p[2].is_finite();
             }
-            local.count.push(acc.0);
-            local.mean.push(pivot + acc.1);
-            local.m2.push(acc.2);
+            local.count.push(acc.n);
+            local.mean.push(pivot + acc.mean);
+            local.m2.push(acc.m2);
             local.poisoned.push(poisoned);
             local.pivot.push(pivot);
         }
         let call = SyncForward {
             prep,
-            groups,
+            split,
             shape: x.shape.to_vec(),
             state,
         };
@@ -140,16 +130,13 @@ impl BatchNorm {
     ) -> Result<()> {
         let SyncForward {
             prep,
-            groups,
+            split,
             shape,
             state,
         } = call;
-        let Groups::Split { shared, groups } = &groups else {
-            unreachable!("a synchronized call takes the split path");
-        };
         let kernels = self.kernels.clone();
-        let normalize = &kernels.streaming(*shared).normalize;
-        self.finish_statistics(&prep, state, global, Some((normalize, groups)))?;
+        let normalize = &kernels.streaming(split.shared).normalize;
+        self.finish_statistics(&prep, state, global, Some((normalize, &split.groups)))?;
         self.last = Some(LastForward {
             mode: Mode::Training,
             shape,
@@ -234,14 +221,8 @@ impl BatchNorm {
     ) -> Result<(SyncBackward, Vec<[f64; 4]>)> {
         let last = self.last.clone().ok_or(Error::BackwardBeforeForward)?;
         let g = self.check_backward(&last.shape, &x, &dy, &dx)?;
-        let (prep, groups) = self.split_groups(g, [&x, &dy, &dx])?;
-        let Groups::Split {
-            shared,
-            groups: chunk_groups,
-        } = &groups
-        else {
-            unreachable!("split_groups returns the split path");
-        };
+        let (prep, split) = self.split_groups(g, [&x, &dy, &dx])?;
+        let (shared, chunk_groups) = (&split.shared, &split.groups);
         let mut enc = self
             .ctx
             .device()
@@ -272,7 +253,7 @@ impl BatchNorm {
                 acc
             })
             .collect();
-        Ok((SyncBackward { prep, groups }, sums))
+        Ok((SyncBackward { prep, split }, sums))
     }
 
     /// Phase two of a synchronized backward: the global sums where `finalize_backward` reads
@@ -288,9 +269,7 @@ impl BatchNorm {
         }
         self.ctx
             .write(&self.partials, 0, bytemuck::cast_slice(&partials))?;
-        let Groups::Split { shared, groups } = &call.groups else {
-            unreachable!("a synchronized call takes the split path");
-        };
+        let Split { shared, groups } = &call.split;
         let mut enc = self
             .ctx
             .device()

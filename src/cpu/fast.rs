@@ -26,12 +26,13 @@ const LANES: usize = 16;
 /// Values of a plane summed in f32 lanes before the sums move to f64.
 const PLANE_BLOCK: usize = 4096;
 
-/// (count, mean, M2) in f64.
-#[derive(Debug, Clone, Copy, Default)]
-struct Moments {
-    n: f64,
-    mean: f64,
-    m2: f64,
+/// (count, mean, M2) in f64: the fast path's blocks, and the ranks of a synchronized batch
+/// norm (`crate::batchnorm::sync`).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub(crate) struct Moments {
+    pub n: f64,
+    pub mean: f64,
+    pub m2: f64,
 }
 
 impl Moments {
@@ -59,11 +60,15 @@ impl Moments {
         }
     }
 
-    fn merge(self, o: Moments) -> Moments {
-        let n = self.n + o.n;
-        if n == 0.0 {
+    /// Chan's merge; exact when either side is empty (the other comes back unchanged).
+    pub(crate) fn merge(self, o: Moments) -> Moments {
+        if o.n == 0.0 {
             return self;
         }
+        if self.n == 0.0 {
+            return o;
+        }
+        let n = self.n + o.n;
         let d = o.mean - self.mean;
         Moments {
             n,

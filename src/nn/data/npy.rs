@@ -73,15 +73,49 @@ pub(super) fn read_npy_typed(path: &Path) -> Result<(Vec<usize>, Vec<f64>, bool)
     };
     use npyz::TypeChar::{Bool, Float, Int, Uint};
     let size = ts.size_field();
-    let supported = matches!(
-        (ts.type_char(), size),
-        (Bool, 1) | (Int | Uint, 1 | 2 | 4 | 8) | (Float, 4 | 8)
-    );
-    if !supported {
-        return Err(bad(format!(
-            "unsupported dtype {ts} (use a float, integer or bool array)"
-        )));
+    // The dtypes read, each with its reader (to f64): choosing one is the check.
+    fn all<T: npyz::Deserialize + Into<f64>>(
+        npy: npyz::NpyFile<&[u8]>,
+    ) -> std::io::Result<Vec<f64>> {
+        Ok(npy.into_vec::<T>()?.into_iter().map(Into::into).collect())
     }
+    type Reader = fn(npyz::NpyFile<&[u8]>) -> std::io::Result<Vec<f64>>;
+    let reader: Reader = match (ts.type_char(), size) {
+        (Bool, 1) => |npy| {
+            Ok(npy
+                .into_vec::<bool>()?
+                .into_iter()
+                .map(|b| b as u8 as f64)
+                .collect())
+        },
+        (Float, 4) => all::<f32>,
+        (Float, 8) => all::<f64>,
+        (Int, 1) => all::<i8>,
+        (Int, 2) => all::<i16>,
+        (Int, 4) => all::<i32>,
+        (Int, 8) => |npy| {
+            Ok(npy
+                .into_vec::<i64>()?
+                .into_iter()
+                .map(|x| x as f64)
+                .collect())
+        },
+        (Uint, 1) => all::<u8>,
+        (Uint, 2) => all::<u16>,
+        (Uint, 4) => all::<u32>,
+        (Uint, 8) => |npy| {
+            Ok(npy
+                .into_vec::<u64>()?
+                .into_iter()
+                .map(|x| x as f64)
+                .collect())
+        },
+        _ => {
+            return Err(bad(format!(
+                "unsupported dtype {ts} (use a float, integer or bool array)"
+            )))
+        }
+    };
     let shape: Vec<usize> = npy
         .shape()
         .iter()
@@ -98,33 +132,7 @@ pub(super) fn read_npy_typed(path: &Path) -> Result<(Vec<usize>, Vec<f64>, bool)
             "{data_bytes} data bytes cannot hold shape {shape:?} of {ts}"
         )));
     }
-    let read = |e: std::io::Error| bad(format!("unreadable data: {e}"));
-    fn all<T: npyz::Deserialize + Into<f64>, R: std::io::Read>(
-        npy: npyz::NpyFile<R>,
-    ) -> std::io::Result<Vec<f64>> {
-        Ok(npy.into_vec::<T>()?.into_iter().map(Into::into).collect())
-    }
-    let values = match (ts.type_char(), size) {
-        (Bool, _) => npy
-            .into_vec::<bool>()
-            .map(|v| v.into_iter().map(|b| b as u8 as f64).collect()),
-        (Float, 4) => all::<f32, _>(npy),
-        (Float, _) => all::<f64, _>(npy),
-        (Int, 1) => all::<i8, _>(npy),
-        (Int, 2) => all::<i16, _>(npy),
-        (Int, 4) => all::<i32, _>(npy),
-        (Int, _) => npy
-            .into_vec::<i64>()
-            .map(|v| v.into_iter().map(|x| x as f64).collect()),
-        (Uint, 1) => all::<u8, _>(npy),
-        (Uint, 2) => all::<u16, _>(npy),
-        (Uint, 4) => all::<u32, _>(npy),
-        (Uint, _) => npy
-            .into_vec::<u64>()
-            .map(|v| v.into_iter().map(|x| x as f64).collect()),
-        _ => unreachable!("checked above"),
-    }
-    .map_err(read)?;
+    let values = reader(npy).map_err(|e| bad(format!("unreadable data: {e}")))?;
     Ok((shape, values, ts.type_char() == Uint && size == 1))
 }
 

@@ -20,7 +20,8 @@ use crate::{Context, Mode};
 const TILE: u32 = 16;
 /// Threads of a workgroup of the direct kernels.
 const DIRECT_WG: u32 = 64;
-/// Channels per thread of the direct kernels (`Q` in their WGSL).
+/// Channels per thread of the direct kernels (`Q` in their WGSL, which accumulates them in a
+/// vec4: it is 4).
 const DIRECT_CHANNELS: usize = 4;
 
 /// A convolution as the user lists it (Keras' `Conv2D` arguments).
@@ -103,20 +104,23 @@ const BIAS: u32 = 1;
 const RELU: u32 = 2;
 const FIRST: u32 = 4;
 
-/// The forward shader with its tile size.
-pub(crate) fn source() -> String {
+/// A shader with its sizes and what the two share (`conv2d_common.wgsl`: geometry, uniform,
+/// input, tiles, the patch matrix).
+fn with_prelude(body: &str) -> String {
     format!(
-        "const T: u32 = {TILE}u;\nconst DIRECT_WG: u32 = {DIRECT_WG}u;\n{}",
-        include_str!("../../../shaders/nn/conv2d.wgsl")
+        "const T: u32 = {TILE}u;\nconst DIRECT_WG: u32 = {DIRECT_WG}u;\nconst Q: u32 = {DIRECT_CHANNELS}u;\n{}\n{body}",
+        include_str!("../../../shaders/nn/conv2d_common.wgsl")
     )
 }
 
-/// The backward shader with its tile size.
+/// The forward shader, ready to compile.
+pub(crate) fn source() -> String {
+    with_prelude(include_str!("../../../shaders/nn/conv2d.wgsl"))
+}
+
+/// The backward shader, ready to compile.
 pub(crate) fn backward_source() -> String {
-    format!(
-        "const T: u32 = {TILE}u;\nconst DIRECT_WG: u32 = {DIRECT_WG}u;\n{}",
-        include_str!("../../../shaders/nn/conv2d_backward.wgsl")
-    )
+    with_prelude(include_str!("../../../shaders/nn/conv2d_backward.wgsl"))
 }
 
 /// A convolution's geometry as the shaders' override constants.
