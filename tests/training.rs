@@ -150,11 +150,14 @@ fn keras_training_run_is_reproduced() {
         shuffle: false,
         seed: 0,
     };
-    for (bn, key) in [(true, "with_bn"), (false, "without_bn")] {
+    // Both GPU paths: the one-workgroup step (this network's default) and the general one.
+    let runs = [(true, "with_bn"), (false, "without_bn")];
+    for (fused, (bn, key)) in [true, false].into_iter().flat_map(|f| runs.map(|r| (f, r))) {
         let run = &golden[key];
         let layers = tutorial_layers(bn, n("hidden"), n("classes"));
         let mut gpu =
             Sequential::new(ctx(), n("features"), &layers, 0, Optimizer::default()).unwrap();
+        gpu.set_fused_steps(fused);
         let mut cpu = CpuModel::new(n("features"), &layers, 0, Optimizer::default()).unwrap();
         for (name, init) in [("dense/kernel", "w1"), ("dense_1/kernel", "w2")] {
             gpu.set_weight(name, &floats(&golden["init"][init]))
@@ -179,7 +182,7 @@ fn keras_training_run_is_reproduced() {
             for e in 0..want_loss.len() {
                 assert!(
                     (h.loss[e] - want_loss[e] as f64).abs() < tol,
-                    "{key} {who} epoch {e} loss {} keras {}",
+                    "{key} {who} (one-workgroup step {fused}) epoch {e} loss {} keras {}",
                     h.loss[e],
                     want_loss[e]
                 );

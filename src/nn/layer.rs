@@ -13,6 +13,7 @@ use std::fmt::Debug;
 use crate::nn::error::Result;
 use crate::nn::shape::Shape;
 use crate::nn::spec::glorot_uniform_n;
+use crate::nn::step::{StepCode, StepIo};
 use crate::{Context, Mode};
 
 /// Threads of the elementwise kernels' workgroups (gather, dropout, activations, the
@@ -135,6 +136,11 @@ pub(crate) trait LayerDef: Debug + Send + Sync {
     /// activation).
     fn gives_logits(&self) -> bool {
         false
+    }
+    /// Its phases in the one-workgroup training step (`step.rs`); `None` (the default) keeps
+    /// a network with this layer on the general path.
+    fn step_code(&self, _io: &StepIo) -> Option<StepCode> {
+        None
     }
     /// The GPU twin, with its parameters at float `at` of `params` / `grads`.
     fn gpu(

@@ -9,12 +9,22 @@ use crate::pipeline::{self, bind, dispatch, Kernel, Region, Slot};
 use crate::Context;
 
 /// Threads of the loss's one workgroup.
-const LOSS_WG: u32 = 256;
+pub(crate) const LOSS_WG: u32 = 256;
 
-/// The shader with its workgroup size.
-pub(crate) fn source() -> String {
+/// Threads of the workgroup that runs the loss, prepended to the shared row math: what the
+/// loss kernel and the one-workgroup training step (`step.rs`) both include.
+pub(crate) fn xent_source() -> String {
     format!(
         "const LOSS_WG: u32 = {LOSS_WG}u;\n{}",
+        include_str!("../../shaders/nn/softmax_xent.wgsl")
+    )
+}
+
+/// The loss kernel's shader.
+pub(crate) fn source() -> String {
+    format!(
+        "{}\n{}",
+        xent_source(),
         include_str!("../../shaders/nn/loss.wgsl")
     )
 }

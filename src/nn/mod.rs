@@ -24,6 +24,7 @@ pub(crate) mod sequential_fit;
 mod sequential_weights;
 mod shape;
 mod spec;
+mod step;
 mod weights;
 
 pub use data::{DataError, Dataset};
@@ -92,5 +93,6 @@ pub(crate) fn shader_sources() -> Vec<(&'static str, String)> {
         ("nn/loss", loss::source()),
         ("nn/optimizer", optimizer::source()),
         ("nn/gather", gather::source()),
+        ("nn/step (the tutorial network)", step::tutorial_source()),
     ]
 }

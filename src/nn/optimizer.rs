@@ -94,10 +94,17 @@ impl Default for Optimizer {
     }
 }
 
+/// The update of one parameter (Adam, SGD), which the one-workgroup training step
+/// (`step.rs`) includes too.
+pub(crate) fn update_source() -> &'static str {
+    include_str!("../../shaders/nn/optimizer_update.wgsl")
+}
+
 /// The shader with its workgroup size.
 pub(crate) fn source() -> String {
     format!(
-        "const ELEM_WG: u32 = {ELEM_WG}u;\n{}",
+        "const ELEM_WG: u32 = {ELEM_WG}u;\n{}\n{}",
+        update_source(),
         include_str!("../../shaders/nn/optimizer.wgsl")
     )
 }
@@ -146,6 +153,10 @@ pub(crate) struct GpuOptimizer {
     group: wgpu::BindGroup,
     /// `[steps taken (u32)]`, counted by the training loss (see `loss.wgsl`).
     tick: wgpu::Buffer,
+    /// The `Opt` uniform and the moments, which the one-workgroup step binds too.
+    uniform: wgpu::Buffer,
+    m: wgpu::Buffer,
+    v: wgpu::Buffer,
 }
 
 impl GpuOptimizer {
@@ -206,6 +217,9 @@ impl GpuOptimizer {
             len,
             group,
             tick,
+            uniform: u,
+            m,
+            v,
         })
     }
 
@@ -213,6 +227,16 @@ impl GpuOptimizer {
     /// whose training pass depends on the step read it.
     pub fn tick(&self) -> &wgpu::Buffer {
         &self.tick
+    }
+
+    /// Whether the update is Adam's (else SGD's).
+    pub fn is_adam(&self) -> bool {
+        self.adam
+    }
+
+    /// What the one-workgroup step binds: the `Opt` uniform, the moments `m` and `v`.
+    pub fn state(&self) -> (&wgpu::Buffer, &wgpu::Buffer, &wgpu::Buffer) {
+        (&self.uniform, &self.m, &self.v)
     }
 
     /// Records one step over every parameter: one dispatch.

@@ -15,6 +15,7 @@ use crate::nn::optimizer::{GpuOptimizer, Optimizer};
 use crate::nn::plan::{GpuData, Plan, PlanBuffers, Shared};
 use crate::nn::registry::{self, LayerSpec};
 use crate::nn::shape::Shape;
+use crate::nn::step::{FusedStep, StepModel};
 
 use crate::pipeline::Region;
 use crate::{Context, Mode};
@@ -55,6 +56,9 @@ pub struct Sequential {
     /// Gathers by (batch rows, data set, inference).
     gathers: HashMap<(usize, u64, bool), Gather>,
     next_data_id: u64,
+    /// One-workgroup steps by batch size (`None`: that size takes the general path).
+    fused: HashMap<usize, Option<FusedStep>>,
+    fused_on: bool,
 }
 
 impl Sequential {
@@ -124,6 +128,8 @@ impl Sequential {
             plans: HashMap::new(),
             gathers: HashMap::new(),
             next_data_id: 0,
+            fused: HashMap::new(),
+            fused_on: true,
         })
     }
 
@@ -169,8 +175,16 @@ impl Sequential {
         Ok(plan)
     }
 
+    /// Whether a small network trains in one dispatch per step (`step.rs`; on by default).
+    /// Off, every step takes the general path: a dispatch or two per layer. Both give the
+    /// same results up to round-off.
+    pub fn set_fused_steps(&mut self, on: bool) {
+        self.fused_on = on;
+    }
+
     pub(super) fn forget_plans(&mut self) {
         self.plans.clear();
+        self.fused.clear();
         self.gathers.clear();
         for l in &mut self.layers {
             l.forget();
@@ -303,6 +317,9 @@ impl Sequential {
             if first {
                 enc.clear_buffer(&self.metrics, 0, Some(16));
             }
+            if self.encode_fused(enc, data, rows, batch)? {
+                return Ok(());
+            }
             self.encode_gather(enc, &plan, data, None, batch)?;
             self.encode_forward(enc, &plan, Mode::Training)?;
             plan.losses[0].encode(enc);
@@ -310,6 +327,35 @@ impl Sequential {
             self.optimizer.encode(&ctx, enc);
             Ok(())
         })
+    }
+
+    /// Records the step as one dispatch when the network and batch size allow (`false`:
+    /// nothing recorded, take the general path).
+    fn encode_fused(
+        &mut self,
+        enc: &mut wgpu::CommandEncoder,
+        data: &GpuData,
+        rows: usize,
+        batch: usize,
+    ) -> Result<bool> {
+        if !self.fused_on {
+            return Ok(false);
+        }
+        if !self.fused.contains_key(&rows) {
+            let model = StepModel {
+                params: &self.params,
+                grads: &self.grads,
+                optimizer: &self.optimizer,
+                metrics: &self.metrics,
+                params_len: self.params_len,
+            };
+            let step = FusedStep::new(&self.ctx, rows, self.input, &self.defs, &self.at, model)?;
+            self.fused.insert(rows, step);
+        }
+        match self.fused.get_mut(&rows) {
+            Some(Some(step)) => step.encode(&self.ctx, enc, data, batch),
+            _ => Ok(false),
+        }
     }
 
     /// Trains one epoch of `data` in batches of `batch`: every step recorded into one encoder

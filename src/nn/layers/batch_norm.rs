@@ -10,7 +10,11 @@ use super::batch_norm_cpu::CpuNorm;
 use crate::nn::error::Result;
 use crate::nn::layer::{CpuLayer, GpuLayer, Init, Io, LayerDef, Param};
 use crate::nn::shape::Shape;
-use crate::{BatchNorm, BatchNormConfig, BoundCall, Context, Mode, ParamBinding, TensorRef};
+use crate::nn::step::{f32_literal, StepCode, StepIo};
+use crate::{
+    BatchNorm, BatchNormConfig, BoundCall, Context, Layout, Mode, ParamBinding, SingleSamplePolicy,
+    TensorRef,
+};
 
 /// The definition: a configuration whose `channels` is the input's last axis; a feature map
 /// `[h, w, c]` is normalized as `[rows * h * w, c]` (NHWC: statistics over the batch and
@@ -54,6 +58,52 @@ impl LayerDef for Norm {
 
     fn fuse_relu(&mut self) -> bool {
         !std::mem::replace(&mut self.config.relu, true)
+    }
+
+    /// Keras' and PyTorch's momentum conventions over channels-last values; the cumulative
+    /// average and PyTorch's batch-of-one error stay on the general path.
+    fn step_code(&self, io: &StepIo) -> Option<StepCode> {
+        let cfg = &self.config;
+        let (ch, n) = (cfg.channels, io.rows.checked_mul(self.shape.positions())?);
+        let (keep, fresh) = cfg.running_weights();
+        if cfg.layout != Layout::ChannelsLast
+            || fresh < 0.0
+            || (n == 1 && cfg.single_sample == SingleSamplePolicy::Error)
+        {
+            return None;
+        }
+        let consts = format!(
+            "BnConsts({}, {}, {}, {}, {}, {}, {})",
+            f32_literal(cfg.epsilon),
+            f32_literal(keep),
+            f32_literal(fresh),
+            f32_literal(cfg.variance_correction(n)),
+            cfg.scale,
+            cfg.center,
+            cfg.relu
+        );
+        let (x, y, dy, at, st) = (io.input, io.output, io.d_output, io.at, io.scratch);
+        let mut backward = vec![format!(
+            "bn_reduce(t, {n}u, {ch}u, {x}u, {y}u, {dy}u, {at}u, {st}u, {consts});"
+        )];
+        if let Some(dx) = io.d_input {
+            backward.push(format!(
+                "bn_dx(t, {n}u, {ch}u, {x}u, {y}u, {dy}u, {dx}u, {st}u, {consts});"
+            ));
+        }
+        Some(StepCode {
+            library: (
+                "batch_norm",
+                include_str!("../../../shaders/nn/step_batch_norm.wgsl"),
+            ),
+            forward: vec![
+                format!("bn_stats(t, {n}u, {ch}u, {x}u, {at}u, {st}u, {consts});"),
+                format!("bn_normalize(t, {n}u, {ch}u, {x}u, {y}u, {st}u, {consts});"),
+            ],
+            backward,
+            scratch: 8 * ch,
+            macs: n.saturating_mul(ch).saturating_mul(4),
+        })
     }
 
     fn gpu(

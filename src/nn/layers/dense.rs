@@ -12,6 +12,7 @@ use super::dense_cpu::CpuDense;
 use crate::nn::error::Result;
 use crate::nn::layer::{aligned, CpuLayer, GpuLayer, Init, Io, LayerDef, Param};
 use crate::nn::shape::Shape;
+use crate::nn::step::{StepCode, StepIo};
 use crate::pipeline::{self, bind, dispatch, Kernel, Region, Slot};
 use crate::{Context, Mode};
 
@@ -166,6 +167,24 @@ impl LayerDef for Dense {
 
     fn gives_logits(&self) -> bool {
         !self.relu
+    }
+
+    fn step_code(&self, io: &StepIo) -> Option<StepCode> {
+        let Dense { inp, out, relu } = *self;
+        let (w, b) = (io.at, io.at + self.bias_at());
+        let (rows, x, y, dy) = (io.rows, io.input, io.output, io.d_output);
+        Some(StepCode {
+            library: ("dense", include_str!("../../../shaders/nn/step_dense.wgsl")),
+            forward: vec![format!(
+                "dense_forward(t, {rows}u, {inp}u, {out}u, {x}u, {y}u, {w}u, {b}u, {relu});"
+            )],
+            backward: vec![format!(
+                "dense_backward(t, {rows}u, {inp}u, {out}u, {x}u, {y}u, {dy}u, {}, {w}u, {b}u, {relu});",
+                io.d_input_arg()
+            )],
+            scratch: 0,
+            macs: rows.saturating_mul(inp).saturating_mul(out),
+        })
     }
 
     fn gpu(
