@@ -24,6 +24,8 @@ pub struct ContextOptions {
     /// The form of the network's convolution kernels: `Some(true)` direct (one thread per
     /// output, no workgroup memory: what CPU adapters run fastest), `Some(false)` tiled
     /// (workgroup-memory tiles: what GPUs run fastest); `None` chooses by the adapter's type.
+    /// The direct form also runs a small network's one-workgroup training step on 32 threads
+    /// instead of 256 (fewer barriers to switch through on one CPU core).
     pub direct_kernels: Option<bool>,
     /// The backends to choose the adapter from (`None`: `WGPU_BACKEND`, else all): one
     /// context per backend puts several adapters of one machine to work in one process
@@ -464,6 +466,17 @@ impl Context {
     }
 
     /// A storage buffer (`STORAGE | COPY_SRC | COPY_DST`) of `bytes`.
+    /// A uniform buffer holding `bytes`.
+    pub(crate) fn uniform_bytes(&self, label: &str, bytes: &[u8]) -> Result<wgpu::Buffer> {
+        let b = self.create_buffer(
+            label,
+            bytes.len() as u64,
+            wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+        )?;
+        self.write(&b, 0, bytes)?;
+        Ok(b)
+    }
+
     pub(crate) fn storage(&self, label: &str, bytes: u64) -> Result<wgpu::Buffer> {
         self.create_buffer(
             label,

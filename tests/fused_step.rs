@@ -6,11 +6,12 @@
 
 mod common;
 
-use common::{assert_close, ctx, serial};
+use common::{assert_close, ctx, ctx_tiled, serial};
 use wgpu_batchnorm::nn::reference::CpuModel;
 use wgpu_batchnorm::nn::{
     tutorial_layers, Dataset, FitOptions, LayerSpec, Optimizer, Sequential, Weight,
 };
+use wgpu_batchnorm::Context;
 use wgpu_batchnorm::{recorded_work, BatchNormConfig};
 
 /// Dispatches of one step (counted on a second step: the first builds pipelines).
@@ -23,6 +24,7 @@ fn dispatches_per_step(m: &mut Sequential, data: &Dataset) -> u64 {
 
 /// Trains one model per path for `epochs` epochs; returns (history, weights) of each.
 fn both_paths(
+    ctx: &Context,
     layers: &[LayerSpec],
     input: usize,
     data: &Dataset,
@@ -36,7 +38,7 @@ fn both_paths(
         seed: 9,
     };
     [true, false].map(|fused| {
-        let mut m = Sequential::new(ctx(), input, layers, 4, optimizer).unwrap();
+        let mut m = Sequential::new(ctx, input, layers, 4, optimizer).unwrap();
         m.set_fused_steps(fused);
         let h = m.fit(data, &options, None, |_, _| {}).unwrap();
         (h, m.weights().unwrap())
@@ -137,8 +139,12 @@ fn the_step_trains_as_the_general_path_does() {
         ),
     ];
     let d = data(100, 6, 3, 0.0);
-    for (what, layers, batch, optimizer, noisy) in cases {
-        let mut m = Sequential::new(ctx(), 6, &layers, 4, optimizer).unwrap();
+    // CPU adapters run the step on 32 threads, GPUs on 256 (`ctx_tiled` forces the GPU form).
+    for ((what, layers, batch, optimizer, noisy), ctx) in cases
+        .into_iter()
+        .flat_map(|c| [(c.clone(), ctx()), (c, ctx_tiled())])
+    {
+        let mut m = Sequential::new(ctx, 6, &layers, 4, optimizer).unwrap();
         let first = Dataset::new(
             d.x()[..6 * batch].to_vec(),
             d.labels()[..batch].to_vec(),
@@ -149,7 +155,8 @@ fn the_step_trains_as_the_general_path_does() {
         assert_eq!(dispatches_per_step(&mut m, &first), 1, "{what}");
         m.set_fused_steps(false);
         assert!(dispatches_per_step(&mut m, &first) > 5, "{what}");
-        assert_same_training(what, &both_paths(&layers, 6, &d, batch, optimizer), noisy);
+        let runs = both_paths(ctx, &layers, 6, &d, batch, optimizer);
+        assert_same_training(what, &runs, noisy);
     }
 }
 

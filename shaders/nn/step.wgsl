@@ -7,9 +7,13 @@
 // generated `layers_forward` / `layers_backward`. The loss and the optimizer include the
 // general path's own functions (`softmax_xent.wgsl`, `optimizer_update.wgsl`): same bits.
 //
-// Prepended constants: STEP_WG (threads), ROWS (this batch), BATCH (rows per training batch:
-// where batch b starts), INPUT (features), CLASSES, X_AT / LOGITS_AT / DLOGITS_AT (offsets in
-// `arena`), BATCH_LOSSES_AT (index of batch 0's loss in `metrics`), ADAM (else SGD).
+// Prepended by step.rs: STEP_WG (threads), INPUT (features), CLASSES, ADAM (else SGD),
+// BATCH_LOSSES_AT (index of batch 0's loss in `metrics`), NONE, DIMS (vec4s of `dims`). Sizes
+// and offsets that change with the batch size are run-time values in `dims` (one pipeline
+// for every batch size; literal sizes would also let the compiler unroll the row loops, which
+// costs more to compile than a short run trains): `d(0)` rows, `d(1)` rows per training batch,
+// `d(2)` / `d(3)` the logits and their gradient in `arena`, `d(4)` 1 / rows (f32 bits, as the
+// loss kernel's), then the layers' arguments.
 
 @group(0) @binding(0) var<uniform> o: Opt;
 @group(0) @binding(1) var<storage, read_write> params: array<f32>;
@@ -24,13 +28,19 @@
 // [loss sum, correct, rows seen, batches seen], the epoch's batch losses at BATCH_LOSSES_AT.
 @group(0) @binding(9) var<storage, read_write> metrics: array<f32>;
 // Activations, their gradients and the layers' per-channel scratch, at offsets from step.rs.
+// The input batch is at 0.
 @group(0) @binding(10) var<storage, read_write> arena: array<f32>;
+@group(0) @binding(11) var<uniform> dims: array<vec4<u32>, DIMS>;
+
+fn d(i: u32) -> u32 {
+    return dims[i / 4u][i % 4u];
+}
 
 // Position in `order` of this batch's first row.
 var<private> first_row: u32;
 
 fn logit(i: u32) -> f32 {
-    return arena[LOGITS_AT + i];
+    return arena[d(2u) + i];
 }
 
 fn label(r: u32) -> u32 {
@@ -38,26 +48,27 @@ fn label(r: u32) -> u32 {
 }
 
 fn set_out(i: u32, v: f32) {
-    arena[DLOGITS_AT + i] = v;
+    arena[d(3u) + i] = v;
 }
 
 // The batch's rows, in the epoch's order, into the network's input.
 fn gather(t: u32) {
-    for (var i = t; i < ROWS * INPUT; i += STEP_WG) {
+    for (var i = t; i < d(0u) * INPUT; i += STEP_WG) {
         let r = i / INPUT;
-        arena[X_AT + i] = data_x[order[first_row + r] * INPUT + i % INPUT];
+        arena[i] = data_x[order[first_row + r] * INPUT + i % INPUT];
     }
 }
 
 // The loss kernel's training mode: metrics, the batch's mean loss in its slot, the step
 // counted, dlogits into the arena.
 fn loss(t: u32) {
-    let inv_rows = 1.0 / f32(ROWS);
-    let total = xent_rows(t, ROWS, CLASSES, XENT_TRAIN, inv_rows);
+    let rows = d(0u);
+    let inv_rows = bitcast<f32>(d(4u));
+    let total = xent_rows(t, rows, CLASSES, XENT_TRAIN, inv_rows);
     if (t == 0u) {
         metrics[0] += total.x;
         metrics[1] += total.y;
-        metrics[2] += f32(ROWS);
+        metrics[2] += f32(rows);
         let b = u32(metrics[3]);
         metrics[3] += 1.0;
         metrics[BATCH_LOSSES_AT + b] = total.x * inv_rows;
@@ -80,9 +91,9 @@ fn optimize(t: u32) {
 
 @compute @workgroup_size(STEP_WG)
 fn step(@builtin(local_invocation_index) t: u32) {
-    // Training batch b starts at b * BATCH: the count the loss keeps, read before this step's
-    // loss (behind barriers) counts it.
-    first_row = u32(metrics[3]) * BATCH;
+    // Training batch b starts at b * (rows per batch): the count the loss keeps, read before
+    // this step's loss (behind barriers) counts it.
+    first_row = u32(metrics[3]) * d(1u);
     gather(t);
     storageBarrier();
     layers_forward(t);

@@ -139,7 +139,7 @@ pub(crate) trait LayerDef: Debug + Send + Sync {
     }
     /// Its phases in the one-workgroup training step (`step.rs`); `None` (the default) keeps
     /// a network with this layer on the general path.
-    fn step_code(&self, _io: &StepIo) -> Option<StepCode> {
+    fn step_code(&self, _io: &mut StepIo) -> Option<StepCode> {
         None
     }
     /// The GPU twin, with its parameters at float `at` of `params` / `grads`.

@@ -9,13 +9,13 @@ use crate::pipeline::{self, bind, dispatch, Kernel, Region, Slot};
 use crate::Context;
 
 /// Threads of the loss's one workgroup.
-pub(crate) const LOSS_WG: u32 = 256;
+const LOSS_WG: u32 = 256;
 
 /// Threads of the workgroup that runs the loss, prepended to the shared row math: what the
 /// loss kernel and the one-workgroup training step (`step.rs`) both include.
-pub(crate) fn xent_source() -> String {
+pub(crate) fn xent_source(wg: u32) -> String {
     format!(
-        "const LOSS_WG: u32 = {LOSS_WG}u;\n{}",
+        "const LOSS_WG: u32 = {wg}u;\n{}",
         include_str!("../../shaders/nn/softmax_xent.wgsl")
     )
 }
@@ -24,7 +24,7 @@ pub(crate) fn xent_source() -> String {
 pub(crate) fn source() -> String {
     format!(
         "{}\n{}",
-        xent_source(),
+        xent_source(LOSS_WG),
         include_str!("../../shaders/nn/loss.wgsl")
     )
 }

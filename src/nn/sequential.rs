@@ -56,8 +56,8 @@ pub struct Sequential {
     /// Gathers by (batch rows, data set, inference).
     gathers: HashMap<(usize, u64, bool), Gather>,
     next_data_id: u64,
-    /// One-workgroup steps by batch size (`None`: that size takes the general path).
-    fused: HashMap<usize, Option<FusedStep>>,
+    /// The one-workgroup step, once tried (`Some(None)`: the adapter cannot run it).
+    fused: Option<Option<FusedStep>>,
     fused_on: bool,
 }
 
@@ -128,7 +128,7 @@ impl Sequential {
             plans: HashMap::new(),
             gathers: HashMap::new(),
             next_data_id: 0,
-            fused: HashMap::new(),
+            fused: None,
             fused_on: true,
         })
     }
@@ -184,7 +184,7 @@ impl Sequential {
 
     pub(super) fn forget_plans(&mut self) {
         self.plans.clear();
-        self.fused.clear();
+        self.fused = None;
         self.gathers.clear();
         for l in &mut self.layers {
             l.forget();
@@ -341,7 +341,7 @@ impl Sequential {
         if !self.fused_on {
             return Ok(false);
         }
-        if !self.fused.contains_key(&rows) {
+        if self.fused.is_none() {
             let model = StepModel {
                 params: &self.params,
                 grads: &self.grads,
@@ -349,11 +349,13 @@ impl Sequential {
                 metrics: &self.metrics,
                 params_len: self.params_len,
             };
-            let step = FusedStep::new(&self.ctx, rows, self.input, &self.defs, &self.at, model)?;
-            self.fused.insert(rows, step);
+            self.fused = Some(FusedStep::new(&self.ctx, model));
         }
-        match self.fused.get_mut(&rows) {
-            Some(Some(step)) => step.encode(&self.ctx, enc, data, batch),
+        match &mut self.fused {
+            Some(Some(step)) => {
+                let network = (self.input, &self.defs[..], &self.at[..]);
+                step.encode(&self.ctx, enc, data, (rows, batch), network)
+            }
             _ => Ok(false),
         }
     }

@@ -3,24 +3,30 @@
 //! optimizer run as one dispatch of one workgroup, phases separated by storage barriers,
 //! activations in one arena buffer. A launch costs more than such a step's arithmetic on any
 //! adapter (~45 µs per dispatch on lavapipe, a few µs on a discrete GPU), so the general path's
-//! 9 dispatches become 1. Each layer emits its own phases (`LayerDef::step_code`); a network
-//! with a layer that has none, or too large a step, takes the general path. Same results as
-//! the general path up to round-off (batch norm's statistics are summed in another order; the
-//! loss and the optimizer share its functions, so they give the same bits).
+//! 9 dispatches become 1 (tiny-cuda-nn's fully fused MLP, extended to batch norm, the loss and
+//! the optimizer). Each layer emits its own phases (`LayerDef::step_code`); a network with a
+//! layer that has none, or too large a step, takes the general path. One pipeline per network:
+//! sizes and offsets are run-time arguments. Same results as the general path up to
+//! round-off: batch norm's statistics are summed in another order; the loss and the optimizer
+//! are the general path's own WGSL functions (the same bits, the loss's sum in the same tree
+//! while a batch has no more rows than the workgroup has threads).
 
 use std::collections::HashMap;
 
 use crate::nn::error::Result;
 use crate::nn::layer::LayerDef;
-use crate::nn::loss::{self, LOSS_WG};
+use crate::nn::loss;
 use crate::nn::optimizer::{self, GpuOptimizer};
 use crate::nn::plan::GpuData;
 use crate::nn::sequential::BATCH_LOSSES;
 use crate::pipeline::{self, bind, Region, Slot};
 use crate::Context;
 
-/// Threads of the step's workgroup: the loss's, whose tree the step shares.
-const STEP_WG: u32 = LOSS_WG;
+/// Threads of the step's workgroup on a GPU, and on a CPU adapter (direct kernels), where each
+/// barrier switches through every SIMD group of the workgroup on one core: fewer threads,
+/// cheaper barriers (0.45 against 0.55 ms per tutorial step on lavapipe).
+const STEP_WG: u32 = 256;
+const STEP_WG_CPU: u32 = 32;
 
 /// Largest step taken in one workgroup, in forward multiply-adds (the backward is about
 /// twice that): past it, a step has enough work to fill more than one workgroup.
@@ -29,8 +35,11 @@ const STEP_MAX_MACS: usize = 1 << 16;
 /// Storage buffers the step binds.
 const STORAGE_BINDINGS: u32 = 10;
 
+/// `d_input` of the first layer: none.
+const NONE: u32 = u32::MAX;
+
 /// Where one layer's phases read and write, as float offsets (`arena` for activations,
-/// `params` / `grads` for the layer's region).
+/// `params` / `grads` for the layer's region), and the run-time arguments of the step.
 pub(crate) struct StepIo {
     pub rows: usize,
     pub input: usize,
@@ -42,12 +51,30 @@ pub(crate) struct StepIo {
     pub at: usize,
     /// The layer's scratch in `arena` (`StepCode::scratch` floats).
     pub scratch: usize,
+    args: Vec<u32>,
 }
 
 impl StepIo {
-    /// `d_input` as the phases take it (`NONE` when there is none).
-    pub fn d_input_arg(&self) -> String {
-        self.d_input.map_or("NONE".into(), |d| format!("{d}u"))
+    /// A run-time argument of a phase (a size, an offset): its value goes into the step's
+    /// uniform and the WGSL reads it as `d(k)`, so one pipeline serves every batch size. `None`
+    /// when it does not fit a u32.
+    pub fn arg(&mut self, v: usize) -> Option<String> {
+        self.args.push(u32::try_from(v).ok()?);
+        Some(format!("d({}u)", self.args.len() - 1))
+    }
+
+    /// An f32 argument, passed by its bits (exact).
+    pub fn f32_arg(&mut self, v: f32) -> String {
+        self.args.push(v.to_bits());
+        format!("bitcast<f32>(d({}u))", self.args.len() - 1)
+    }
+
+    /// `d_input` as an argument (`NONE` when there is none).
+    pub fn d_input_arg(&mut self) -> Option<String> {
+        match self.d_input {
+            Some(d) => self.arg(d),
+            None => self.arg(NONE as usize),
+        }
     }
 }
 
@@ -64,11 +91,6 @@ pub(crate) struct StepCode {
     pub macs: usize,
 }
 
-/// An f32 constant for WGSL, exact: its bits.
-pub(crate) fn f32_literal(v: f32) -> String {
-    format!("bitcast<f32>({}u)", v.to_bits())
-}
-
 /// What the step binds of the model.
 pub(crate) struct StepModel<'a> {
     pub params: &'a wgpu::Buffer,
@@ -78,49 +100,46 @@ pub(crate) struct StepModel<'a> {
     pub params_len: usize,
 }
 
-/// The step of one batch size.
-pub(crate) struct FusedStep {
-    module: wgpu::ShaderModule,
-    layout: wgpu::BindGroupLayout,
+/// The buffers of one (rows, rows per batch): the arena and the arguments.
+struct Sized {
     arena: wgpu::Buffer,
-    /// Pipelines by training batch size (where batch b starts).
-    pipelines: HashMap<usize, wgpu::ComputePipeline>,
+    dims: wgpu::Buffer,
     /// The bind group of the current data set (its id).
     group: Option<(u64, wgpu::BindGroup)>,
+}
+
+/// The one-workgroup step of a model: one pipeline (built on first use), the buffers of each
+/// batch size.
+pub(crate) struct FusedStep {
+    /// Threads of the workgroup.
+    wg: u32,
+    layout: wgpu::BindGroupLayout,
+    pipeline: Option<(String, wgpu::ComputePipeline)>,
+    /// By (rows, rows per training batch); `None`: that size takes the general path.
+    sizes: HashMap<(usize, usize), Option<Sized>>,
+    adam: bool,
     uniform: wgpu::Buffer,
     buffers: [wgpu::Buffer; 6],
     max_binding: u64,
 }
 
 impl FusedStep {
-    /// The step of `rows` rows for `defs` (regions at `at`), or `None` when the network or
-    /// the adapter cannot take it.
-    pub fn new(
-        ctx: &Context,
-        rows: usize,
-        input: usize,
-        defs: &[Box<dyn LayerDef>],
-        at: &[usize],
-        model: StepModel<'_>,
-    ) -> Result<Option<FusedStep>> {
+    /// The step of a model, or `None` when the adapter cannot run it.
+    pub fn new(ctx: &Context, model: StepModel<'_>) -> Option<FusedStep> {
         let limits = ctx.device().limits();
+        let wg = if ctx.direct_kernels() {
+            STEP_WG_CPU
+        } else {
+            STEP_WG
+        };
         if limits.max_storage_buffers_per_shader_stage < STORAGE_BINDINGS
-            || limits.max_compute_invocations_per_workgroup < STEP_WG
-            || limits.max_compute_workgroup_size_x < STEP_WG
-            || (limits.max_compute_workgroup_storage_size as u64) < 2 * STEP_WG as u64 * 4
+            || limits.max_compute_invocations_per_workgroup < wg
+            || limits.max_compute_workgroup_size_x < wg
+            || (limits.max_compute_workgroup_storage_size as u64) < 2 * wg as u64 * 4
             || model.params_len > u32::MAX as usize
         {
-            return Ok(None);
+            return None;
         }
-        let adam = model.optimizer.is_adam();
-        let Some(Program { source, floats }) = program(rows, input, defs, at, adam) else {
-            return Ok(None);
-        };
-        let bytes = floats as u64 * 4;
-        if bytes > limits.max_storage_buffer_binding_size {
-            return Ok(None);
-        }
-        let device = ctx.device();
         let slots = [
             Slot::Uniform(32),
             Slot::Write(4),
@@ -133,14 +152,16 @@ impl FusedStep {
             Slot::Read(4),
             Slot::Write(16),
             Slot::Write(4),
+            // The arguments: their count depends on the network (checked at dispatch).
+            Slot::Uniform(0),
         ];
         let (uniform, m, v) = model.optimizer.state();
-        Ok(Some(FusedStep {
-            module: pipeline::module(device, "nn.step", &source),
-            layout: pipeline::layout(device, "nn.step", &slots),
-            arena: ctx.storage("nn.step.arena", bytes.max(4))?,
-            pipelines: HashMap::new(),
-            group: None,
+        Some(FusedStep {
+            wg,
+            layout: pipeline::layout(ctx.device(), "nn.step", &slots),
+            pipeline: None,
+            sizes: HashMap::new(),
+            adam: model.optimizer.is_adam(),
             uniform: uniform.clone(),
             buffers: [
                 model.params.clone(),
@@ -151,24 +172,35 @@ impl FusedStep {
                 model.metrics.clone(),
             ],
             max_binding: limits.max_storage_buffer_binding_size,
-        }))
+        })
     }
 
-    /// Records one step on the next batch of `data` (batches of `batch` rows): one dispatch.
-    /// `false` (nothing recorded) when the data set is too large to bind whole.
+    /// Records one step of `rows` rows on the next batch of `data` (batches of `batch`
+    /// rows): one dispatch. `false` (nothing recorded) when this network, batch size or data
+    /// set cannot take it.
     pub fn encode(
         &mut self,
         ctx: &Context,
         enc: &mut wgpu::CommandEncoder,
         data: &GpuData,
-        batch: usize,
+        (rows, batch): (usize, usize),
+        (input, defs, at): (usize, &[Box<dyn LayerDef>], &[usize]),
     ) -> Result<bool> {
-        if data.x.size() > self.max_binding || batch > u32::MAX as usize {
+        if data.x.size() > self.max_binding {
             return Ok(false);
         }
-        if self.group.as_ref().is_none_or(|(id, _)| *id != data.id) {
+        if !self.sizes.contains_key(&(rows, batch)) {
+            let sized = self.build(ctx, (rows, batch), input, defs, at)?;
+            self.sizes.insert((rows, batch), sized);
+        }
+        let (Some(Some(sized)), Some((_, pipeline))) =
+            (self.sizes.get_mut(&(rows, batch)), &self.pipeline)
+        else {
+            return Ok(false);
+        };
+        if sized.group.as_ref().is_none_or(|(id, _)| *id != data.id) {
             let [params, grads, m, v, tick, metrics] = &self.buffers;
-            let regions: [Region<'_>; 11] = [
+            let regions: [Region<'_>; 12] = [
                 (&self.uniform).into(),
                 params.into(),
                 grads.into(),
@@ -179,22 +211,13 @@ impl FusedStep {
                 (&data.labels).into(),
                 (&data.order).into(),
                 metrics.into(),
-                (&self.arena).into(),
+                (&sized.arena).into(),
+                (&sized.dims).into(),
             ];
             let group = bind(ctx.device(), "nn.step", &self.layout, &regions);
-            self.group = Some((data.id, group));
+            sized.group = Some((data.id, group));
         }
-        let (module, layout) = (&self.module, &self.layout);
-        let pipeline = self.pipelines.entry(batch).or_insert_with(|| {
-            pipeline::specialized(
-                ctx.device(),
-                layout,
-                module,
-                "step",
-                &[("BATCH", batch as f64)],
-            )
-        });
-        let (_, group) = self.group.as_ref().expect("bound above");
+        let (_, group) = sized.group.as_ref().expect("bound above");
         let mut pass = pipeline::begin_pass(enc, &Default::default());
         pass.set_pipeline(pipeline);
         pass.set_bind_group(0, group, &[]);
@@ -202,22 +225,59 @@ impl FusedStep {
         crate::work::dispatch();
         Ok(true)
     }
+
+    /// The arena and arguments of one size, and the pipeline if this is the first.
+    fn build(
+        &mut self,
+        ctx: &Context,
+        (rows, batch): (usize, usize),
+        input: usize,
+        defs: &[Box<dyn LayerDef>],
+        at: &[usize],
+    ) -> Result<Option<Sized>> {
+        let Some(Program {
+            source,
+            floats,
+            args,
+        }) = program((rows, batch), input, defs, at, (self.wg, self.adam))
+        else {
+            return Ok(None);
+        };
+        let bytes = floats as u64 * 4;
+        if bytes > self.max_binding {
+            return Ok(None);
+        }
+        // The source depends on the network only: every size shares the pipeline.
+        if self.pipeline.as_ref().is_none_or(|(s, _)| *s != source) {
+            let module = pipeline::module(ctx.device(), "nn.step", &source);
+            let p = pipeline::specialized(ctx.device(), &self.layout, &module, "step", &[]);
+            self.pipeline = Some((source, p));
+        }
+        let dims = ctx.uniform_bytes("nn.step.dims", bytemuck::cast_slice(&args))?;
+        Ok(Some(Sized {
+            arena: ctx.storage("nn.step.arena", bytes.max(4))?,
+            dims,
+            group: None,
+        }))
+    }
 }
 
-/// The step's WGSL and its arena's size in floats.
+/// The step's WGSL, its arena's size in floats and its run-time arguments.
 struct Program {
     source: String,
     floats: usize,
+    args: Vec<u32>,
 }
 
-/// The step of `rows` rows for `defs` (regions at `at`), or `None` when a layer has no
-/// phases or the step is too large for one workgroup.
+/// The step for batches of `rows` rows (of `batch` per training batch) through `defs`
+/// (regions at `at`), or `None` when a layer has no phases or the step is too large for one
+/// workgroup.
 fn program(
-    rows: usize,
+    (rows, batch): (usize, usize),
     input: usize,
     defs: &[Box<dyn LayerDef>],
     at: &[usize],
-    adam: bool,
+    (wg, adam): (u32, bool),
 ) -> Option<Program> {
     // The arena: the input, then each layer's output and its gradient, then scratch.
     let mut cursor = rows.checked_mul(input)?;
@@ -231,10 +291,18 @@ fn program(
         (prev, prev_d) = (cursor, Some(cursor + n));
         cursor = cursor.checked_add(2 * n)?;
     }
+    let (_, _, logits, dlogits) = places[places.len() - 1];
+    let inv_rows = (1.0 / rows as f32).to_bits();
+    let mut args = vec![u32::try_from(rows).ok()?, u32::try_from(batch).ok()?];
+    args.extend([
+        u32::try_from(logits).ok()?,
+        u32::try_from(dlogits).ok()?,
+        inv_rows,
+    ]);
     let (mut library, mut forward, mut backward) = (Vec::new(), Vec::new(), Vec::new());
     let mut macs = 0usize;
     for (i, (d, &(input, d_input, output, d_output))) in defs.iter().zip(&places).enumerate() {
-        let io = StepIo {
+        let mut io = StepIo {
             rows,
             input,
             output,
@@ -242,8 +310,10 @@ fn program(
             d_input,
             at: at[i],
             scratch: cursor,
+            args,
         };
-        let code = d.step_code(&io)?;
+        let code = d.step_code(&mut io)?;
+        args = io.args;
         cursor = cursor.checked_add(code.scratch)?;
         macs = macs.saturating_add(code.macs);
         if !library.iter().any(|(name, _)| *name == code.library.0) {
@@ -255,23 +325,22 @@ fn program(
     if macs > STEP_MAX_MACS || cursor > u32::MAX as usize {
         return None;
     }
+    args.resize(args.len().next_multiple_of(4), 0);
     let barrier = |s: &String| format!("    {s}\n    storageBarrier();\n");
-    let (_, _, logits, dlogits) = places[places.len() - 1];
     let header = format!(
-        "const STEP_WG: u32 = {STEP_WG}u;\nconst ROWS: u32 = {rows}u;\noverride BATCH: u32;\n\
-         const INPUT: u32 = {input}u;\nconst CLASSES: u32 = {classes}u;\nconst X_AT: u32 = 0u;\n\
-         const LOGITS_AT: u32 = {logits}u;\nconst DLOGITS_AT: u32 = {dlogits}u;\n\
-         const BATCH_LOSSES_AT: u32 = {losses}u;\nconst ADAM: bool = {adam};\n\
-         const NONE: u32 = 0xffffffffu;\n",
+        "const STEP_WG: u32 = {wg}u;\nconst INPUT: u32 = {input}u;\n\
+         const CLASSES: u32 = {classes}u;\nconst BATCH_LOSSES_AT: u32 = {losses}u;\n\
+         const ADAM: bool = {adam};\nconst NONE: u32 = {NONE}u;\nconst DIMS: u32 = {dims}u;\n",
         classes = defs[defs.len() - 1].output_width(),
         losses = BATCH_LOSSES / 4,
+        dims = args.len() / 4,
     );
     let library: Vec<&str> = library.iter().map(|(_, s)| *s).collect();
     let source = format!(
         "{header}{}\n{}\n{}\n{}\nfn layers_forward(t: u32) {{\n{}}}\n\n\
          fn layers_backward(t: u32) {{\n{}}}\n",
         optimizer::update_source(),
-        loss::xent_source(),
+        loss::xent_source(wg),
         include_str!("../../shaders/nn/step.wgsl"),
         library.join("\n"),
         forward.iter().map(barrier).collect::<String>(),
@@ -285,6 +354,7 @@ fn program(
     Some(Program {
         source,
         floats: cursor,
+        args,
     })
 }
 
@@ -299,7 +369,7 @@ pub(crate) fn tutorial_source() -> String {
         at.push(len);
         len += crate::nn::layer::aligned(d.region_len());
     }
-    program(32, 20, &defs, &at, true)
+    program((32, 32), 20, &defs, &at, (STEP_WG, true))
         .expect("the tutorial network takes the one-workgroup step")
         .source
 }

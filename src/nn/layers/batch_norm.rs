@@ -10,7 +10,7 @@ use super::batch_norm_cpu::CpuNorm;
 use crate::nn::error::Result;
 use crate::nn::layer::{CpuLayer, GpuLayer, Init, Io, LayerDef, Param};
 use crate::nn::shape::Shape;
-use crate::nn::step::{f32_literal, StepCode, StepIo};
+use crate::nn::step::{StepCode, StepIo};
 use crate::{
     BatchNorm, BatchNormConfig, BoundCall, Context, Layout, Mode, ParamBinding, SingleSamplePolicy,
     TensorRef,
@@ -62,9 +62,9 @@ impl LayerDef for Norm {
 
     /// Keras' and PyTorch's momentum conventions over channels-last values; the cumulative
     /// average and PyTorch's batch-of-one error stay on the general path.
-    fn step_code(&self, io: &StepIo) -> Option<StepCode> {
+    fn step_code(&self, io: &mut StepIo) -> Option<StepCode> {
         let cfg = &self.config;
-        let (ch, n) = (cfg.channels, io.rows.checked_mul(self.shape.positions())?);
+        let n = io.rows.checked_mul(self.shape.positions())?;
         let (keep, fresh) = cfg.running_weights();
         if cfg.layout != Layout::ChannelsLast
             || fresh < 0.0
@@ -74,21 +74,24 @@ impl LayerDef for Norm {
         }
         let consts = format!(
             "BnConsts({}, {}, {}, {}, {}, {}, {})",
-            f32_literal(cfg.epsilon),
-            f32_literal(keep),
-            f32_literal(fresh),
-            f32_literal(cfg.variance_correction(n)),
+            io.f32_arg(cfg.epsilon),
+            io.f32_arg(keep),
+            io.f32_arg(fresh),
+            io.f32_arg(cfg.variance_correction(n)),
             cfg.scale,
             cfg.center,
             cfg.relu
         );
-        let (x, y, dy, at, st) = (io.input, io.output, io.d_output, io.at, io.scratch);
+        let shape = format!("{}, {}", io.arg(n)?, io.arg(cfg.channels)?);
+        let (x, y, dy) = (io.arg(io.input)?, io.arg(io.output)?, io.arg(io.d_output)?);
+        let (at, st) = (io.arg(io.at)?, io.arg(io.scratch)?);
         let mut backward = vec![format!(
-            "bn_reduce(t, {n}u, {ch}u, {x}u, {y}u, {dy}u, {at}u, {st}u, {consts});"
+            "bn_reduce(t, {shape}, {x}, {y}, {dy}, {at}, {st}, {consts});"
         )];
-        if let Some(dx) = io.d_input {
+        if io.d_input.is_some() {
+            let dx = io.d_input_arg()?;
             backward.push(format!(
-                "bn_dx(t, {n}u, {ch}u, {x}u, {y}u, {dy}u, {dx}u, {st}u, {consts});"
+                "bn_dx(t, {shape}, {x}, {y}, {dy}, {dx}, {st}, {consts});"
             ));
         }
         Some(StepCode {
@@ -97,12 +100,12 @@ impl LayerDef for Norm {
                 include_str!("../../../shaders/nn/step_batch_norm.wgsl"),
             ),
             forward: vec![
-                format!("bn_stats(t, {n}u, {ch}u, {x}u, {at}u, {st}u, {consts});"),
-                format!("bn_normalize(t, {n}u, {ch}u, {x}u, {y}u, {st}u, {consts});"),
+                format!("bn_stats(t, {shape}, {x}, {at}, {st}, {consts});"),
+                format!("bn_normalize(t, {shape}, {x}, {y}, {st}, {consts});"),
             ],
             backward,
-            scratch: 8 * ch,
-            macs: n.saturating_mul(ch).saturating_mul(4),
+            scratch: 8 * cfg.channels,
+            macs: n.saturating_mul(cfg.channels).saturating_mul(4),
         })
     }
 

@@ -169,21 +169,25 @@ impl LayerDef for Dense {
         !self.relu
     }
 
-    fn step_code(&self, io: &StepIo) -> Option<StepCode> {
+    fn step_code(&self, io: &mut StepIo) -> Option<StepCode> {
         let Dense { inp, out, relu } = *self;
-        let (w, b) = (io.at, io.at + self.bias_at());
-        let (rows, x, y, dy) = (io.rows, io.input, io.output, io.d_output);
+        let shape = format!("{}, {}, {}", io.arg(io.rows)?, io.arg(inp)?, io.arg(out)?);
+        let (x, y, dy) = (io.arg(io.input)?, io.arg(io.output)?, io.arg(io.d_output)?);
+        let (w, b, dx) = (
+            io.arg(io.at)?,
+            io.arg(io.at + self.bias_at())?,
+            io.d_input_arg()?,
+        );
         Some(StepCode {
             library: ("dense", include_str!("../../../shaders/nn/step_dense.wgsl")),
             forward: vec![format!(
-                "dense_forward(t, {rows}u, {inp}u, {out}u, {x}u, {y}u, {w}u, {b}u, {relu});"
+                "dense_forward(t, {shape}, {x}, {y}, {w}, {b}, {relu});"
             )],
             backward: vec![format!(
-                "dense_backward(t, {rows}u, {inp}u, {out}u, {x}u, {y}u, {dy}u, {}, {w}u, {b}u, {relu});",
-                io.d_input_arg()
+                "dense_backward(t, {shape}, {x}, {y}, {dy}, {dx}, {w}, {b}, {relu});"
             )],
             scratch: 0,
-            macs: rows.saturating_mul(inp).saturating_mul(out),
+            macs: io.rows.saturating_mul(inp).saturating_mul(out),
         })
     }
 
