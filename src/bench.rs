@@ -146,6 +146,10 @@ pub fn median(mut v: Vec<f64>) -> f64 {
 }
 
 /// CPU copy bandwidth: bytes read plus bytes written per second by a multi-threaded memcpy of
+/// Seconds of runs a CPU timing fills at least (as timeit's autorange does), and its cap on runs.
+pub const CPU_MIN_SECONDS: f64 = 0.2;
+const CPU_MAX_REPS: usize = 10_000;
+
 /// `bytes`, the median of `reps` runs.
 pub fn cpu_copy_bandwidth(bytes: usize, reps: usize) -> f64 {
     let n = bytes / 4;
@@ -476,14 +480,19 @@ impl CpuRunner {
         }
     }
 
-    /// Times `reps` runs of `pass` (after one warm-up).
+    /// Times at least `reps` runs of `pass` (after one warm-up), and enough runs to fill
+    /// `CPU_MIN_SECONDS` (a cache-resident tensor takes ~0.1 ms, where a handful of runs
+    /// measures the thread pool's wake-up more than the pass): the median.
     pub fn time(&mut self, pass: Pass, reps: u32) -> Result<Timing> {
         if pass == Pass::Backward {
             self.run(Pass::Forward)?;
         }
         self.run(pass)?;
         let mut walls = Vec::with_capacity(reps as usize);
-        for _ in 0..reps {
+        let start = Instant::now();
+        while walls.len() < reps as usize
+            || (start.elapsed().as_secs_f64() < CPU_MIN_SECONDS && walls.len() < CPU_MAX_REPS)
+        {
             let t = Instant::now();
             self.run(pass)?;
             walls.push(t.elapsed().as_secs_f64());

@@ -18,6 +18,8 @@ use crate::geometry::Geometry;
 
 /// Rows of a channels-last block summed in f32 before a Chan merge in f64.
 const ROW_BLOCK: usize = 128;
+/// Rows whose mean is the pivot of a task's first block.
+const PIVOT_ROWS: usize = 16;
 /// Tensors up to this many elements run on the calling thread: waking the thread pool costs
 /// more than the work.
 const SEQUENTIAL_MAX: usize = 1 << 16;
@@ -25,6 +27,26 @@ const SEQUENTIAL_MAX: usize = 1 << 16;
 const LANES: usize = 16;
 /// Values of a plane summed in f32 lanes before the sums move to f64.
 const PLANE_BLOCK: usize = 4096;
+
+/// Runs `f` compiled for AVX2 and FMA where the CPU has them (the kernels below are inlined
+/// into it; PyTorch dispatches its CPU kernels the same way), else for the build's baseline.
+/// The kernels' sums run in the same order either way (Rust never contracts a * b + c into
+/// an FMA): the results are the same bits on every x86 CPU.
+#[inline(always)]
+fn simd<R>(f: impl FnOnce() -> R) -> R {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+        // SAFETY: the CPU has both features, checked just above.
+        return unsafe { avx2(f) };
+    }
+    f()
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn avx2<R>(f: impl FnOnce() -> R) -> R {
+    f()
+}
 
 /// (count, mean, M2) in f64: the fast path's blocks, and the ranks of a synchronized batch
 /// norm (`crate::batchnorm::sync`).
@@ -79,6 +101,7 @@ impl Moments {
 }
 
 /// Sum of `v - pivot` and of its square over a contiguous slice, in `LANES` f32 lanes.
+#[inline(always)]
 fn plane_sums(v: &[f32], pivot: f32) -> (f64, f64) {
     let mut s = [0.0f32; LANES];
     let mut q = [0.0f32; LANES];
@@ -115,12 +138,12 @@ fn cancels(n: usize, s: f64, q: f64) -> bool {
 /// around the block's own mean only when the first would cancel (an outlier pivot, drifting
 /// data).
 fn block_moments(v: &[f32], pivot: f32) -> Moments {
-    let (s, q) = plane_sums(v, pivot);
+    let (s, q) = simd(|| plane_sums(v, pivot));
     if !cancels(v.len(), s, q) {
         return Moments::from_shifted(v.len(), s, q, pivot as f64);
     }
     let pivot = (pivot as f64 + s / v.len() as f64) as f32;
-    let (s, q) = plane_sums(v, pivot);
+    let (s, q) = simd(|| plane_sums(v, pivot));
     Moments::from_shifted(v.len(), s, q, pivot as f64)
 }
 
@@ -134,14 +157,70 @@ fn next_pivot(acc: &Moments, first: f32) -> f32 {
     }
 }
 
+/// The moments of every channel of channels-last rows, as columns: every channel of a block
+/// has the same count, so a block's merge is a few vector operations over the channels
+/// (Chan's merge with scalar weights) rather than one division-heavy merge per channel.
+struct Columns {
+    n: f64,
+    mean: Vec<f64>,
+    m2: Vec<f64>,
+}
+
+impl Columns {
+    fn new(c: usize) -> Self {
+        Columns {
+            n: 0.0,
+            mean: vec![0.0; c],
+            m2: vec![0.0; c],
+        }
+    }
+
+    /// Merges a block of `nb` rows from its sums of `d = x - pivot` and `d²` per channel.
+    fn add_block(&mut self, nb: usize, s: &[f32], q: &[f32], pivot: &[f32]) {
+        let nbf = nb as f64;
+        let n = self.n + nbf;
+        // The block's share of the merged count, and Chan's d² weight; with nothing merged
+        // yet (self.n = 0) the block comes in exactly: weight 1, no cross term.
+        let (w, k) = (nbf / n, self.n * nbf / n);
+        let inv = 1.0 / nbf;
+        let cols = self.mean.iter_mut().zip(self.m2.iter_mut());
+        for ((((mean, m2), &s), &q), &p) in cols.zip(s).zip(q).zip(pivot) {
+            let (s, q) = (s as f64, q as f64);
+            let mean_d = s * inv;
+            let bm2 = q - s * mean_d;
+            // Clamp round-off below 0; NaN stays NaN.
+            let bm2 = if bm2 < 0.0 { 0.0 } else { bm2 };
+            let bmean = p as f64 + mean_d;
+            if self.n == 0.0 {
+                (*mean, *m2) = (bmean, bm2);
+            } else {
+                let d = bmean - *mean;
+                *mean += d * w;
+                *m2 += bm2 + d * d * k;
+            }
+        }
+        self.n = n;
+    }
+
+    fn into_moments(self) -> Vec<Moments> {
+        let n = self.n;
+        self.mean
+            .into_iter()
+            .zip(self.m2)
+            .map(|(mean, m2)| Moments { n, mean, m2 })
+            .collect()
+    }
+}
+
 /// Per-channel mean and biased variance of a channels-last `[rows, c]` tensor.
 fn rows_moments(x: &[f32], c: usize) -> Vec<Moments> {
     let rows = x.len() / c;
+    // Two tasks per thread: enough to balance, few enough that merging them stays cheap.
     let per_task = rows
-        .div_ceil(rayon::current_num_threads() * 4)
+        .div_ceil(rayon::current_num_threads() * 2)
         .max(ROW_BLOCK);
     let task = |task: &[f32]| {
-        let mut acc = vec![Moments::default(); c];
+        let mut acc = Columns::new(c);
         let mut s = vec![0.0f32; c];
         let mut q = vec![0.0f32; c];
         let mut pivot = vec![0.0f32; c];
@@ -158,22 +237,40 @@ fn rows_moments(x: &[f32], c: usize) -> Vec<Moments> {
         };
         for block in task.chunks(ROW_BLOCK * c) {
             let nb = block.len() / c;
-            for j in 0..c {
-                pivot[j] = next_pivot(&acc[j], block[j]);
-            }
-            sums(block, &pivot, &mut s, &mut q);
-            if (0..c).any(|j| cancels(nb, s[j] as f64, q[j] as f64)) {
-                for j in 0..c {
-                    pivot[j] = (pivot[j] as f64 + s[j] as f64 / nb as f64) as f32;
+            // The pivot: the mean so far, or for a task's first block the mean of its first
+            // rows (a single first value is more than one spread from the mean for a third
+            // of the channels of normal data, and any of them sends the block through the
+            // second pass).
+            if acc.n == 0.0 {
+                let head = nb.min(PIVOT_ROWS);
+                pivot.fill(0.0);
+                for row in block[..head * c].chunks_exact(c) {
+                    for (p, &v) in pivot.iter_mut().zip(row) {
+                        *p += v;
+                    }
                 }
-                sums(block, &pivot, &mut s, &mut q);
+                for (p, &first) in pivot.iter_mut().zip(block) {
+                    *p = if p.is_finite() {
+                        *p / head as f32
+                    } else {
+                        first
+                    };
+                }
+            } else {
+                for ((p, &m), &first) in pivot.iter_mut().zip(&acc.mean).zip(block) {
+                    *p = if m.is_finite() { m as f32 } else { first };
+                }
             }
-            for j in 0..c {
-                let m = Moments::from_shifted(nb, s[j] as f64, q[j] as f64, pivot[j] as f64);
-                acc[j] = acc[j].merge(m);
+            simd(|| sums(block, &pivot, &mut s, &mut q));
+            if s.iter().zip(&q).any(|(&s, &q)| cancels(nb, s as f64, q as f64)) {
+                for (p, &s) in pivot.iter_mut().zip(&s) {
+                    *p = (*p as f64 + s as f64 / nb as f64) as f32;
+                }
+                simd(|| sums(block, &pivot, &mut s, &mut q));
             }
+            acc.add_block(nb, &s, &q, &pivot);
         }
-        acc
+        acc.into_moments()
     };
     if x.len() <= SEQUENTIAL_MAX {
         return task(x);
@@ -204,7 +301,7 @@ struct Fold {
     b: Vec<f32>,
 }
 
-#[inline]
+#[inline(always)]
 fn affine_row(x: &[f32], y: &mut [f32], f: &Fold, relu: bool) {
     let it = y.iter_mut().zip(x).zip(&f.p).zip(&f.a).zip(&f.b);
     if relu {
@@ -219,7 +316,7 @@ fn affine_row(x: &[f32], y: &mut [f32], f: &Fold, relu: bool) {
     }
 }
 
-#[inline]
+#[inline(always)]
 fn affine_plane(x: &[f32], y: &mut [f32], (p, a, b): (f32, f32, f32), relu: bool) {
     if relu {
         for (y, &x) in y.iter_mut().zip(x) {
@@ -252,7 +349,7 @@ fn masked<const RELU: bool>(x: f32, d: f32, p: f32, a: f32, b: f32) -> f32 {
 }
 
 /// One channels-last row of the backward reduction: sums of dy and dy * (x - mean).
-#[inline]
+#[inline(always)]
 fn reduce_row<const RELU: bool>(
     x: &[f32],
     dy: &[f32],
@@ -278,7 +375,7 @@ fn reduce_row<const RELU: bool>(
 }
 
 /// One channels-last row of dx.
-#[inline]
+#[inline(always)]
 fn dx_row<const RELU: bool>(x: &[f32], dy: &[f32], dx: &mut [f32], f: &Fold, co: &Coeffs) {
     let it = x
         .iter()
@@ -311,7 +408,7 @@ fn apply(x: &[f32], y: &mut [f32], g: &Geometry, f: &Fold, relu: bool) {
                 .chunks_exact_mut(g.channels)
                 .zip(xt.chunks_exact(g.channels))
             {
-                affine_row(xr, yr, f, relu);
+                simd(|| affine_row(xr, yr, f, relu));
             }
         };
         if small {
@@ -324,7 +421,7 @@ fn apply(x: &[f32], y: &mut [f32], g: &Geometry, f: &Fold, relu: bool) {
     } else {
         let plane = |(i, (yp, xp)): (usize, (&mut [f32], &[f32]))| {
             let c = i % g.channels;
-            affine_plane(xp, yp, (f.p[c], f.a[c], f.b[c]), relu);
+            simd(|| affine_plane(xp, yp, (f.p[c], f.a[c], f.b[c]), relu));
         };
         if small {
             y.chunks_mut(g.inner)
@@ -474,7 +571,7 @@ impl FastCpuBatchNorm {
                     let (mean, var) = planes_moments(xp).mean_var();
                     let fold = self.fold_of(c, mean, var);
                     for (xv, yv) in xp.iter().zip(yp.iter_mut()) {
-                        affine_plane(xv, yv, fold, relu);
+                        simd(|| affine_plane(xv, yv, fold, relu));
                     }
                     (mean, var)
                 };
@@ -582,9 +679,9 @@ impl FastCpuBatchNorm {
                     bq.fill(0.0);
                     for (xr, dr) in xb.chunks_exact(c).zip(db.chunks_exact(c)) {
                         if relu {
-                            reduce_row::<true>(xr, dr, &fold, &r, &mut bs, &mut bq);
+                            simd(|| reduce_row::<true>(xr, dr, &fold, &r, &mut bs, &mut bq));
                         } else {
-                            reduce_row::<false>(xr, dr, &fold, &r, &mut bs, &mut bq);
+                            simd(|| reduce_row::<false>(xr, dr, &fold, &r, &mut bs, &mut bq));
                         }
                     }
                     for j in 0..c {
@@ -625,9 +722,9 @@ impl FastCpuBatchNorm {
                     .zip(dt.chunks_exact(c))
                 {
                     if relu {
-                        dx_row::<true>(xr, dr, dxr, &fold, &co);
+                        simd(|| dx_row::<true>(xr, dr, dxr, &fold, &co));
                     } else {
-                        dx_row::<false>(xr, dr, dxr, &fold, &co);
+                        simd(|| dx_row::<false>(xr, dr, dxr, &fold, &co));
                     }
                 }
             };
