@@ -33,7 +33,7 @@ const PLANE_BLOCK: usize = 4096;
 /// The kernels' sums run in the same order either way (Rust never contracts a * b + c into
 /// an FMA): the results are the same bits on every x86 CPU.
 #[inline(always)]
-fn simd<R>(f: impl FnOnce() -> R) -> R {
+pub(crate) fn simd<R>(f: impl FnOnce() -> R) -> R {
     #[cfg(target_arch = "x86_64")]
     if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
         // SAFETY: the CPU has both features, checked just above.

@@ -5,7 +5,7 @@ mod fast;
 mod reference;
 
 pub use fast::FastCpuBatchNorm;
-pub(crate) use fast::Moments;
+pub(crate) use fast::{simd, Moments};
 pub use reference::{
     backward, channel_moments, normalize, stats_for, CpuBatchNorm, Gradients, Stats,
 };

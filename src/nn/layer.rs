@@ -11,6 +11,7 @@
 use std::fmt::Debug;
 
 use crate::nn::error::Result;
+use crate::nn::real::Real;
 use crate::nn::shape::Shape;
 use crate::nn::spec::glorot_uniform_n;
 use crate::nn::step::{StepCode, StepIo};
@@ -152,6 +153,8 @@ pub(crate) trait LayerDef: Debug + Send + Sync {
     ) -> Result<Box<dyn GpuLayer>>;
     /// The f64 CPU twin.
     fn cpu(&self) -> Box<dyn CpuLayer>;
+    /// The f32 CPU twin (the fast CPU path).
+    fn cpu_f32(&self) -> Box<dyn CpuLayer<f32>>;
 }
 
 /// A layer on the GPU: records into the caller's encoder, never submits.
@@ -182,32 +185,43 @@ pub(crate) trait GpuLayer: Send + Sync {
     ) -> Result<()>;
 }
 
-/// A layer on the CPU, in f64: the GPU layer's twin.
-pub(crate) trait CpuLayer: Debug + Send + Sync {
+/// What a CPU layer's backward pass is told besides its tensors.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct BackIo {
+    pub rows: usize,
+    /// The optimizer's step count (dropout's mask).
+    pub step: u64,
+    /// The network's first layer: its input gradient is not needed.
+    pub first: bool,
+}
+
+/// A layer on the CPU, in `T` (f64: the reference, the GPU layer's oracle; f32: the fast CPU
+/// path): the GPU layer's twin.
+pub(crate) trait CpuLayer<T: Real = f64>: Debug + Send + Sync {
     /// `x` is `[rows, input]`; returns `[rows, output]` and keeps what backward needs.
     /// `params` are the layer's tensors in `LayerDef::params` order (state may change).
     fn forward(
         &mut self,
-        params: &mut [Vec<f64>],
-        x: Vec<f64>,
+        params: &mut [Vec<T>],
+        x: Vec<T>,
         rows: usize,
         training: bool,
         step: u64,
-    ) -> Result<Vec<f64>>;
-    /// Returns the input gradient; adds each trainable tensor's gradient into `grads`
-    /// (`params` order; non-trainable entries are left alone).
+    ) -> Result<Vec<T>>;
+    /// Returns the input gradient, or may return an empty one when `io.first` (nothing reads
+    /// the first layer's); adds each trainable tensor's gradient into `grads` (`params`
+    /// order; non-trainable entries are left alone).
     fn backward(
         &mut self,
-        params: &[Vec<f64>],
-        dy: Vec<f64>,
-        rows: usize,
-        step: u64,
-        grads: &mut [Vec<f64>],
-    ) -> Result<Vec<f64>>;
-    fn boxed_clone(&self) -> Box<dyn CpuLayer>;
+        params: &[Vec<T>],
+        dy: Vec<T>,
+        io: BackIo,
+        grads: &mut [Vec<T>],
+    ) -> Result<Vec<T>>;
+    fn boxed_clone(&self) -> Box<dyn CpuLayer<T>>;
 }
 
-impl Clone for Box<dyn CpuLayer> {
+impl<T: Real> Clone for Box<dyn CpuLayer<T>> {
     fn clone(&self) -> Self {
         self.boxed_clone()
     }

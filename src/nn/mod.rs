@@ -15,6 +15,7 @@ mod loss_cpu;
 mod optimizer;
 mod optimizer_cpu;
 mod plan;
+mod real;
 pub mod reference;
 mod registry;
 pub mod rng;

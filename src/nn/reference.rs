@@ -1,15 +1,18 @@
-//! The CPU reference network: the same layers (each layer's f64 twin), loss and optimizers as
-//! [`Sequential`](crate::nn::Sequential), in f64. It is the oracle of the GPU training stack
-//! (gradient checks, step-by-step comparisons) and the `--device cpu` path of `bnorm train`.
+//! The CPU network: the same layers (each layer's CPU twin), loss and optimizers as
+//! [`Sequential`](crate::nn::Sequential), in f64 ([`CpuModel`], the reference: the oracle of
+//! the GPU training stack, for gradient checks and step-by-step comparisons) or in f32
+//! ([`CpuModelF32`], the fast CPU path of `bnorm train --device cpu`: the GPU's arithmetic on
+//! the CPU's cores, multi-threaded and vectorized).
 
 use std::path::Path;
 
 use crate::nn::data::Dataset;
 use crate::nn::error::{Error, Result};
-use crate::nn::layer::{CpuLayer, LayerDef};
+use crate::nn::layer::{BackIo, CpuLayer, LayerDef};
 use crate::nn::loss_cpu::{softmax, softmax_xent};
 use crate::nn::optimizer::Optimizer;
 use crate::nn::optimizer_cpu;
+use crate::nn::real::Real;
 use crate::nn::registry::{self, LayerSpec};
 use crate::nn::shape::Shape;
 use crate::nn::spec::{run_epochs, Callbacks, EpochFn, EpochMetrics, FitOptions, History, Weight};
@@ -17,27 +20,56 @@ use crate::nn::weights::{load_checked, save_weights};
 
 pub use crate::nn::layers::dropout_cpu::dropout_keep;
 
-/// One layer's f64 tensors and optimizer state, in `LayerDef::params` order.
+/// One layer's tensors and optimizer state, in `LayerDef::params` order.
 #[derive(Debug)]
-struct Tensors {
-    values: Vec<Vec<f64>>,
+struct Tensors<T> {
+    values: Vec<Vec<T>>,
     trainable: Vec<bool>,
-    m: Vec<Vec<f64>>,
-    v: Vec<Vec<f64>>,
+    m: Vec<Vec<T>>,
+    v: Vec<Vec<T>>,
 }
 
-/// The f64 twin of `Sequential`.
+/// The CPU twin of `Sequential`, in `T`: see [`CpuModel`] (f64) and [`CpuModelF32`].
 #[derive(Debug)]
-pub struct CpuModel {
+pub struct CpuNetwork<T: Float> {
     defs: Vec<Box<dyn LayerDef>>,
-    layers: Vec<Box<dyn CpuLayer>>,
-    tensors: Vec<Tensors>,
+    layers: Vec<Box<dyn CpuLayer<T>>>,
+    tensors: Vec<Tensors<T>>,
     input: usize,
     steps: u64,
     optimizer: Optimizer,
 }
 
-impl CpuModel {
+/// The f64 reference network: the oracle of the GPU path.
+pub type CpuModel = CpuNetwork<f64>;
+
+/// The fast CPU network: f32 as on the GPU, multi-threaded and vectorized.
+pub type CpuModelF32 = CpuNetwork<f32>;
+
+/// The float type of a [`CpuNetwork`]: `f32` or `f64`. Sealed: its supertrait and the
+/// layers' CPU twins are the crate's own, so no other type can implement it.
+#[allow(private_bounds, private_interfaces)]
+pub trait Float: Real {
+    /// Each layer's CPU twin in this type.
+    #[doc(hidden)]
+    fn twin(def: &dyn LayerDef) -> Box<dyn CpuLayer<Self>>;
+}
+
+#[allow(private_interfaces)]
+impl Float for f64 {
+    fn twin(def: &dyn LayerDef) -> Box<dyn CpuLayer<f64>> {
+        def.cpu()
+    }
+}
+
+#[allow(private_interfaces)]
+impl Float for f32 {
+    fn twin(def: &dyn LayerDef) -> Box<dyn CpuLayer<f32>> {
+        def.cpu_f32()
+    }
+}
+
+impl<T: Float> CpuNetwork<T> {
     /// The same network and initial weights as `Sequential::new` with the same arguments.
     pub fn new(
         input: impl Into<Shape>,
@@ -49,7 +81,7 @@ impl CpuModel {
         let defs = registry::resolve(input_shape, layers)?;
         let input = input_shape.len();
         optimizer.validate()?;
-        // Parameters, gradients and Adam's two moments, in f64: refuse before allocating.
+        // Parameters, gradients and Adam's two moments: refuse before allocating.
         let values: usize = defs
             .iter()
             .flat_map(|d| d.params())
@@ -57,18 +89,18 @@ impl CpuModel {
             .fold(0, usize::saturating_add);
         crate::memory::check_host_bytes(
             "the model's parameters",
-            (values as u64).saturating_mul(32),
+            (values as u64).saturating_mul(4 * std::mem::size_of::<T>() as u64),
         )?;
         let tensors = defs
             .iter()
             .zip(registry::names(&defs))
             .map(|(d, (_, ordinal))| {
                 let params = d.params();
-                let values: Vec<Vec<f64>> = params
+                let values: Vec<Vec<T>> = params
                     .iter()
-                    .map(|p| p.initial(seed, ordinal).iter().map(|&v| v as f64).collect())
+                    .map(|p| p.initial(seed, ordinal).iter().map(|&v| T::of_f32(v)).collect())
                     .collect();
-                let zeros: Vec<Vec<f64>> = values.iter().map(|v| vec![0.0; v.len()]).collect();
+                let zeros: Vec<Vec<T>> = values.iter().map(|v| vec![T::ZERO; v.len()]).collect();
                 Tensors {
                     trainable: params.iter().map(|p| p.trainable).collect(),
                     m: zeros.clone(),
@@ -77,8 +109,8 @@ impl CpuModel {
                 }
             })
             .collect();
-        Ok(CpuModel {
-            layers: defs.iter().map(|d| d.cpu()).collect(),
+        Ok(CpuNetwork {
+            layers: defs.iter().map(|d| T::twin(d.as_ref())).collect(),
             defs,
             tensors,
             input,
@@ -93,8 +125,8 @@ impl CpuModel {
     }
 
     /// Forward over `rows` rows; returns the logits.
-    fn forward(&mut self, x: &[f32], rows: usize, training: bool) -> Result<Vec<f64>> {
-        let mut a: Vec<f64> = x.iter().map(|&v| v as f64).collect();
+    fn forward(&mut self, x: &[f32], rows: usize, training: bool) -> Result<Vec<T>> {
+        let mut a: Vec<T> = x.iter().map(|&v| T::of_f32(v)).collect();
         for (layer, t) in self.layers.iter_mut().zip(&mut self.tensors) {
             a = layer.forward(&mut t.values, a, rows, training, self.steps)?;
         }
@@ -107,7 +139,7 @@ impl CpuModel {
 
     /// Gradients of every trainable tensor for one batch (forward in training mode); returns
     /// (loss, accuracy, gradients in weight order). Running statistics advance as in a step.
-    pub fn gradients(&mut self, batch: &Dataset) -> Result<(f64, f64, Vec<Vec<f64>>)> {
+    pub fn gradients(&mut self, batch: &Dataset) -> Result<(f64, f64, Vec<Vec<T>>)> {
         let per_layer = self.layer_gradients(batch)?;
         let (loss, acc, grads) = per_layer;
         let flat = grads
@@ -125,24 +157,24 @@ impl CpuModel {
 
     /// Gradients per layer, every tensor (zeros for non-trainable ones).
     #[allow(clippy::type_complexity)]
-    fn layer_gradients(&mut self, batch: &Dataset) -> Result<(f64, f64, Vec<Vec<Vec<f64>>>)> {
+    fn layer_gradients(&mut self, batch: &Dataset) -> Result<(f64, f64, Vec<Vec<Vec<T>>>)> {
         self.check(batch)?;
         let rows = batch.rows();
         let logits = self.forward(batch.x(), rows, true)?;
         let (loss, acc, mut d) = softmax_xent(&logits, batch.labels(), self.classes());
-        let mut grads: Vec<Vec<Vec<f64>>> = self
+        let mut grads: Vec<Vec<Vec<T>>> = self
             .tensors
             .iter()
-            .map(|t| t.values.iter().map(|v| vec![0.0; v.len()]).collect())
+            .map(|t| t.values.iter().map(|v| vec![T::ZERO; v.len()]).collect())
             .collect();
-        for ((layer, t), g) in self
-            .layers
-            .iter_mut()
-            .zip(&self.tensors)
-            .zip(&mut grads)
-            .rev()
-        {
-            d = layer.backward(&t.values, d, rows, self.steps, g)?;
+        let layers = self.layers.iter_mut().zip(&self.tensors).zip(&mut grads);
+        for (i, ((layer, t), g)) in layers.enumerate().rev() {
+            let io = BackIo {
+                rows,
+                step: self.steps,
+                first: i == 0,
+            };
+            d = layer.backward(&t.values, d, io, g)?;
         }
         Ok((loss, acc, grads))
     }
@@ -185,12 +217,13 @@ impl CpuModel {
     ) -> Result<History> {
         options.validate()?;
         self.check(train)?;
-        // Activations, caches and gradients of one batch, in f64.
+        // Activations, caches and gradients of one batch.
         let widths: usize = self.input + self.defs.iter().map(|d| d.output_width()).sum::<usize>();
         let rows = options.batch_size.min(train.rows()) as u64;
         crate::memory::check_host_bytes(
             "one batch's activations",
-            rows.saturating_mul(widths as u64).saturating_mul(8 * 4),
+            rows.saturating_mul(widths as u64)
+                .saturating_mul(4 * std::mem::size_of::<T>() as u64),
         )?;
         run_epochs(
             self,
@@ -254,11 +287,11 @@ impl CpuModel {
             }
             .into());
         }
-        let mut a: Vec<f64> = x.iter().map(|&v| v as f64).collect();
+        let mut a: Vec<T> = x.iter().map(|&v| T::of_f32(v)).collect();
         let mut outputs = Vec::new();
         for (layer, t) in self.layers.iter_mut().zip(&mut self.tensors) {
             a = layer.forward(&mut t.values, a, 1, false, self.steps)?;
-            outputs.push(a.iter().map(|&v| v as f32).collect());
+            outputs.push(a.iter().map(|&v| v.f32()).collect());
         }
         Ok(crate::nn::sequential_fit::layer_traces(&self.defs, outputs))
     }
@@ -271,7 +304,7 @@ impl CpuModel {
             .map(|((name, shape, _), v)| Weight {
                 name,
                 shape,
-                values: v.iter().map(|&x| x as f32).collect(),
+                values: v.iter().map(|&x| x.f32()).collect(),
             })
             .collect()
     }
@@ -310,12 +343,12 @@ impl CpuModel {
             }
             .into());
         }
-        *slot = values.iter().map(|&x| x as f64).collect();
+        *slot = values.iter().map(|&x| T::of_f32(x)).collect();
         Ok(())
     }
 
     /// Trainable tensors in weight order (for gradient checks).
-    pub fn trainable(&self) -> Vec<&Vec<f64>> {
+    pub fn trainable(&self) -> Vec<&Vec<T>> {
         self.tensors
             .iter()
             .flat_map(|t| t.values.iter().zip(&t.trainable))
@@ -325,7 +358,7 @@ impl CpuModel {
     }
 
     /// Mutable trainable tensors (for finite differences).
-    pub fn trainable_mut(&mut self) -> Vec<&mut Vec<f64>> {
+    pub fn trainable_mut(&mut self) -> Vec<&mut Vec<T>> {
         self.tensors
             .iter_mut()
             .flat_map(|t| t.values.iter_mut().zip(&t.trainable))
@@ -338,8 +371,8 @@ impl CpuModel {
     /// are restored): the function that finite differences differentiate.
     pub fn training_loss(&mut self, batch: &Dataset) -> Result<f64> {
         self.check(batch)?;
-        let saved: Vec<Vec<Vec<f64>>> = self.tensors.iter().map(|t| t.values.clone()).collect();
-        let layers: Vec<Box<dyn CpuLayer>> = self.layers.clone();
+        let saved: Vec<Vec<Vec<T>>> = self.tensors.iter().map(|t| t.values.clone()).collect();
+        let layers: Vec<Box<dyn CpuLayer<T>>> = self.layers.clone();
         let logits = self.forward(batch.x(), batch.rows(), true)?;
         for (t, s) in self.tensors.iter_mut().zip(saved) {
             t.values = s;

@@ -107,6 +107,10 @@ impl LayerDef for ActivationLayer {
     fn cpu(&self) -> Box<dyn CpuLayer> {
         Box::new(CpuActivation::new(self.function))
     }
+
+    fn cpu_f32(&self) -> Box<dyn CpuLayer<f32>> {
+        Box::new(CpuActivation::new(self.function))
+    }
 }
 
 struct GpuActivation {

@@ -1,16 +1,17 @@
-//! The f64 twin of `activation.rs`.
+//! The CPU twin of `activation.rs` (f64 or f32).
 
 use super::activation::Activation;
 use crate::nn::error::Result;
-use crate::nn::layer::CpuLayer;
+use crate::nn::layer::{BackIo, CpuLayer};
+use crate::nn::real::Real;
 
 #[derive(Debug, Clone)]
-pub(crate) struct CpuActivation {
+pub(crate) struct CpuActivation<T> {
     function: Activation,
-    output: Vec<f64>,
+    output: Vec<T>,
 }
 
-impl CpuActivation {
+impl<T> CpuActivation<T> {
     pub fn new(function: Activation) -> Self {
         CpuActivation {
             function,
@@ -19,18 +20,18 @@ impl CpuActivation {
     }
 }
 
-impl CpuLayer for CpuActivation {
+impl<T: Real> CpuLayer<T> for CpuActivation<T> {
     fn forward(
         &mut self,
-        _params: &mut [Vec<f64>],
-        x: Vec<f64>,
+        _params: &mut [Vec<T>],
+        x: Vec<T>,
         _rows: usize,
         _training: bool,
         _step: u64,
-    ) -> Result<Vec<f64>> {
-        let f: fn(f64) -> f64 = match self.function {
-            Activation::Sigmoid => |x| 1.0 / (1.0 + (-x).exp()),
-            Activation::Tanh => f64::tanh,
+    ) -> Result<Vec<T>> {
+        let f: fn(T) -> T = match self.function {
+            Activation::Sigmoid => |x| T::ONE / (T::ONE + (-x).exp()),
+            Activation::Tanh => T::tanh,
         };
         self.output = x.into_iter().map(f).collect();
         Ok(self.output.clone())
@@ -38,24 +39,23 @@ impl CpuLayer for CpuActivation {
 
     fn backward(
         &mut self,
-        _params: &[Vec<f64>],
-        dy: Vec<f64>,
-        _rows: usize,
-        _step: u64,
-        _grads: &mut [Vec<f64>],
-    ) -> Result<Vec<f64>> {
-        let derivative: fn(f64) -> f64 = match self.function {
-            Activation::Sigmoid => |y| y * (1.0 - y),
-            Activation::Tanh => |y| 1.0 - y * y,
+        _params: &[Vec<T>],
+        dy: Vec<T>,
+        _io: BackIo,
+        _grads: &mut [Vec<T>],
+    ) -> Result<Vec<T>> {
+        let derivative: fn(T) -> T = match self.function {
+            Activation::Sigmoid => |y| y * (T::ONE - y),
+            Activation::Tanh => |y| T::ONE - y * y,
         };
         Ok(dy
             .iter()
             .zip(&self.output)
-            .map(|(d, &y)| d * derivative(y))
+            .map(|(&d, &y)| d * derivative(y))
             .collect())
     }
 
-    fn boxed_clone(&self) -> Box<dyn CpuLayer> {
+    fn boxed_clone(&self) -> Box<dyn CpuLayer<T>> {
         Box::new(self.clone())
     }
 }

@@ -6,7 +6,7 @@
 
 use std::collections::HashMap;
 
-use super::batch_norm_cpu::CpuNorm;
+use super::batch_norm_cpu::{CpuNorm, FastNorm};
 use crate::nn::error::Result;
 use crate::nn::layer::{CpuLayer, GpuLayer, Init, Io, LayerDef, Param};
 use crate::nn::shape::Shape;
@@ -131,6 +131,10 @@ impl LayerDef for Norm {
 
     fn cpu(&self) -> Box<dyn CpuLayer> {
         Box::new(CpuNorm::new(self.config.clone(), self.shape.positions()))
+    }
+
+    fn cpu_f32(&self) -> Box<dyn CpuLayer<f32>> {
+        Box::new(FastNorm::new(self.config.clone(), self.shape.positions()))
     }
 }
 

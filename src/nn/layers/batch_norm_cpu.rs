@@ -1,10 +1,12 @@
-//! The f64 twin of `batch_norm.rs`: the engine's own CPU reference (its statistics,
-//! normalization, backward and running-statistics update), in f64 throughout, for any
+//! The CPU twins of `batch_norm.rs`: in f64, the engine's own CPU reference (its statistics,
+//! normalization, backward and running-statistics update), in f64 throughout; in f32, the
+//! engine's fast CPU path (`FastCpuBatchNorm`: multi-threaded, AVX2). Both take any
 //! configuration the engine supports.
 
 use crate::cpu::{backward, normalize, running_update, stats_for, Stats};
 use crate::nn::error::Result;
-use crate::nn::layer::CpuLayer;
+use crate::nn::layer::{BackIo, CpuLayer};
+use crate::nn::real::{keep_spare, zeroed};
 use crate::{BatchNormConfig, Geometry, Mode};
 
 #[derive(Debug, Clone)]
@@ -97,11 +99,10 @@ impl CpuLayer for CpuNorm {
         &mut self,
         params: &[Vec<f64>],
         dy: Vec<f64>,
-        rows: usize,
-        _step: u64,
+        io: BackIo,
         grads: &mut [Vec<f64>],
     ) -> Result<Vec<f64>> {
-        let (g, _) = self.geometry(rows)?;
+        let (g, _) = self.geometry(io.rows)?;
         let (x, stats, mode) = self
             .last
             .as_ref()
@@ -121,6 +122,99 @@ impl CpuLayer for CpuNorm {
     }
 
     fn boxed_clone(&self) -> Box<dyn CpuLayer> {
+        Box::new(self.clone())
+    }
+}
+
+/// The f32 twin: the engine's fast CPU path, its state loaded from the layer's tensors
+/// (gamma, beta, moving statistics) before each pass and the moving statistics stored back.
+#[derive(Debug, Clone)]
+pub(crate) struct FastNorm {
+    layer: crate::cpu::FastCpuBatchNorm,
+    positions: usize,
+    input: Vec<f32>,
+    /// A released buffer, for the next output or input gradient.
+    spare: Vec<f32>,
+}
+
+impl FastNorm {
+    pub fn new(config: BatchNormConfig, positions: usize) -> Self {
+        FastNorm {
+            // The definition's configuration was validated when the model was built.
+            layer: crate::cpu::FastCpuBatchNorm::new(config).expect("a validated configuration"),
+            positions,
+            input: Vec::new(),
+            spare: Vec::new(),
+        }
+    }
+
+    fn shape(&self, rows: usize) -> [usize; 2] {
+        [rows * self.positions, self.layer.config().channels]
+    }
+
+    fn load(&mut self, params: &[Vec<f32>]) -> Result<()> {
+        let st = &mut self.layer.state;
+        st.set_gamma(&params[0])?;
+        st.set_beta(&params[1])?;
+        st.set_running_mean(&params[2])?;
+        st.set_running_var(&params[3])?;
+        Ok(())
+    }
+}
+
+impl CpuLayer<f32> for FastNorm {
+    fn forward(
+        &mut self,
+        params: &mut [Vec<f32>],
+        x: Vec<f32>,
+        rows: usize,
+        training: bool,
+        _step: u64,
+    ) -> Result<Vec<f32>> {
+        self.load(params)?;
+        let mode = if training {
+            Mode::Training
+        } else {
+            Mode::Inference
+        };
+        let mut y = zeroed(&mut self.spare, x.len());
+        self.layer
+            .forward_into(&x, &self.shape(rows), mode, &mut y)?;
+        params[2].copy_from_slice(self.layer.state.running_mean());
+        params[3].copy_from_slice(self.layer.state.running_var());
+        keep_spare(&mut self.spare, std::mem::replace(&mut self.input, x));
+        Ok(y)
+    }
+
+    fn backward(
+        &mut self,
+        params: &[Vec<f32>],
+        dy: Vec<f32>,
+        io: BackIo,
+        grads: &mut [Vec<f32>],
+    ) -> Result<Vec<f32>> {
+        self.load(params)?;
+        let shape = self.shape(io.rows);
+        let mut dx = zeroed(&mut self.spare, dy.len());
+        self.layer
+            .backward_into(&self.input, &dy, &shape, &mut dx)?;
+        keep_spare(&mut self.spare, dy);
+        let cfg = self.layer.config();
+        let (dgamma, dbeta) = grads.split_at_mut(1);
+        if cfg.scale {
+            for (g, &d) in dgamma[0].iter_mut().zip(&self.layer.dgamma) {
+                *g += d;
+            }
+        }
+        if cfg.center {
+            for (g, &d) in dbeta[0].iter_mut().zip(&self.layer.dbeta) {
+                *g += d;
+            }
+        }
+        Ok(dx)
+    }
+
+    fn boxed_clone(&self) -> Box<dyn CpuLayer<f32>> {
         Box::new(self.clone())
     }
 }

@@ -276,6 +276,10 @@ impl LayerDef for Conv {
     fn cpu(&self) -> Box<dyn CpuLayer> {
         Box::new(CpuConv::new(*self))
     }
+
+    fn cpu_f32(&self) -> Box<dyn CpuLayer<f32>> {
+        Box::new(CpuConv::new(*self))
+    }
 }
 
 /// The bind groups and workgroup grids of one batch size.

@@ -1,23 +1,24 @@
-//! The f64 twin of `conv2d.rs`: direct loops over output positions (in parallel over taps or
+//! The CPU twin of `conv2d.rs` (f64 or f32): direct loops over output positions (in parallel over taps or
 //! samples for large layers), each output summed as bias, then taps `(ky, kx, ci)` in order.
 
 use rayon::prelude::*;
 
 use super::conv2d::Conv;
 use crate::nn::error::Result;
-use crate::nn::layer::CpuLayer;
+use crate::nn::layer::{BackIo, CpuLayer};
+use crate::nn::real::Real;
 
 /// Multiply-adds below which the loops stay on the calling thread.
 const PARALLEL_FROM: usize = 1 << 16;
 
 #[derive(Debug, Clone)]
-pub(crate) struct CpuConv {
+pub(crate) struct CpuConv<T> {
     def: Conv,
-    input: Vec<f64>,
-    output: Vec<f64>,
+    input: Vec<T>,
+    output: Vec<T>,
 }
 
-impl CpuConv {
+impl<T> CpuConv<T> {
     pub fn new(def: Conv) -> Self {
         CpuConv {
             def,
@@ -41,7 +42,7 @@ impl CpuConv {
 }
 
 /// `f` on each `len`-long chunk of `v` with its index (in parallel when `parallel`).
-fn each_chunk(v: &mut [f64], len: usize, parallel: bool, f: impl Fn(usize, &mut [f64]) + Sync) {
+fn each_chunk<T: Real>(v: &mut [T], len: usize, parallel: bool, f: impl Fn(usize, &mut [T]) + Sync) {
     if len == 0 {
         return;
     }
@@ -52,21 +53,21 @@ fn each_chunk(v: &mut [f64], len: usize, parallel: bool, f: impl Fn(usize, &mut 
     }
 }
 
-impl CpuLayer for CpuConv {
+impl<T: Real> CpuLayer<T> for CpuConv<T> {
     fn forward(
         &mut self,
-        params: &mut [Vec<f64>],
-        x: Vec<f64>,
+        params: &mut [Vec<T>],
+        x: Vec<T>,
         rows: usize,
         _training: bool,
         _step: u64,
-    ) -> Result<Vec<f64>> {
+    ) -> Result<Vec<T>> {
         let d = self.def;
         let ([h, w, cin], [oh, ow], cout) = (d.input, d.out, d.spec.filters);
         let [kh, kw] = d.spec.kernel_size;
         let k = &params[0];
         let bias = d.spec.use_bias.then(|| &params[1]);
-        let mut y = vec![0.0; rows * oh * ow * cout];
+        let mut y = vec![T::ZERO; rows * oh * ow * cout];
         each_chunk(&mut y, oh * ow * cout, self.parallel(rows), |b, ys| {
             let xs = &x[b * h * w * cin..(b + 1) * h * w * cin];
             for oy in 0..oh {
@@ -90,7 +91,10 @@ impl CpuLayer for CpuConv {
                         }
                     }
                     if d.relu {
-                        out.iter_mut().for_each(|o| *o = o.max(0.0));
+                        // As the shader's ReLU: below 0 becomes 0, NaN stays.
+                        out.iter_mut()
+                            .filter(|o| **o < T::ZERO)
+                            .for_each(|o| *o = T::ZERO);
                     }
                 }
             }
@@ -102,20 +106,18 @@ impl CpuLayer for CpuConv {
 
     fn backward(
         &mut self,
-        params: &[Vec<f64>],
-        mut g: Vec<f64>,
-        rows: usize,
-        _step: u64,
-        grads: &mut [Vec<f64>],
-    ) -> Result<Vec<f64>> {
+        params: &[Vec<T>],
+        mut g: Vec<T>,
+        io: BackIo,
+        grads: &mut [Vec<T>],
+    ) -> Result<Vec<T>> {
+        let rows = io.rows;
         let d = self.def;
         let ([h, w, cin], [oh, ow], cout) = (d.input, d.out, d.spec.filters);
         let [kh, kw] = d.spec.kernel_size;
         if d.relu {
             for (g, &y) in g.iter_mut().zip(&self.output) {
-                if y <= 0.0 {
-                    *g = 0.0;
-                }
+                *g = if y <= T::ZERO { T::ZERO } else { *g };
             }
         }
         let (x, k) = (&self.input, &params[0]);
@@ -144,7 +146,10 @@ impl CpuLayer for CpuConv {
             }
         });
         // dX: every output position scatters g · Kᵀ onto the inputs its window reads.
-        let mut dx = vec![0.0; rows * h * w * cin];
+        if io.first {
+            return Ok(Vec::new());
+        }
+        let mut dx = vec![T::ZERO; rows * h * w * cin];
         each_chunk(&mut dx, h * w * cin, self.parallel(rows), |b, dxs| {
             for oy in 0..oh {
                 for ox in 0..ow {
@@ -157,7 +162,7 @@ impl CpuLayer for CpuConv {
                             };
                             for ci in 0..cin {
                                 let kr = &k[((ky * kw + kx) * cin + ci) * cout..][..cout];
-                                let s: f64 = gr.iter().zip(kr).map(|(&g, &kv)| g * kv).sum();
+                                let s: T = gr.iter().zip(kr).map(|(&g, &kv)| g * kv).sum();
                                 dxs[(iy * w + ix) * cin + ci] += s;
                             }
                         }
@@ -168,7 +173,7 @@ impl CpuLayer for CpuConv {
         Ok(dx)
     }
 
-    fn boxed_clone(&self) -> Box<dyn CpuLayer> {
+    fn boxed_clone(&self) -> Box<dyn CpuLayer<T>> {
         Box::new(self.clone())
     }
 }

@@ -208,6 +208,10 @@ impl LayerDef for Dense {
     fn cpu(&self) -> Box<dyn CpuLayer> {
         Box::new(CpuDense::new(*self))
     }
+
+    fn cpu_f32(&self) -> Box<dyn CpuLayer<f32>> {
+        Box::new(CpuDense::new(*self))
+    }
 }
 
 /// The bind groups of one batch size, and the backward's workgroup count.

@@ -1,30 +1,46 @@
-//! The f64 twin of `dense.rs`. Loops run in cache order (rows of x against rows of the
-//! kernel) and over rows in parallel, with every output's sum taken in the same order as a
+//! The CPU twin of `dense.rs`, in f64 (the oracle) or f32 (the fast CPU path). Every loop is
+//! an axpy whose vector lanes run across independent outputs (columns of y, dW and dX; rows
+//! of y for the narrow logits layer), so each output's sum is taken in the same order as a
 //! plain triple loop (bias, then k ascending; dW and db over rows ascending; dX over outputs
-//! ascending): the oracle's values do not depend on the thread count.
+//! ascending): the values do not depend on the thread count, the lanes or the CPU. Loops run
+//! in cache order, in parallel over rows, compiled for AVX2 where the CPU has it
+//! (`cpu::simd`).
 
 use rayon::prelude::*;
 
 use super::dense::Dense;
+use crate::cpu::simd;
 use crate::nn::error::Result;
-use crate::nn::layer::CpuLayer;
+use crate::nn::layer::{BackIo, CpuLayer};
+use crate::nn::real::{keep_spare, zeroed, Real};
 
 /// Multiply-adds below which the loops stay on the calling thread.
 const PARALLEL_FROM: usize = 1 << 16;
 
+/// Layers with fewer outputs than this (the logits) put the vector lanes across rows (forward)
+/// or inputs (dW) instead of outputs.
+const NARROW: usize = 8;
+
+/// Rows of x one narrow forward block holds in its lanes.
+const LANES: usize = 8;
+
 #[derive(Debug, Clone)]
-pub(crate) struct CpuDense {
+pub(crate) struct CpuDense<T> {
     def: Dense,
-    input: Vec<f64>,
-    output: Vec<f64>,
+    input: Vec<T>,
+    /// The output, kept for the fused ReLU's mask.
+    output: Vec<T>,
+    /// A released buffer, for the next output or input gradient.
+    spare: Vec<T>,
 }
 
-impl CpuDense {
+impl<T: Real> CpuDense<T> {
     pub fn new(def: Dense) -> Self {
         CpuDense {
             def,
             input: Vec::new(),
             output: Vec::new(),
+            spare: Vec::new(),
         }
     }
 
@@ -34,7 +50,7 @@ impl CpuDense {
 }
 
 /// `f` on each chunk of `v` (in parallel when `parallel`), with the chunk's index.
-fn rows_of(v: &mut [f64], width: usize, parallel: bool, f: impl Fn(usize, &mut [f64]) + Sync) {
+fn rows_of<T: Real>(v: &mut [T], width: usize, parallel: bool, f: impl Fn(usize, &mut [T]) + Sync) {
     if parallel {
         v.par_chunks_mut(width)
             .enumerate()
@@ -44,86 +60,164 @@ fn rows_of(v: &mut [f64], width: usize, parallel: bool, f: impl Fn(usize, &mut [
     }
 }
 
-impl CpuLayer for CpuDense {
+impl<T: Real> CpuLayer<T> for CpuDense<T> {
     fn forward(
         &mut self,
-        params: &mut [Vec<f64>],
-        x: Vec<f64>,
+        params: &mut [Vec<T>],
+        x: Vec<T>,
         rows: usize,
         _training: bool,
         _step: u64,
-    ) -> Result<Vec<f64>> {
+    ) -> Result<Vec<T>> {
         let Dense { inp, out, relu } = self.def;
         let (w, bias) = (&params[0], &params[1]);
-        let mut y = vec![0.0; rows * out];
-        rows_of(&mut y, out, self.parallel(rows), |i, yr| {
-            yr.copy_from_slice(bias);
-            for (k, wr) in w.chunks_exact(out).enumerate() {
-                let xk = x[i * inp + k];
-                for (y, &wv) in yr.iter_mut().zip(wr) {
-                    *y += xk * wv;
-                }
-            }
-            if relu {
-                for y in yr.iter_mut() {
-                    if *y < 0.0 {
-                        *y = 0.0;
+        let mut y = zeroed(&mut self.spare, rows * out);
+        if out >= NARROW {
+            // Rows in blocks: each row of the kernel feeds a block's rows while in cache.
+            let block = (4096 / out).clamp(1, 64);
+            rows_of(&mut y, block * out, self.parallel(rows), |b, yb| {
+                simd(|| {
+                    for (r, yr) in yb.chunks_exact_mut(out).enumerate() {
+                        let xr = &x[(b * block + r) * inp..][..inp];
+                        yr.copy_from_slice(bias);
+                        for (&xk, wr) in xr.iter().zip(w.chunks_exact(out)) {
+                            for (y, &wv) in yr.iter_mut().zip(wr) {
+                                *y += xk * wv;
+                            }
+                        }
+                    }
+                })
+            });
+        } else {
+            // Few outputs (the logits): LANES rows at once, the lanes across rows (x's block
+            // transposed so each k is one contiguous load).
+            rows_of(&mut y, LANES * out, self.parallel(rows), |b, yb| {
+                let n = yb.len() / out;
+                let mut xt = vec![T::ZERO; inp * LANES];
+                for r in 0..n {
+                    for (k, &v) in x[(b * LANES + r) * inp..][..inp].iter().enumerate() {
+                        xt[k * LANES + r] = v;
                     }
                 }
-            }
-        });
-        self.input = x;
-        self.output.clone_from(&y);
+                simd(|| {
+                    for j in 0..out {
+                        let mut acc = [bias[j]; LANES];
+                        for (xk, wk) in xt.chunks_exact(LANES).zip(w.chunks_exact(out)) {
+                            let wv = wk[j];
+                            for (a, &xv) in acc.iter_mut().zip(xk) {
+                                *a += xv * wv;
+                            }
+                        }
+                        for (r, &a) in acc[..n].iter().enumerate() {
+                            yb[r * out + j] = a;
+                        }
+                    }
+                })
+            });
+        }
+        if relu {
+            // Stores of a select, not a branch: random signs would mispredict half the time.
+            simd(|| {
+                for y in y.iter_mut() {
+                    *y = if *y < T::ZERO { T::ZERO } else { *y };
+                }
+            });
+        }
+        keep_spare(&mut self.spare, std::mem::replace(&mut self.input, x));
+        if relu {
+            self.output.clone_from(&y);
+        }
         Ok(y)
     }
 
     fn backward(
         &mut self,
-        params: &[Vec<f64>],
-        mut d: Vec<f64>,
-        rows: usize,
-        _step: u64,
-        grads: &mut [Vec<f64>],
-    ) -> Result<Vec<f64>> {
+        params: &[Vec<T>],
+        mut dy: Vec<T>,
+        io: BackIo,
+        grads: &mut [Vec<T>],
+    ) -> Result<Vec<T>> {
         let Dense { inp, out, relu } = self.def;
+        let rows = io.rows;
         if relu {
-            for (g, &y) in d.iter_mut().zip(&self.output) {
-                if y <= 0.0 {
-                    *g = 0.0;
+            simd(|| {
+                for (g, &y) in dy.iter_mut().zip(&self.output) {
+                    *g = if y <= T::ZERO { T::ZERO } else { *g };
+                }
+            });
+        }
+        let parallel = self.parallel(rows);
+        let (x, d) = (&self.input, &dy);
+        let (dw, db) = grads.split_at_mut(1);
+        let threads = if parallel { rayon::current_num_threads() } else { 1 };
+        if out >= NARROW {
+            // dW[k, :] += x[i, k] g[i, :], rows i in order: a task owns a block of dW's rows
+            // (in cache) and streams the batch's rows of x and g past it.
+            let krows = inp.div_ceil(2 * threads).max(1);
+            rows_of(&mut dw[0], krows * out, parallel, |t, dwb| {
+                let k0 = t * krows;
+                simd(|| {
+                    for (xr, gr) in x.chunks_exact(inp).zip(d.chunks_exact(out)) {
+                        for (&xik, dwr) in xr[k0..].iter().zip(dwb.chunks_exact_mut(out)) {
+                            for (dw, &g) in dwr.iter_mut().zip(gr) {
+                                *dw += xik * g;
+                            }
+                        }
+                    }
+                })
+            });
+        } else {
+            // Few outputs: dWᵀ[j, :] += g[i, j] x[i, :] (the lanes across k), rows in order,
+            // then added into dW.
+            let mut dwt = vec![T::ZERO; out * inp];
+            simd(|| {
+                for (xr, gr) in x.chunks_exact(inp).zip(d.chunks_exact(out)) {
+                    for (&g, dr) in gr.iter().zip(dwt.chunks_exact_mut(inp)) {
+                        for (dw, &xv) in dr.iter_mut().zip(xr) {
+                            *dw += xv * g;
+                        }
+                    }
+                }
+            });
+            for (k, dwr) in dw[0].chunks_exact_mut(out).enumerate() {
+                for (j, dw) in dwr.iter_mut().enumerate() {
+                    *dw += dwt[j * inp + k];
                 }
             }
         }
-        let parallel = self.parallel(rows);
-        let (x, d) = (&self.input, &d);
-        // dW[k, :] += x[i, k] g[i, :], rows i in order.
-        rows_of(&mut grads[0], out, parallel, |k, dw| {
-            for (i, gr) in d.chunks_exact(out).enumerate() {
-                let xik = x[i * inp + k];
-                for (dw, &g) in dw.iter_mut().zip(gr) {
-                    *dw += xik * g;
-                }
-            }
-        });
         for gr in d.chunks_exact(out) {
-            for (db, &g) in grads[1].iter_mut().zip(gr) {
+            for (db, &g) in db[0].iter_mut().zip(gr) {
                 *db += g;
             }
         }
-        // dX[i, k] = sum over outputs o in order of g[i, o] w[k, o].
+        if io.first {
+            keep_spare(&mut self.spare, dy);
+            return Ok(Vec::new());
+        }
+        // dX[i, :] = sum over outputs o in order of g[i, o] Wᵀ[o, :] (the lanes across k).
         let w = &params[0];
-        let mut dx = vec![0.0; rows * inp];
+        let mut wt = vec![T::ZERO; out * inp];
+        for (k, wr) in w.chunks_exact(out).enumerate() {
+            for (j, &v) in wr.iter().enumerate() {
+                wt[j * inp + k] = v;
+            }
+        }
+        let mut dx = zeroed(&mut self.spare, rows * inp);
         rows_of(&mut dx, inp, parallel, |i, dxr| {
             let gr = &d[i * out..(i + 1) * out];
-            for (dx, wr) in dxr.iter_mut().zip(w.chunks_exact(out)) {
-                for (&g, &wv) in gr.iter().zip(wr) {
-                    *dx += g * wv;
+            simd(|| {
+                for (&g, wtr) in gr.iter().zip(wt.chunks_exact(inp)) {
+                    for (dx, &wv) in dxr.iter_mut().zip(wtr) {
+                        *dx += g * wv;
+                    }
                 }
-            }
+            })
         });
+        keep_spare(&mut self.spare, dy);
         Ok(dx)
     }
 
-    fn boxed_clone(&self) -> Box<dyn CpuLayer> {
+    fn boxed_clone(&self) -> Box<dyn CpuLayer<T>> {
         Box::new(self.clone())
     }
 }

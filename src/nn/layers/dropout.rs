@@ -90,6 +90,10 @@ impl LayerDef for Dropout {
     fn cpu(&self) -> Box<dyn CpuLayer> {
         Box::new(CpuDropout::new(*self))
     }
+
+    fn cpu_f32(&self) -> Box<dyn CpuLayer<f32>> {
+        Box::new(CpuDropout::new(*self))
+    }
 }
 
 struct GpuDropout {

@@ -1,8 +1,9 @@
-//! The f64 twin of `dropout.rs`, with the shader's mask bit for bit.
+//! The CPU twin of `dropout.rs` (f64 or f32), with the shader's mask bit for bit.
 
 use super::dropout::Dropout;
 use crate::nn::error::Result;
-use crate::nn::layer::CpuLayer;
+use crate::nn::layer::{BackIo, CpuLayer};
+use crate::nn::real::Real;
 
 /// The dropout mask of `dropout.wgsl`, bit for bit: whether element `i` is kept at `step`.
 pub fn dropout_keep(i: u32, step: u32, seed: u32, rate: f32) -> bool {
@@ -26,44 +27,48 @@ impl CpuDropout {
         CpuDropout { def }
     }
 
-    fn apply(&self, mut v: Vec<f64>, step: u64) -> Vec<f64> {
+    fn apply<T: Real>(&self, mut v: Vec<T>, step: u64) -> Vec<T> {
         let Dropout { rate, seed, .. } = self.def;
-        let scale = 1.0 / (1.0 - rate as f64);
+        // f64: the reference's 1 / (1 - rate); f32: the shader's, in f32.
+        let scale = if T::SINGLE {
+            T::of_f32(1.0 / (1.0 - rate))
+        } else {
+            T::of(1.0 / (1.0 - rate as f64))
+        };
         for (i, v) in v.iter_mut().enumerate() {
             *v = if dropout_keep(i as u32, step as u32, seed, rate) {
                 *v * scale
             } else {
-                0.0
+                T::ZERO
             };
         }
         v
     }
 }
 
-impl CpuLayer for CpuDropout {
+impl<T: Real> CpuLayer<T> for CpuDropout {
     fn forward(
         &mut self,
-        _params: &mut [Vec<f64>],
-        x: Vec<f64>,
+        _params: &mut [Vec<T>],
+        x: Vec<T>,
         _rows: usize,
         training: bool,
         step: u64,
-    ) -> Result<Vec<f64>> {
+    ) -> Result<Vec<T>> {
         Ok(if training { self.apply(x, step) } else { x })
     }
 
     fn backward(
         &mut self,
-        _params: &[Vec<f64>],
-        dy: Vec<f64>,
-        _rows: usize,
-        step: u64,
-        _grads: &mut [Vec<f64>],
-    ) -> Result<Vec<f64>> {
-        Ok(self.apply(dy, step))
+        _params: &[Vec<T>],
+        dy: Vec<T>,
+        io: BackIo,
+        _grads: &mut [Vec<T>],
+    ) -> Result<Vec<T>> {
+        Ok(self.apply(dy, io.step))
     }
 
-    fn boxed_clone(&self) -> Box<dyn CpuLayer> {
+    fn boxed_clone(&self) -> Box<dyn CpuLayer<T>> {
         Box::new(self.clone())
     }
 }

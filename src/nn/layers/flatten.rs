@@ -45,6 +45,10 @@ impl LayerDef for Flatten {
     fn cpu(&self) -> Box<dyn CpuLayer> {
         Box::new(CpuFlatten)
     }
+
+    fn cpu_f32(&self) -> Box<dyn CpuLayer<f32>> {
+        Box::new(CpuFlatten)
+    }
 }
 
 /// Nothing to record: its input and output are one buffer.

@@ -1,35 +1,35 @@
-//! The f64 twin of `flatten.rs`: the identity on row-major values.
+//! The CPU twin of `flatten.rs`: the identity on row-major values.
 
 use crate::nn::error::Result;
-use crate::nn::layer::CpuLayer;
+use crate::nn::layer::{BackIo, CpuLayer};
+use crate::nn::real::Real;
 
 #[derive(Debug, Clone)]
 pub(crate) struct CpuFlatten;
 
-impl CpuLayer for CpuFlatten {
+impl<T: Real> CpuLayer<T> for CpuFlatten {
     fn forward(
         &mut self,
-        _params: &mut [Vec<f64>],
-        x: Vec<f64>,
+        _params: &mut [Vec<T>],
+        x: Vec<T>,
         _rows: usize,
         _training: bool,
         _step: u64,
-    ) -> Result<Vec<f64>> {
+    ) -> Result<Vec<T>> {
         Ok(x)
     }
 
     fn backward(
         &mut self,
-        _params: &[Vec<f64>],
-        g: Vec<f64>,
-        _rows: usize,
-        _step: u64,
-        _grads: &mut [Vec<f64>],
-    ) -> Result<Vec<f64>> {
+        _params: &[Vec<T>],
+        g: Vec<T>,
+        _io: BackIo,
+        _grads: &mut [Vec<T>],
+    ) -> Result<Vec<T>> {
         Ok(g)
     }
 
-    fn boxed_clone(&self) -> Box<dyn CpuLayer> {
+    fn boxed_clone(&self) -> Box<dyn CpuLayer<T>> {
         Box::new(self.clone())
     }
 }

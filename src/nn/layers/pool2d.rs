@@ -159,6 +159,10 @@ impl LayerDef for Pool {
     fn cpu(&self) -> Box<dyn CpuLayer> {
         Box::new(CpuPool::new(*self))
     }
+
+    fn cpu_f32(&self) -> Box<dyn CpuLayer<f32>> {
+        Box::new(CpuPool::new(*self))
+    }
 }
 
 struct GpuPool {

@@ -1,17 +1,18 @@
-//! The f64 twin of `pool2d.rs`: the same windows, the same first-maximum rule, averages over
+//! The CPU twin of `pool2d.rs` (f64 or f32): the same windows, the same first-maximum rule, averages over
 //! the positions inside the image.
 
 use super::pool2d::{Pool, PoolKind};
 use crate::nn::error::Result;
-use crate::nn::layer::CpuLayer;
+use crate::nn::layer::{BackIo, CpuLayer};
+use crate::nn::real::Real;
 
 #[derive(Debug, Clone)]
-pub(crate) struct CpuPool {
+pub(crate) struct CpuPool<T> {
     def: Pool,
-    input: Vec<f64>,
+    input: Vec<T>,
 }
 
-impl CpuPool {
+impl<T: Real> CpuPool<T> {
     pub fn new(def: Pool) -> Self {
         CpuPool {
             def,
@@ -37,14 +38,14 @@ impl CpuPool {
 
     /// For every output value of sample `b`: the input positions it reads, and the weight
     /// each gets in the output (1 for the first maximum, 1/count for an average).
-    fn visit(&self, x: &[f64], b: usize, mut f: impl FnMut(usize, usize, f64)) {
+    fn visit(&self, x: &[T], b: usize, mut f: impl FnMut(usize, usize, T)) {
         let d = &self.def;
         let ([h, w, c], [oh, ow]) = (d.input, d.out);
         let base = b * h * w * c;
         for oy in 0..oh {
             for ox in 0..ow {
                 let (ys, xs) = self.window(oy, ox);
-                let count = (ys.len() * xs.len()) as f64;
+                let count = T::of((ys.len() * xs.len()) as f64);
                 for ch in 0..c {
                     let out = ((b * oh + oy) * ow + ox) * c + ch;
                     let at = |iy: usize, ix: usize| base + (iy * w + ix) * c + ch;
@@ -59,11 +60,11 @@ impl CpuPool {
                                 }
                             }
                         }
-                        f(out, best, 1.0);
+                        f(out, best, T::ONE);
                     } else {
                         for iy in ys.clone() {
                             for ix in xs.clone() {
-                                f(out, at(iy, ix), 1.0 / count);
+                                f(out, at(iy, ix), T::ONE / count);
                             }
                         }
                     }
@@ -73,17 +74,17 @@ impl CpuPool {
     }
 }
 
-impl CpuLayer for CpuPool {
+impl<T: Real> CpuLayer<T> for CpuPool<T> {
     fn forward(
         &mut self,
-        _params: &mut [Vec<f64>],
-        x: Vec<f64>,
+        _params: &mut [Vec<T>],
+        x: Vec<T>,
         rows: usize,
         _training: bool,
         _step: u64,
-    ) -> Result<Vec<f64>> {
+    ) -> Result<Vec<T>> {
         let d = &self.def;
-        let mut y = vec![0.0; rows * d.out[0] * d.out[1] * d.input[2]];
+        let mut y = vec![T::ZERO; rows * d.out[0] * d.out[1] * d.input[2]];
         for b in 0..rows {
             self.visit(&x, b, |out, i, weight| {
                 if d.kind == PoolKind::Max {
@@ -99,20 +100,19 @@ impl CpuLayer for CpuPool {
 
     fn backward(
         &mut self,
-        _params: &[Vec<f64>],
-        g: Vec<f64>,
-        rows: usize,
-        _step: u64,
-        _grads: &mut [Vec<f64>],
-    ) -> Result<Vec<f64>> {
-        let mut dx = vec![0.0; self.input.len()];
-        for b in 0..rows {
+        _params: &[Vec<T>],
+        g: Vec<T>,
+        io: BackIo,
+        _grads: &mut [Vec<T>],
+    ) -> Result<Vec<T>> {
+        let mut dx = vec![T::ZERO; self.input.len()];
+        for b in 0..io.rows {
             self.visit(&self.input, b, |out, i, weight| dx[i] += g[out] * weight);
         }
         Ok(dx)
     }
 
-    fn boxed_clone(&self) -> Box<dyn CpuLayer> {
+    fn boxed_clone(&self) -> Box<dyn CpuLayer<T>> {
         Box::new(self.clone())
     }
 }
