@@ -1,11 +1,12 @@
 """The default job (1000 x 20 -> Dense(10) -> BatchNorm -> ReLU -> Dense(3) -> softmax, Adam,
 batch 32, 5 epochs) timed in our engine (GPU and CPU paths), Keras and PyTorch, in one run;
-with --model cnn, the tutorials' CNN on the 8x8 digits (Conv2D(32)+ReLU -> BN -> MaxPool ->
+with --model wide, batch 1024 x hidden 256 and 1024 (ours and PyTorch); with --model cnn,
+the tutorials' CNN on the 8x8 digits (Conv2D(32)+ReLU -> BN -> MaxPool ->
 Conv2D(64)+ReLU -> BN -> MaxPool -> Flatten -> Dense(64)+ReLU -> BN -> Dense(10), Adam, batch
 16, the last 20% held out and evaluated every epoch, as `bnorm train --model cnn --data digits`).
 
     cargo build --release
-    .venv/bin/python benches/compare_train.py [--model dense|cnn] [--epochs 5] [--repeat 3] [--device cpu|cuda]
+    .venv/bin/python benches/compare_train.py [--model dense|cnn|wide] [--epochs 5] [--repeat 3] [--device cpu|cuda]
 
 Prints the median wall time of fit and per training step for each, and the ratios ours / theirs
 (< 1: we are faster). Keras runs on whichever backend KERAS_BACKEND names (torch by default
@@ -46,11 +47,12 @@ def digits():
     return x[:n].astype(np.float32), y[:n], x[n:].astype(np.float32), y[n:]
 
 
-def ours(device, epochs, bnorm, cnn=False):
-    extra = ["--model", "cnn", "--data", "digits"] if cnn else []
+def ours(device, epochs, bnorm, cnn=False, extra=(), bn=True):
+    extra = list(extra) + (["--model", "cnn", "--data", "digits"] if cnn else [])
     out = subprocess.run([bnorm, "train", "--epochs", str(epochs),
                           "--device", device] + extra, capture_output=True, text=True, check=True).stdout
-    m = re.search(r"with BN: ([0-9.]+) s in fit, ([0-9.]+) ms per step", out)
+    label = "with BN" if bn else "without BN"
+    m = re.search(label + r": ([0-9.]+) s in fit, ([0-9.]+) ms per step", out)
     return float(m.group(1))
 
 
@@ -67,11 +69,11 @@ def keras_fit(x, y, epochs, device):
     return time.perf_counter() - t
 
 
-def torch_fit(x, y, epochs, device):
+def torch_fit(x, y, epochs, device, hidden=HIDDEN, batch=32, bn=True):
     import torch
-    model = torch.nn.Sequential(torch.nn.Linear(FEATURES, HIDDEN),
-                                torch.nn.BatchNorm1d(HIDDEN, eps=1e-3, momentum=0.01),
-                                torch.nn.ReLU(), torch.nn.Linear(HIDDEN, CLASSES)).to(device)
+    norm = [torch.nn.BatchNorm1d(hidden, eps=1e-3, momentum=0.01)] if bn else []
+    model = torch.nn.Sequential(torch.nn.Linear(FEATURES, hidden), *norm,
+                                torch.nn.ReLU(), torch.nn.Linear(hidden, CLASSES)).to(device)
     opt = torch.optim.Adam(model.parameters(), lr=1e-3, eps=1e-7)
     xt = torch.tensor(x, device=device)
     yt = torch.tensor(y, device=device)
@@ -80,8 +82,8 @@ def torch_fit(x, y, epochs, device):
     for _ in range(epochs):
         perm = torch.randperm(ROWS, device=device)
         total = torch.zeros((), device=device)
-        for s in range(0, ROWS, 32):
-            idx = perm[s:s + 32]
+        for s in range(0, ROWS, batch):
+            idx = perm[s:s + batch]
             opt.zero_grad()
             loss = loss_fn(model(xt[idx]), yt[idx])
             loss.backward()
@@ -149,7 +151,8 @@ def main_cnn(args):
     steps = -(-len(d[1]) // 16) * args.epochs
     runs = {
         "ours (GPU path)": lambda: ours("gpu", args.epochs, args.bnorm, cnn=True),
-        "ours (CPU path, f64 reference)": lambda: ours("cpu", args.epochs, args.bnorm, cnn=True),
+        "ours (CPU path, f32)": lambda: ours("cpu", args.epochs, args.bnorm, cnn=True),
+        "ours (CPU path, f64 reference)": lambda: ours("cpu-f64", args.epochs, args.bnorm, cnn=True),
     }
     try:
         import keras
@@ -178,9 +181,26 @@ def report(runs, args, steps, title):
         print(f"{name:<36} {t:>8.3f} {t * 1e3 / steps:>8.3f}" + "".join(f" {t / r:>10.2f}" for _, r in refs))
 
 
+def main_wide(args, x, y):
+    """The default network widened: batch 1024 x hidden 256 and 1024, with and without batch
+    norm (1000 rows: one step per epoch), ours against PyTorch."""
+    import torch
+    for hidden in (256, 1024):
+        for bn in (True, False):
+            extra = ["--hidden", str(hidden), "--batch-size", "1024"]
+            runs = {
+                "ours (GPU path)": lambda: ours("gpu", args.epochs, args.bnorm, extra=extra, bn=bn),
+                "ours (CPU path, f32)": lambda: ours("cpu", args.epochs, args.bnorm, extra=extra, bn=bn),
+                f"PyTorch {torch.__version__} ({args.device})":
+                    lambda: torch_fit(x, y, args.epochs, args.device, hidden, 1024, bn),
+            }
+            report(runs, args, args.epochs, f"batch 1024 x hidden {hidden}, "
+                                             f"{'with' if bn else 'without'} BN, {args.epochs} steps")
+
+
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--model", default="dense", choices=["dense", "cnn"])
+    ap.add_argument("--model", default="dense", choices=["dense", "cnn", "wide"])
     ap.add_argument("--epochs", type=int, default=5)
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--device", default="cpu")
@@ -190,9 +210,12 @@ def main():
         return main_cnn(args)
     x, y = data()
     steps = -(-ROWS // 32) * args.epochs
+    if args.model == "wide":
+        return main_wide(args, x, y)
     runs = {
         "ours (GPU path)": lambda: ours("gpu", args.epochs, args.bnorm),
-        "ours (CPU path, f64 reference)": lambda: ours("cpu", args.epochs, args.bnorm),
+        "ours (CPU path, f32)": lambda: ours("cpu", args.epochs, args.bnorm),
+        "ours (CPU path, f64 reference)": lambda: ours("cpu-f64", args.epochs, args.bnorm),
     }
     try:
         import keras  # noqa: F401

@@ -262,7 +262,10 @@ fn rows_moments(x: &[f32], c: usize) -> Vec<Moments> {
                 }
             }
             simd(|| sums(block, &pivot, &mut s, &mut q));
-            if s.iter().zip(&q).any(|(&s, &q)| cancels(nb, s as f64, q as f64)) {
+            if s.iter()
+                .zip(&q)
+                .any(|(&s, &q)| cancels(nb, s as f64, q as f64))
+            {
                 for (p, &s) in pivot.iter_mut().zip(&s) {
                     *p = (*p as f64 + s as f64 / nb as f64) as f32;
                 }

@@ -7,7 +7,11 @@ const CLIP_EPS: f64 = 1e-7;
 
 /// Mean clipped cross-entropy of softmax(`logits`), the fraction of rows whose largest
 /// logit is the label, and d(loss)/d(logits).
-pub(crate) fn softmax_xent<T: Real>(logits: &[T], labels: &[u32], classes: usize) -> (f64, f64, Vec<T>) {
+pub(crate) fn softmax_xent<T: Real>(
+    logits: &[T],
+    labels: &[u32],
+    classes: usize,
+) -> (f64, f64, Vec<T>) {
     let k = classes;
     let rows = labels.len();
     let (mut loss, mut hits) = (T::ZERO, 0.0);

@@ -6,7 +6,14 @@ use crate::nn::real::Real;
 
 /// Updates `p` from its gradient `g` at 1-based step `t`, with the optimizer's moments
 /// `m` and `v` (SGD uses `m` as its velocity).
-pub(crate) fn step<T: Real>(optimizer: Optimizer, t: u64, p: &mut [T], g: &[T], m: &mut [T], v: &mut [T]) {
+pub(crate) fn step<T: Real>(
+    optimizer: Optimizer,
+    t: u64,
+    p: &mut [T],
+    g: &[T],
+    m: &mut [T],
+    v: &mut [T],
+) {
     match optimizer {
         Optimizer::Adam {
             lr,

@@ -98,7 +98,12 @@ impl<T: Float> CpuNetwork<T> {
                 let params = d.params();
                 let values: Vec<Vec<T>> = params
                     .iter()
-                    .map(|p| p.initial(seed, ordinal).iter().map(|&v| T::of_f32(v)).collect())
+                    .map(|p| {
+                        p.initial(seed, ordinal)
+                            .iter()
+                            .map(|&v| T::of_f32(v))
+                            .collect()
+                    })
                     .collect();
                 let zeros: Vec<Vec<T>> = values.iter().map(|v| vec![T::ZERO; v.len()]).collect();
                 Tensors {

@@ -56,8 +56,8 @@ pub struct Sequential {
     /// Gathers by (batch rows, data set, inference).
     gathers: HashMap<(usize, u64, bool), Gather>,
     next_data_id: u64,
-    /// The one-workgroup step, once tried (`Some(None)`: the adapter cannot run it).
-    fused: Option<Option<FusedStep>>,
+    /// The one-workgroup step (`None`: this network or adapter cannot take it).
+    fused: Option<FusedStep>,
     fused_on: bool,
 }
 
@@ -113,6 +113,15 @@ impl Sequential {
             .map(|(d, &a)| d.gpu(ctx, &params, &grads, a))
             .collect::<Result<Vec<_>>>()?;
         let optimizer = GpuOptimizer::new(ctx, optimizer, &params, &grads, len)?;
+        let metrics = ctx.storage("nn.metrics", BATCH_LOSSES + 256)?;
+        let model = StepModel {
+            params: &params,
+            grads: &grads,
+            optimizer: &optimizer,
+            metrics: &metrics,
+            params_len: len,
+        };
+        let fused = FusedStep::new(ctx, model, (input, &defs, &at));
         Ok(Sequential {
             ctx: ctx.clone(),
             defs,
@@ -124,11 +133,11 @@ impl Sequential {
             params,
             grads,
             optimizer,
-            metrics: ctx.storage("nn.metrics", BATCH_LOSSES + 256)?,
+            metrics,
             plans: HashMap::new(),
             gathers: HashMap::new(),
             next_data_id: 0,
-            fused: None,
+            fused,
             fused_on: true,
         })
     }
@@ -184,7 +193,9 @@ impl Sequential {
 
     pub(super) fn forget_plans(&mut self) {
         self.plans.clear();
-        self.fused = None;
+        if let Some(step) = &mut self.fused {
+            step.forget_sizes();
+        }
         self.gathers.clear();
         for l in &mut self.layers {
             l.forget();
@@ -311,7 +322,6 @@ impl Sequential {
         (rows, batch): (usize, usize),
         first: bool,
     ) -> Result<()> {
-        let plan = self.plan(rows)?;
         let ctx = self.ctx.clone();
         ctx.guard("a training step", || {
             if first {
@@ -320,6 +330,7 @@ impl Sequential {
             if self.encode_fused(enc, data, rows, batch)? {
                 return Ok(());
             }
+            let plan = self.plan(rows)?;
             self.encode_gather(enc, &plan, data, None, batch)?;
             self.encode_forward(enc, &plan, Mode::Training)?;
             plan.losses[0].encode(enc);
@@ -341,18 +352,8 @@ impl Sequential {
         if !self.fused_on {
             return Ok(false);
         }
-        if self.fused.is_none() {
-            let model = StepModel {
-                params: &self.params,
-                grads: &self.grads,
-                optimizer: &self.optimizer,
-                metrics: &self.metrics,
-                params_len: self.params_len,
-            };
-            self.fused = Some(FusedStep::new(&self.ctx, model));
-        }
         match &mut self.fused {
-            Some(Some(step)) => {
+            Some(step) => {
                 let network = (self.input, &self.defs[..], &self.at[..]);
                 step.encode(&self.ctx, enc, data, (rows, batch), network)
             }

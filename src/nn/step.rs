@@ -114,7 +114,7 @@ pub(crate) struct FusedStep {
     /// Threads of the workgroup.
     wg: u32,
     layout: wgpu::BindGroupLayout,
-    pipeline: Option<(String, wgpu::ComputePipeline)>,
+    pipeline: (String, wgpu::ComputePipeline),
     /// By (rows, rows per training batch); `None`: that size takes the general path.
     sizes: HashMap<(usize, usize), Option<Sized>>,
     adam: bool,
@@ -124,8 +124,13 @@ pub(crate) struct FusedStep {
 }
 
 impl FusedStep {
-    /// The step of a model, or `None` when the adapter cannot run it.
-    pub fn new(ctx: &Context, model: StepModel<'_>) -> Option<FusedStep> {
+    /// The step of a model, its pipeline built (so the first training step does not wait for
+    /// a compile), or `None` when the adapter cannot run it or a layer has no step phases.
+    pub fn new(
+        ctx: &Context,
+        model: StepModel<'_>,
+        (input, defs, at): (usize, &[Box<dyn LayerDef>], &[usize]),
+    ) -> Option<FusedStep> {
         let limits = ctx.device().limits();
         let wg = if ctx.direct_kernels() {
             STEP_WG_CPU
@@ -156,12 +161,18 @@ impl FusedStep {
             Slot::Uniform(0),
         ];
         let (uniform, m, v) = model.optimizer.state();
+        let adam = model.optimizer.is_adam();
+        // The source depends on the network only: a batch of two rows stands for any.
+        let source = program((2, 2), input, defs, at, (wg, adam))?.source;
+        let layout = pipeline::layout(ctx.device(), "nn.step", &slots);
+        let module = pipeline::module(ctx.device(), "nn.step", &source);
+        let compiled = pipeline::specialized(ctx.device(), &layout, &module, "step", &[]);
         Some(FusedStep {
             wg,
-            layout: pipeline::layout(ctx.device(), "nn.step", &slots),
-            pipeline: None,
+            layout,
+            pipeline: (source, compiled),
             sizes: HashMap::new(),
-            adam: model.optimizer.is_adam(),
+            adam,
             uniform: uniform.clone(),
             buffers: [
                 model.params.clone(),
@@ -173,6 +184,11 @@ impl FusedStep {
             ],
             max_binding: limits.max_storage_buffer_binding_size,
         })
+    }
+
+    /// Drops the buffers of every batch size (the pipeline stays).
+    pub fn forget_sizes(&mut self) {
+        self.sizes.clear();
     }
 
     /// Records one step of `rows` rows on the next batch of `data` (batches of `batch`
@@ -193,11 +209,10 @@ impl FusedStep {
             let sized = self.build(ctx, (rows, batch), input, defs, at)?;
             self.sizes.insert((rows, batch), sized);
         }
-        let (Some(Some(sized)), Some((_, pipeline))) =
-            (self.sizes.get_mut(&(rows, batch)), &self.pipeline)
-        else {
+        let Some(Some(sized)) = self.sizes.get_mut(&(rows, batch)) else {
             return Ok(false);
         };
+        let (_, pipeline) = &self.pipeline;
         if sized.group.as_ref().is_none_or(|(id, _)| *id != data.id) {
             let [params, grads, m, v, tick, metrics] = &self.buffers;
             let regions: [Region<'_>; 12] = [
@@ -226,7 +241,7 @@ impl FusedStep {
         Ok(true)
     }
 
-    /// The arena and arguments of one size, and the pipeline if this is the first.
+    /// The arena and arguments of one size.
     fn build(
         &mut self,
         ctx: &Context,
@@ -248,10 +263,8 @@ impl FusedStep {
             return Ok(None);
         }
         // The source depends on the network only: every size shares the pipeline.
-        if self.pipeline.as_ref().is_none_or(|(s, _)| *s != source) {
-            let module = pipeline::module(ctx.device(), "nn.step", &source);
-            let p = pipeline::specialized(ctx.device(), &self.layout, &module, "step", &[]);
-            self.pipeline = Some((source, p));
+        if source != self.pipeline.0 {
+            return Ok(None);
         }
         let dims = ctx.uniform_bytes("nn.step.dims", bytemuck::cast_slice(&args))?;
         Ok(Some(Sized {

@@ -4,7 +4,7 @@
 
 use std::path::PathBuf;
 
-use wgpu_batchnorm::nn::reference::CpuModel;
+use wgpu_batchnorm::nn::reference::{CpuModel, CpuModelF32};
 use wgpu_batchnorm::nn::{LayerTrace, Optimizer, Sequential};
 use wgpu_batchnorm::Context;
 
@@ -29,7 +29,7 @@ pub struct Args {
     /// Values shown per layer.
     #[arg(long, default_value_t = 6)]
     show: usize,
-    /// gpu or cpu (the f64 reference).
+    /// gpu, cpu (f32) or cpu-f64 (the reference).
     #[arg(long, default_value = "gpu")]
     device: String,
     /// Seed of the embedded synthetic set (when no --data is given).
@@ -40,8 +40,8 @@ pub struct Args {
 pub fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     args.model.check()?;
     args.data.check()?;
-    if !matches!(args.device.as_str(), "gpu" | "cpu") {
-        return Err(format!("unknown device {:?} (gpu or cpu)", args.device).into());
+    if !matches!(args.device.as_str(), "gpu" | "cpu" | "cpu-f64") {
+        return Err(format!("unknown device {:?} (gpu, cpu or cpu-f64)", args.device).into());
     }
     let data = args.data.load(args.seed)?;
     if args.sample >= data.rows() {
@@ -61,9 +61,14 @@ pub fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         let mut m = Sequential::new(&ctx, input, &layers, 0, Optimizer::default())?;
         m.load(&args.weights)?;
         (m.evaluate(&data)?, m.predict(data.x())?, m.trace(one)?)
-    } else {
+    } else if args.device == "cpu-f64" {
         say!("device: CPU (f64 reference)");
         let mut m = CpuModel::new(input, &layers, 0, Optimizer::default())?;
+        m.load(&args.weights)?;
+        (m.evaluate(&data)?, m.predict(data.x())?, m.trace(one)?)
+    } else {
+        say!("device: CPU (f32)");
+        let mut m = CpuModelF32::new(input, &layers, 0, Optimizer::default())?;
         m.load(&args.weights)?;
         (m.evaluate(&data)?, m.predict(data.x())?, m.trace(one)?)
     };

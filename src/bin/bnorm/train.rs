@@ -5,9 +5,10 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use indicatif::{ProgressBar, ProgressStyle};
-use wgpu_batchnorm::nn::reference::CpuModel;
+use wgpu_batchnorm::nn::reference::{CpuNetwork, Float};
 use wgpu_batchnorm::nn::{
-    check_writable, save_weights, Dataset, FitOptions, History, Optimizer, Sequential, Weight,
+    check_writable, save_weights, Dataset, FitOptions, History, LayerSpec, Optimizer, Sequential,
+    Shape, Weight,
 };
 use wgpu_batchnorm::{Collective, Context};
 
@@ -54,7 +55,8 @@ pub struct Args {
     /// strictly between 0 and 1 (default: 0.2 for a convolutional network, else 0).
     #[arg(long)]
     validation_split: Option<f64>,
-    /// gpu or cpu (the f64 reference); gpu falls back to cpu when no adapter exists.
+    /// gpu, cpu (f32, every core) or cpu-f64 (the reference); gpu falls back to cpu when no
+    /// adapter exists.
     #[arg(long, default_value = "gpu")]
     device: String,
     /// Save the trained (batch-norm) model's weights as safetensors.
@@ -145,14 +147,36 @@ fn run(
             let secs = t.elapsed().as_secs_f64();
             Ok((h, secs, model.weights()?))
         }
-        None => {
-            let mut model = CpuModel::new(input, &layers, args.seed, optimizer)?;
-            let t = Instant::now();
-            let h = model.fit(data, &options, val, tick)?;
-            let secs = t.elapsed().as_secs_f64();
-            Ok((h, secs, model.weights()))
-        }
+        None if args.device == "cpu-f64" => cpu_fit::<f64>(
+            (input, &layers, args.seed, optimizer),
+            data,
+            &options,
+            val,
+            tick,
+        ),
+        None => cpu_fit::<f32>(
+            (input, &layers, args.seed, optimizer),
+            data,
+            &options,
+            val,
+            tick,
+        ),
     }
+}
+
+/// A run on the CPU path in `T` (f32: the fast path; f64: the reference).
+fn cpu_fit<T: Float>(
+    (input, layers, seed, optimizer): (Shape, &[LayerSpec], u64, Optimizer),
+    data: &Dataset,
+    options: &FitOptions,
+    val: Option<&Dataset>,
+    tick: impl FnMut(usize, &History),
+) -> Result<(History, f64, Vec<Weight>), Box<dyn std::error::Error>> {
+    let mut model = CpuNetwork::<T>::new(input, layers, seed, optimizer)?;
+    let t = Instant::now();
+    let h = model.fit(data, options, val, tick)?;
+    let secs = t.elapsed().as_secs_f64();
+    Ok((h, secs, model.weights()))
 }
 
 /// Everything that can be checked before any training: numbers, names, output paths.
@@ -173,14 +197,14 @@ fn check_args(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
             .into());
         }
     }
-    if args.distributed && args.device == "cpu" {
+    if args.distributed && args.device != "gpu" {
         return Err(
             "--distributed trains on the GPU path (each rank its own device); drop --device cpu"
                 .into(),
         );
     }
-    if !matches!(args.device.as_str(), "gpu" | "cpu") {
-        return Err(format!("unknown device {:?} (gpu or cpu)", args.device).into());
+    if !matches!(args.device.as_str(), "gpu" | "cpu" | "cpu-f64") {
+        return Err(format!("unknown device {:?} (gpu, cpu or cpu-f64)", args.device).into());
     }
     optimizer(args)?;
     if let Some(path) = &args.save {
@@ -244,7 +268,11 @@ pub fn run_cli(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     };
     match &ctx {
         Some(ctx) => say!("device: {}", ctx.describe()),
-        None => say!("device: CPU (f64 reference)"),
+        None if args.device == "cpu-f64" => say!("device: CPU (f64 reference)"),
+        None => say!(
+            "device: CPU (f32, {} threads)",
+            rayon::current_num_threads()
+        ),
     }
     say!(
         "data: {} rows {} x {} classes{}{}",

@@ -42,7 +42,12 @@ impl<T> CpuConv<T> {
 }
 
 /// `f` on each `len`-long chunk of `v` with its index (in parallel when `parallel`).
-fn each_chunk<T: Real>(v: &mut [T], len: usize, parallel: bool, f: impl Fn(usize, &mut [T]) + Sync) {
+fn each_chunk<T: Real>(
+    v: &mut [T],
+    len: usize,
+    parallel: bool,
+    f: impl Fn(usize, &mut [T]) + Sync,
+) {
     if len == 0 {
         return;
     }

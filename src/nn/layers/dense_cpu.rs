@@ -149,7 +149,11 @@ impl<T: Real> CpuLayer<T> for CpuDense<T> {
         let parallel = self.parallel(rows);
         let (x, d) = (&self.input, &dy);
         let (dw, db) = grads.split_at_mut(1);
-        let threads = if parallel { rayon::current_num_threads() } else { 1 };
+        let threads = if parallel {
+            rayon::current_num_threads()
+        } else {
+            1
+        };
         if out >= NARROW {
             // dW[k, :] += x[i, k] g[i, :], rows i in order: a task owns a block of dW's rows
             // (in cache) and streams the batch's rows of x and g past it.
