@@ -70,13 +70,20 @@ fn finalize_inference(@builtin(global_invocation_id) gid: vec3<u32>) {
     finish_inference(c);
 }
 
-// Channel c's fold from its running statistics.
-fn finish_inference(c: u32) {
+// Channel c's fold from its running statistics: (pivot, scale, shift), and the inverse std.
+fn inference_fold(c: u32) -> vec4<f32> {
     let running_mean = chan[2u * p.channels + c];
     let running_var = chan[3u * p.channels + c];
     let inv_std = 1.0 / sqrt(running_var + p.eps);
-    let scale = gamma(c) * inv_std;
-    state[c].fold = vec4<f32>(running_mean, scale, beta(c), 0.0);
+    return vec4<f32>(running_mean, gamma(c) * inv_std, beta(c), inv_std);
+}
+
+// Channel c's fold from its running statistics, into its state (for backward).
+fn finish_inference(c: u32) {
+    let f = inference_fold(c);
+    let running_var = chan[3u * p.channels + c];
+    let inv_std = f.w;
+    state[c].fold = vec4<f32>(f.xyz, 0.0);
     state[c].grad.w = 0.0;
     state[c].stats = vec4<f32>(0.0, inv_std, running_var, state[c].stats.w);
 }

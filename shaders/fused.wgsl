@@ -22,13 +22,18 @@ fn fused_training_body(t: u32, g: u32, sg_size: u32) {
     normalize_tile(w);
 }
 
+// Inference needs no reduction: every thread forms its channel's fold from the running
+// statistics itself (the same arithmetic as the one it writes for backward), so there is no
+// barrier between the fold and the sweep.
 fn fused_inference_body(t: u32, g: u32) {
     let w = tile(t, g);
-    if (w.valid && w.c < p.channels && w.lane_r == 0u) {
+    if (!w.valid || w.c >= p.channels) {
+        return;
+    }
+    if (w.lane_r == 0u) {
         finish_inference(w.c);
     }
-    storageBarrier();
-    normalize_tile(w);
+    normalize_tile_with(w, inference_fold(w.c));
 }
 
 fn fused_backward_body(t: u32, g: u32, sg_size: u32) {

@@ -122,8 +122,12 @@ fn normalize_tile(w: Tile) {
     if (!w.valid || w.c >= p.channels) {
         return;
     }
+    normalize_tile_with(w, state[w.c].fold);
+}
+
+// y = (x - f.x) * f.y + f.z over the tile's rows of its channel.
+fn normalize_tile_with(w: Tile, f: vec4<f32>) {
     let step = WG / p.cw;
-    let f = state[w.c].fold;
     let fuse_relu = (p.flags & FLAG_RELU) != 0u;
     var cur = cursor(w.k0, step);
     for (var k = w.k0; k < w.k1; k += step) {

@@ -12,6 +12,11 @@ pub const CHANNEL_WORKGROUP: u32 = 64;
 const TARGET_GROUPS: usize = 1024;
 /// Fewest rows each thread should Welford-accumulate before a split is worth its partial.
 const MIN_ROWS_PER_THREAD: usize = 8;
+/// Chunks up to this many elements (1 MiB) take one split per channel block, the fused path:
+/// one dispatch per pass, x read the second time from cache. At this size the split path's
+/// extra launches (pivot, finalize, a second sweep) cost more than the parallelism they buy
+/// (on lavapipe 0.4-0.5 of the streaming reference split, against 0.9-1.5 fused).
+const FUSED_MAX_ELEMENTS: usize = 1 << 18;
 
 /// The device limits a plan respects.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -125,7 +130,11 @@ impl Plan {
             let elems = rows * channels;
             let useful = rows.div_ceil(step * MIN_ROWS_PER_THREAD).max(1);
             let target = TARGET_GROUPS.div_ceil(blocks).max(1);
-            let want = useful.min(target);
+            let want = if elems <= FUSED_MAX_ELEMENTS {
+                1
+            } else {
+                useful.min(target)
+            };
             let rows_per_split = rows.div_ceil(want).div_ceil(step) * step;
             let splits = rows.div_ceil(rows_per_split);
             let stats_groups = (splits * blocks) as u64;

@@ -54,6 +54,9 @@ struct Row {
     bytes: u64,
     cpu: Timing,
     gpu: Option<Timing>,
+    /// The streaming reference over the same number of elements (launch-bound when the
+    /// tensor is small, as the pass is): what `/stream` divides by.
+    stream: Option<Timing>,
     difference: Option<f64>,
 }
 
@@ -143,6 +146,10 @@ pub fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
             Some(ctx) => Some(GpuRunner::new(ctx, case, &x, &dy)?),
             None => None,
         };
+        let stream = match &ctx {
+            Some(ctx) => Some(gpu_stream_bandwidth(ctx, case.elements() as u64 * 4, reps)?),
+            None => None,
+        };
         for &pass in &passes {
             bar.set_message(format!("{} {}", case.label(), pass.name()));
             let cpu_t = cpu.time(pass, reps)?;
@@ -174,6 +181,7 @@ pub fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
                 bytes: pass.bytes_per_element() * case.elements() as u64,
                 cpu: cpu_t,
                 gpu: gpu_t,
+                stream,
                 difference,
             });
             bar.inc(1);
@@ -201,6 +209,7 @@ pub fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
                 "cpu_s": r.cpu.wall_s,
                 "gpu_wall_s": r.gpu.map(|t| t.wall_s),
                 "gpu_timestamp_s": r.gpu.and_then(|t| t.gpu_s),
+                "stream_reference_gbps_wall": r.stream.map(|t| t.wall_s / 1e9),
                 "max_difference": r.difference,
             })).collect::<Vec<_>>(),
         });
@@ -262,8 +271,8 @@ fn print_table(rows: &[Row], cpu_copy: f64, gpu_refs: Option<(Timing, Timing)>) 
     for r in rows {
         let cpu_gbps = gbps(r.bytes, r.cpu.wall_s);
         let na = || "-".to_string();
-        let (g_ms, w_ms, g_gbps, g_copy, g_stream, speedup) = match (r.gpu, gpu_refs) {
-            (Some(t), Some((copy, stream))) => {
+        let (g_ms, w_ms, g_gbps, g_copy, g_stream, speedup) = match (r.gpu, gpu_refs, r.stream) {
+            (Some(t), Some((copy, _)), Some(stream)) => {
                 let bw = gbps(r.bytes, t.best());
                 // Compare like with like: timestamps with timestamps, wall with wall.
                 let reference =
@@ -300,7 +309,8 @@ fn print_table(rows: &[Row], cpu_copy: f64, gpu_refs: Option<(Timing, Timing)>) 
     say!(
         "\nGB/s counts the bytes each pass must move (forward 12, inference 8, backward 20 bytes per element);\n\
          /copy divides by the copy bandwidth of the same side; /stream by the GPU streaming reference\n\
-         (y = x*a + b, 8 B/element: the floor of any inference pass); GPU ms are timestamp queries,\n\
+         over the same number of elements (y = x*a + b, 8 B/element: the floor of any inference pass\n\
+         of that size, launch-bound where the pass is); GPU ms are timestamp queries,\n\
          wall ms submit to completion; GPU/CPU is CPU time over GPU wall time."
     );
 }

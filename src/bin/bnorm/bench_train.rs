@@ -3,7 +3,7 @@
 
 use std::time::Instant;
 
-use wgpu_batchnorm::nn::reference::CpuModel;
+use wgpu_batchnorm::nn::reference::{CpuModel, CpuModelF32};
 use wgpu_batchnorm::nn::{tutorial_layers, Dataset, FitOptions, Optimizer, Sequential};
 use wgpu_batchnorm::{recorded_work, Context};
 
@@ -19,7 +19,7 @@ pub fn run(gpu: Option<&Context>, epochs: usize) -> Result<(), Box<dyn std::erro
         "\ntraining steps: {ROWS} rows x 20 features -> Dense(hidden) [-> BN] -> ReLU -> Dense(3), Adam"
     );
     say!(
-        "{:>6} {:>7} {:>3} | {:>10} {:>8} {:>7} {:>8} | {:>12} {:>12}",
+        "{:>6} {:>7} {:>3} | {:>10} {:>8} {:>7} {:>8} | {:>12} {:>12} {:>12}",
         "batch",
         "hidden",
         "BN",
@@ -28,7 +28,8 @@ pub fn run(gpu: Option<&Context>, epochs: usize) -> Result<(), Box<dyn std::erro
         "copies",
         "submits",
         "GPU ms/step",
-        "CPU ms/step"
+        "CPU f32",
+        "CPU f64"
     );
     for (batch, hidden) in SWEEP {
         for bn in [true, false] {
@@ -59,6 +60,11 @@ pub fn run(gpu: Option<&Context>, epochs: usize) -> Result<(), Box<dyn std::erro
                 }
                 None => (None, None),
             };
+            let mut fast = CpuModelF32::new(20, &layers, 0, Optimizer::default())?;
+            fast.train_batch(&Dataset::synthetic(batch, 20, 2))?; // buffers sized once
+            let t = Instant::now();
+            fast.fit(&data, &options, None, |_, _| {})?;
+            let fast_ms = t.elapsed().as_secs_f64() * 1e3 / steps as f64;
             let mut cpu = CpuModel::new(20, &layers, 0, Optimizer::default())?;
             let t = Instant::now();
             cpu.fit(&data, &options, None, |_, _| {})?;
@@ -67,7 +73,7 @@ pub fn run(gpu: Option<&Context>, epochs: usize) -> Result<(), Box<dyn std::erro
                 per_step.as_ref().map_or("-".into(), |w| f(w).to_string())
             };
             say!(
-                "{:>6} {:>7} {:>3} | {:>10} {:>8} {:>7} {:>8} | {:>12} {:>12.3}",
+                "{:>6} {:>7} {:>3} | {:>10} {:>8} {:>7} {:>8} | {:>12} {:>12.3} {:>12.3}",
                 batch,
                 hidden,
                 if bn { "yes" } else { "no" },
@@ -76,6 +82,7 @@ pub fn run(gpu: Option<&Context>, epochs: usize) -> Result<(), Box<dyn std::erro
                 count(|w| w.copies),
                 count(|w| w.submits),
                 gpu_ms.map_or("-".into(), |m| format!("{m:.3}")),
+                fast_ms,
                 cpu_ms
             );
         }
@@ -83,7 +90,7 @@ pub fn run(gpu: Option<&Context>, epochs: usize) -> Result<(), Box<dyn std::erro
     say!(
         "\nCounts are of one step (`train_batch`); in `fit` a whole epoch of steps is one submit.\n\
          ms/step: wall time of `fit` over {epochs} epoch(s) divided by its steps (GPU: submit to\n\
-         the epoch's readback; CPU: the f64 reference path)."
+         the epoch's readback; CPU: the f32 path and the f64 reference)."
     );
     Ok(())
 }
