@@ -138,12 +138,18 @@ fn cancels(n: usize, s: f64, q: f64) -> bool {
 /// around the block's own mean only when the first would cancel (an outlier pivot, drifting
 /// data).
 fn block_moments(v: &[f32], pivot: f32) -> Moments {
-    let (s, q) = simd(|| plane_sums(v, pivot));
+    let (s, q) = simd(
+        #[inline(always)]
+        || plane_sums(v, pivot),
+    );
     if !cancels(v.len(), s, q) {
         return Moments::from_shifted(v.len(), s, q, pivot as f64);
     }
     let pivot = (pivot as f64 + s / v.len() as f64) as f32;
-    let (s, q) = simd(|| plane_sums(v, pivot));
+    let (s, q) = simd(
+        #[inline(always)]
+        || plane_sums(v, pivot),
+    );
     Moments::from_shifted(v.len(), s, q, pivot as f64)
 }
 
@@ -261,7 +267,10 @@ fn rows_moments(x: &[f32], c: usize) -> Vec<Moments> {
                     *p = if m.is_finite() { m as f32 } else { first };
                 }
             }
-            simd(|| sums(block, &pivot, &mut s, &mut q));
+            simd(
+                #[inline(always)]
+                || sums(block, &pivot, &mut s, &mut q),
+            );
             if s.iter()
                 .zip(&q)
                 .any(|(&s, &q)| cancels(nb, s as f64, q as f64))
@@ -269,7 +278,10 @@ fn rows_moments(x: &[f32], c: usize) -> Vec<Moments> {
                 for (p, &s) in pivot.iter_mut().zip(&s) {
                     *p = (*p as f64 + s as f64 / nb as f64) as f32;
                 }
-                simd(|| sums(block, &pivot, &mut s, &mut q));
+                simd(
+                    #[inline(always)]
+                    || sums(block, &pivot, &mut s, &mut q),
+                );
             }
             acc.add_block(nb, &s, &q, &pivot);
         }
@@ -411,7 +423,10 @@ fn apply(x: &[f32], y: &mut [f32], g: &Geometry, f: &Fold, relu: bool) {
                 .chunks_exact_mut(g.channels)
                 .zip(xt.chunks_exact(g.channels))
             {
-                simd(|| affine_row(xr, yr, f, relu));
+                simd(
+                    #[inline(always)]
+                    || affine_row(xr, yr, f, relu),
+                );
             }
         };
         if small {
@@ -424,7 +439,10 @@ fn apply(x: &[f32], y: &mut [f32], g: &Geometry, f: &Fold, relu: bool) {
     } else {
         let plane = |(i, (yp, xp)): (usize, (&mut [f32], &[f32]))| {
             let c = i % g.channels;
-            simd(|| affine_plane(xp, yp, (f.p[c], f.a[c], f.b[c]), relu));
+            simd(
+                #[inline(always)]
+                || affine_plane(xp, yp, (f.p[c], f.a[c], f.b[c]), relu),
+            );
         };
         if small {
             y.chunks_mut(g.inner)
@@ -574,7 +592,10 @@ impl FastCpuBatchNorm {
                     let (mean, var) = planes_moments(xp).mean_var();
                     let fold = self.fold_of(c, mean, var);
                     for (xv, yv) in xp.iter().zip(yp.iter_mut()) {
-                        simd(|| affine_plane(xv, yv, fold, relu));
+                        simd(
+                            #[inline(always)]
+                            || affine_plane(xv, yv, fold, relu),
+                        );
                     }
                     (mean, var)
                 };
@@ -682,9 +703,15 @@ impl FastCpuBatchNorm {
                     bq.fill(0.0);
                     for (xr, dr) in xb.chunks_exact(c).zip(db.chunks_exact(c)) {
                         if relu {
-                            simd(|| reduce_row::<true>(xr, dr, &fold, &r, &mut bs, &mut bq));
+                            simd(
+                                #[inline(always)]
+                                || reduce_row::<true>(xr, dr, &fold, &r, &mut bs, &mut bq),
+                            );
                         } else {
-                            simd(|| reduce_row::<false>(xr, dr, &fold, &r, &mut bs, &mut bq));
+                            simd(
+                                #[inline(always)]
+                                || reduce_row::<false>(xr, dr, &fold, &r, &mut bs, &mut bq),
+                            );
                         }
                     }
                     for j in 0..c {
@@ -725,9 +752,15 @@ impl FastCpuBatchNorm {
                     .zip(dt.chunks_exact(c))
                 {
                     if relu {
-                        simd(|| dx_row::<true>(xr, dr, dxr, &fold, &co));
+                        simd(
+                            #[inline(always)]
+                            || dx_row::<true>(xr, dr, dxr, &fold, &co),
+                        );
                     } else {
-                        simd(|| dx_row::<false>(xr, dr, dxr, &fold, &co));
+                        simd(
+                            #[inline(always)]
+                            || dx_row::<false>(xr, dr, dxr, &fold, &co),
+                        );
                     }
                 }
             };

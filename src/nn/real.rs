@@ -104,6 +104,17 @@ pub(crate) fn zeroed<T: Real>(spare: &mut Vec<T>, n: usize) -> Vec<T> {
     v
 }
 
+/// `n` values in `spare`'s allocation, for an output every element of which is written before
+/// it is read: what was there stays (no zeroing pass) when the length already fits.
+pub(crate) fn overwritten<T: Real>(spare: &mut Vec<T>, n: usize) -> Vec<T> {
+    let mut v = std::mem::take(spare);
+    if v.len() != n {
+        v.clear();
+        v.resize(n, T::ZERO);
+    }
+    v
+}
+
 /// Keeps the larger of `spare` and `released` for the next `zeroed`.
 pub(crate) fn keep_spare<T>(spare: &mut Vec<T>, released: Vec<T>) {
     if released.capacity() > spare.capacity() {

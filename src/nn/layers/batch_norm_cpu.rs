@@ -6,7 +6,7 @@
 use crate::cpu::{backward, normalize, running_update, stats_for, Stats};
 use crate::nn::error::Result;
 use crate::nn::layer::{BackIo, CpuLayer};
-use crate::nn::real::{keep_spare, zeroed};
+use crate::nn::real::{keep_spare, overwritten};
 use crate::{BatchNormConfig, Geometry, Mode};
 
 #[derive(Debug, Clone)]
@@ -177,7 +177,7 @@ impl CpuLayer<f32> for FastNorm {
         } else {
             Mode::Inference
         };
-        let mut y = zeroed(&mut self.spare, x.len());
+        let mut y = overwritten(&mut self.spare, x.len());
         self.layer
             .forward_into(&x, &self.shape(rows), mode, &mut y)?;
         params[2].copy_from_slice(self.layer.state.running_mean());
@@ -195,7 +195,7 @@ impl CpuLayer<f32> for FastNorm {
     ) -> Result<Vec<f32>> {
         self.load(params)?;
         let shape = self.shape(io.rows);
-        let mut dx = zeroed(&mut self.spare, dy.len());
+        let mut dx = overwritten(&mut self.spare, dy.len());
         self.layer
             .backward_into(&self.input, &dy, &shape, &mut dx)?;
         keep_spare(&mut self.spare, dy);

@@ -12,7 +12,7 @@ use super::dense::Dense;
 use crate::cpu::simd;
 use crate::nn::error::Result;
 use crate::nn::layer::{BackIo, CpuLayer};
-use crate::nn::real::{keep_spare, zeroed, Real};
+use crate::nn::real::{keep_spare, overwritten, zeroed, Real};
 
 /// Multiply-adds below which the loops stay on the calling thread.
 const PARALLEL_FROM: usize = 1 << 16;
@@ -23,6 +23,9 @@ const NARROW: usize = 8;
 
 /// Rows of x one narrow forward block holds in its lanes.
 const LANES: usize = 8;
+
+/// Outputs (of y, or of a row of dW) one register block accumulates: 8 AVX2 vectors of f32.
+const BLOCK: usize = 64;
 
 #[derive(Debug, Clone)]
 pub(crate) struct CpuDense<T> {
@@ -71,22 +74,40 @@ impl<T: Real> CpuLayer<T> for CpuDense<T> {
     ) -> Result<Vec<T>> {
         let Dense { inp, out, relu } = self.def;
         let (w, bias) = (&params[0], &params[1]);
-        let mut y = zeroed(&mut self.spare, rows * out);
+        // Every output is written (bias first, then the products): no zeroing pass.
+        let mut y = overwritten(&mut self.spare, rows * out);
         if out >= NARROW {
             // Rows in blocks: each row of the kernel feeds a block's rows while in cache.
             let block = (4096 / out).clamp(1, 64);
             rows_of(&mut y, block * out, self.parallel(rows), |b, yb| {
-                simd(|| {
-                    for (r, yr) in yb.chunks_exact_mut(out).enumerate() {
-                        let xr = &x[(b * block + r) * inp..][..inp];
-                        yr.copy_from_slice(bias);
-                        for (&xk, wr) in xr.iter().zip(w.chunks_exact(out)) {
-                            for (y, &wv) in yr.iter_mut().zip(wr) {
-                                *y += xk * wv;
+                simd(
+                    #[inline(always)]
+                    || {
+                        for (r, yr) in yb.chunks_exact_mut(out).enumerate() {
+                            let xr = &x[(b * block + r) * inp..][..inp];
+                            // BLOCK outputs at a time stay in registers across every k; the
+                            // columns past the last whole block go through memory.
+                            let whole = out / BLOCK * BLOCK;
+                            for j0 in (0..whole).step_by(BLOCK) {
+                                let mut acc: [T; BLOCK] = std::array::from_fn(|j| bias[j0 + j]);
+                                for (k, &xk) in xr.iter().enumerate() {
+                                    let wr = &w[k * out + j0..][..BLOCK];
+                                    for (a, &wv) in acc.iter_mut().zip(wr) {
+                                        *a += xk * wv;
+                                    }
+                                }
+                                yr[j0..j0 + BLOCK].copy_from_slice(&acc);
+                            }
+                            let rest = &mut yr[whole..];
+                            rest.copy_from_slice(&bias[whole..]);
+                            for (&xk, wr) in xr.iter().zip(w.chunks_exact(out)) {
+                                for (y, &wv) in rest.iter_mut().zip(&wr[whole..]) {
+                                    *y += xk * wv;
+                                }
                             }
                         }
-                    }
-                })
+                    },
+                )
             });
         } else {
             // Few outputs (the logits): LANES rows at once, the lanes across rows (x's block
@@ -99,29 +120,35 @@ impl<T: Real> CpuLayer<T> for CpuDense<T> {
                         xt[k * LANES + r] = v;
                     }
                 }
-                simd(|| {
-                    for j in 0..out {
-                        let mut acc = [bias[j]; LANES];
-                        for (xk, wk) in xt.chunks_exact(LANES).zip(w.chunks_exact(out)) {
-                            let wv = wk[j];
-                            for (a, &xv) in acc.iter_mut().zip(xk) {
-                                *a += xv * wv;
+                simd(
+                    #[inline(always)]
+                    || {
+                        for j in 0..out {
+                            let mut acc = [bias[j]; LANES];
+                            for (xk, wk) in xt.chunks_exact(LANES).zip(w.chunks_exact(out)) {
+                                let wv = wk[j];
+                                for (a, &xv) in acc.iter_mut().zip(xk) {
+                                    *a += xv * wv;
+                                }
+                            }
+                            for (r, &a) in acc[..n].iter().enumerate() {
+                                yb[r * out + j] = a;
                             }
                         }
-                        for (r, &a) in acc[..n].iter().enumerate() {
-                            yb[r * out + j] = a;
-                        }
-                    }
-                })
+                    },
+                )
             });
         }
         if relu {
             // Stores of a select, not a branch: random signs would mispredict half the time.
-            simd(|| {
-                for y in y.iter_mut() {
-                    *y = if *y < T::ZERO { T::ZERO } else { *y };
-                }
-            });
+            simd(
+                #[inline(always)]
+                || {
+                    for y in y.iter_mut() {
+                        *y = if *y < T::ZERO { T::ZERO } else { *y };
+                    }
+                },
+            );
         }
         keep_spare(&mut self.spare, std::mem::replace(&mut self.input, x));
         if relu {
@@ -140,11 +167,14 @@ impl<T: Real> CpuLayer<T> for CpuDense<T> {
         let Dense { inp, out, relu } = self.def;
         let rows = io.rows;
         if relu {
-            simd(|| {
-                for (g, &y) in dy.iter_mut().zip(&self.output) {
-                    *g = if y <= T::ZERO { T::ZERO } else { *g };
-                }
-            });
+            simd(
+                #[inline(always)]
+                || {
+                    for (g, &y) in dy.iter_mut().zip(&self.output) {
+                        *g = if y <= T::ZERO { T::ZERO } else { *g };
+                    }
+                },
+            );
         }
         let parallel = self.parallel(rows);
         let (x, d) = (&self.input, &dy);
@@ -160,29 +190,51 @@ impl<T: Real> CpuLayer<T> for CpuDense<T> {
             let krows = inp.div_ceil(2 * threads).max(1);
             rows_of(&mut dw[0], krows * out, parallel, |t, dwb| {
                 let k0 = t * krows;
-                simd(|| {
-                    for (xr, gr) in x.chunks_exact(inp).zip(d.chunks_exact(out)) {
-                        for (&xik, dwr) in xr[k0..].iter().zip(dwb.chunks_exact_mut(out)) {
-                            for (dw, &g) in dwr.iter_mut().zip(gr) {
-                                *dw += xik * g;
+                simd(
+                    #[inline(always)]
+                    || {
+                        for (kk, dwr) in dwb.chunks_exact_mut(out).enumerate() {
+                            let k = k0 + kk;
+                            // BLOCK entries of dW's row k stay in registers while every row of
+                            // the batch streams past.
+                            let whole = out / BLOCK * BLOCK;
+                            for j0 in (0..whole).step_by(BLOCK) {
+                                let mut acc: [T; BLOCK] = std::array::from_fn(|j| dwr[j0 + j]);
+                                for (xr, gr) in x.chunks_exact(inp).zip(d.chunks_exact(out)) {
+                                    let xik = xr[k];
+                                    for (a, &g) in acc.iter_mut().zip(&gr[j0..j0 + BLOCK]) {
+                                        *a += xik * g;
+                                    }
+                                }
+                                dwr[j0..j0 + BLOCK].copy_from_slice(&acc);
+                            }
+                            let rest = &mut dwr[whole..];
+                            for (xr, gr) in x.chunks_exact(inp).zip(d.chunks_exact(out)) {
+                                let xik = xr[k];
+                                for (dw, &g) in rest.iter_mut().zip(&gr[whole..]) {
+                                    *dw += xik * g;
+                                }
                             }
                         }
-                    }
-                })
+                    },
+                )
             });
         } else {
             // Few outputs: dWᵀ[j, :] += g[i, j] x[i, :] (the lanes across k), rows in order,
             // then added into dW.
             let mut dwt = vec![T::ZERO; out * inp];
-            simd(|| {
-                for (xr, gr) in x.chunks_exact(inp).zip(d.chunks_exact(out)) {
-                    for (&g, dr) in gr.iter().zip(dwt.chunks_exact_mut(inp)) {
-                        for (dw, &xv) in dr.iter_mut().zip(xr) {
-                            *dw += xv * g;
+            simd(
+                #[inline(always)]
+                || {
+                    for (xr, gr) in x.chunks_exact(inp).zip(d.chunks_exact(out)) {
+                        for (&g, dr) in gr.iter().zip(dwt.chunks_exact_mut(inp)) {
+                            for (dw, &xv) in dr.iter_mut().zip(xr) {
+                                *dw += xv * g;
+                            }
                         }
                     }
-                }
-            });
+                },
+            );
             for (k, dwr) in dw[0].chunks_exact_mut(out).enumerate() {
                 for (j, dw) in dwr.iter_mut().enumerate() {
                     *dw += dwt[j * inp + k];
@@ -209,13 +261,16 @@ impl<T: Real> CpuLayer<T> for CpuDense<T> {
         let mut dx = zeroed(&mut self.spare, rows * inp);
         rows_of(&mut dx, inp, parallel, |i, dxr| {
             let gr = &d[i * out..(i + 1) * out];
-            simd(|| {
-                for (&g, wtr) in gr.iter().zip(wt.chunks_exact(inp)) {
-                    for (dx, &wv) in dxr.iter_mut().zip(wtr) {
-                        *dx += g * wv;
+            simd(
+                #[inline(always)]
+                || {
+                    for (&g, wtr) in gr.iter().zip(wt.chunks_exact(inp)) {
+                        for (dx, &wv) in dxr.iter_mut().zip(wtr) {
+                            *dx += g * wv;
+                        }
                     }
-                }
-            })
+                },
+            )
         });
         keep_spare(&mut self.spare, dy);
         Ok(dx)
