@@ -52,8 +52,9 @@ def ours(device, epochs, bnorm, cnn=False, extra=(), bn=True):
     out = subprocess.run([bnorm, "train", "--epochs", str(epochs),
                           "--device", device] + extra, capture_output=True, text=True, check=True).stdout
     label = "with BN" if bn else "without BN"
-    m = re.search(label + r": ([0-9.]+) s in fit, ([0-9.]+) ms per step", out)
-    return float(m.group(1))
+    m = re.search(label + r": ([0-9.]+) s in fit, ([0-9.]+) ms per step \(([0-9]+) steps\)", out)
+    # From the per-step time (3 decimals in ms), not the fit's (3 decimals in s).
+    return float(m.group(2)) * int(m.group(3)) / 1e3
 
 
 def keras_fit(x, y, epochs, device):
