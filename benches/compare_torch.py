@@ -84,7 +84,9 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--shapes", default=DEFAULT)
-    ap.add_argument("--reps", type=int, default=5)
+    # 0: `bnorm bench` picks by size (more runs for small tensors); PyTorch runs at least 20
+    # times and 0.2 s either way.
+    ap.add_argument("--reps", type=int, default=0)
     ap.add_argument("--bnorm", default=os.path.join(ROOT, "target", "release", "bnorm"))
     args = ap.parse_args()
 
@@ -104,7 +106,7 @@ def main():
         shape, layout = parse(label)
         runs = []
         for _ in range(2):
-            runs.append((ours_for(label), torch_times(shape, layout, args.device, args.reps)))
+            runs.append((ours_for(label), torch_times(shape, layout, args.device, max(args.reps, 20))))
         device = runs[0][0]["device"]
         for i, r in enumerate(runs[0][0]["results"]):
             tt = min(t[r["pass"]] for _, t in runs)
