@@ -289,42 +289,64 @@ struct RefUniform {
     b: f32,
 }
 
-/// Bytes-normalized throughput (8 bytes per element: read x, write y) of the trivial
-/// streaming kernel `y = x * a + b` over `bytes` of input: the floor any inference pass has
-/// on this adapter, and the reference every pass is reported against.
-pub fn gpu_stream_bandwidth(ctx: &Context, bytes: u64, reps: u32) -> Result<Timing> {
-    use crate::pipeline::{self, Region, Slot};
-    let limit = ctx.plan_limits().max_binding;
-    let len = (bytes.min(limit) / 4) as usize;
-    let storage = |label| ctx.storage(label, len as u64 * 4);
-    let (x, y) = (storage("bn.ref.x")?, storage("bn.ref.y")?);
-    let u = ctx.uniform(
-        "bn.ref",
-        &RefUniform {
-            len: len as u32,
-            _pad: 0,
-            a: 1.5,
-            b: 0.25,
-        },
-    )?;
-    let slots = [Slot::Uniform(16), Slot::Read(4), Slot::Write(4)];
-    let [k] = pipeline::kernels(
-        ctx.device(),
-        "bn.ref",
-        &stream_reference_source(),
-        ["stream_reference"],
-        &slots,
-    );
-    let group = pipeline::bind(
-        ctx.device(),
-        "bn.ref",
-        &k.layout,
-        &[(&u).into(), Region::from(&x), Region::from(&y)],
-    );
-    let groups = pipeline::groups_1d(len, REF_WG as usize, ctx.plan_limits().max_groups_per_dim);
-    let feature = wgpu::Features::TIMESTAMP_QUERY;
-    time_reps(ctx, reps, 8.0 * len as f64, feature, |enc, q| {
-        let mut pass = pipeline::begin_pass(
+/// The trivial streaming kernel `y = x * a + b` over a tensor of a given size: the floor any
+/// inference pass has on this adapter, and the reference every pass is reported against.
+pub struct StreamReference {
+    kernel: crate::pipeline::Kernel,
+    group: wgpu::BindGroup,
+    groups: (u32, u32),
+    len: usize,
+}
+
+impl StreamReference {
+    /// The kernel and its buffers over `bytes` of input (capped at one binding).
+    pub fn new(ctx: &Context, bytes: u64) -> Result<Self> {
+        use crate::pipeline::{self, Region, Slot};
+        let limit = ctx.plan_limits().max_binding;
+        let len = (bytes.min(limit) / 4).max(1) as usize;
+        let storage = |label| ctx.storage(label, len as u64 * 4);
+        let (x, y) = (storage("bn.ref.x")?, storage("bn.ref.y")?);
+        let u = ctx.uniform(
+            "bn.ref",
+            &RefUniform {
+                len: len as u32,
+                _pad: 0,
+                a: 1.5,
+                b: 0.25,
+            },
+        )?;
+        let slots = [Slot::Uniform(16), Slot::Read(4), Slot::Write(4)];
+        let [kernel] = pipeline::kernels(
+            ctx.device(),
+            "bn.ref",
+            &stream_reference_source(),
+            ["stream_reference"],
+            &slots,
+        );
+        let group = pipeline::bind(
+            ctx.device(),
+            "bn.ref",
+            &kernel.layout,
+            &[(&u).into(), Region::from(&x), Region::from(&y)],
+        );
+        let groups =
+            pipeline::groups_1d(len, REF_WG as usize, ctx.plan_limits().max_groups_per_dim);
+        Ok(StreamReference {
+            kernel,
+            group,
+            groups,
+            len,
+        })
+    }
+
+    /// Bytes one run moves (read x, write y).
+    pub fn moved(&self) -> f64 {
+        8.0 * self.len as f64
+    }
+
+    /// Records one run, with timestamps at `q` when given.
+    pub fn record(&self, enc: &mut wgpu::CommandEncoder, q: Option<(&wgpu::QuerySet, u32)>) {
+        let mut pass = crate::pipeline::begin_pass(
             enc,
             &wgpu::ComputePassDescriptor {
                 label: Some("bn.ref"),
@@ -335,8 +357,21 @@ pub fn gpu_stream_bandwidth(ctx: &Context, bytes: u64, reps: u32) -> Result<Timi
                 }),
             },
         );
-        pipeline::dispatch(&mut pass, &k, &group, groups);
-    })
+        crate::pipeline::dispatch(&mut pass, &self.kernel, &self.group, self.groups);
+    }
+}
+
+/// Bytes-normalized throughput (8 bytes per element: read x, write y) of the streaming
+/// reference over `bytes` of input.
+pub fn gpu_stream_bandwidth(ctx: &Context, bytes: u64, reps: u32) -> Result<Timing> {
+    let stream = StreamReference::new(ctx, bytes)?;
+    time_reps(
+        ctx,
+        reps,
+        stream.moved(),
+        wgpu::Features::TIMESTAMP_QUERY,
+        |enc, q| stream.record(enc, q),
+    )
 }
 
 /// The GPU side of one case: a layer and its tensors, kept across repetitions.
@@ -411,6 +446,71 @@ impl GpuRunner {
             wall_s: median(walls),
             gpu_s,
         })
+    }
+
+    /// Times `pass` and `stream` in alternation, `reps` runs of each (after one warm-up),
+    /// one submit each: both see the same moments of the adapter, which on a CPU driver
+    /// drifts between runs. Returns the pass's time (seconds) and the stream's throughput
+    /// (bytes per second), medians.
+    pub fn time_against(
+        &mut self,
+        pass: Pass,
+        reps: u32,
+        stream: &StreamReference,
+    ) -> Result<(Timing, Timing)> {
+        if pass == Pass::Backward && self.layer.last_mode() != Some(Mode::Training) {
+            self.run(Pass::Forward)?;
+        }
+        self.run(pass)?;
+        let feature = wgpu::Features::TIMESTAMP_QUERY;
+        let (qp, qs) = (
+            query_set(&self.ctx, reps, feature),
+            query_set(&self.ctx, reps, feature),
+        );
+        let (mut walls, mut stream_walls) = (Vec::new(), Vec::new());
+        for r in 0..=reps {
+            // Run 0 warms the stream up and is not counted.
+            if r > 0 {
+                let mut enc = self
+                    .ctx
+                    .device()
+                    .create_command_encoder(&Default::default());
+                self.layer
+                    .set_timestamp_writes(qp.as_ref().map(|q| (q.clone(), 2 * (r - 1))));
+                self.encode(&mut enc, pass)?;
+                let t = Instant::now();
+                self.ctx.submit_and_wait(enc)?;
+                walls.push(t.elapsed().as_secs_f64());
+            }
+            let mut enc = self
+                .ctx
+                .device()
+                .create_command_encoder(&Default::default());
+            let q = qs.as_ref().filter(|_| r > 0).map(|q| (q, 2 * (r - 1)));
+            stream.record(&mut enc, q);
+            let t = Instant::now();
+            self.ctx.submit_and_wait(enc)?;
+            if r > 0 {
+                stream_walls.push(t.elapsed().as_secs_f64());
+            }
+        }
+        self.layer.set_timestamp_writes(None);
+        let timestamps = |q: &Option<wgpu::QuerySet>| -> Result<Option<f64>> {
+            Ok(match q {
+                Some(q) => Some(median(read_timestamps(&self.ctx, q, reps)?)),
+                None => None,
+            })
+        };
+        let pass_t = Timing {
+            wall_s: median(walls),
+            gpu_s: timestamps(&qp)?,
+        };
+        let moved = stream.moved();
+        let stream_t = Timing {
+            wall_s: moved / median(stream_walls),
+            gpu_s: timestamps(&qs)?.map(|g| moved / g),
+        };
+        Ok((pass_t, stream_t))
     }
 
     /// Runs `pass` once (for checking).

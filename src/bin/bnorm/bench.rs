@@ -6,7 +6,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
 use wgpu_batchnorm::bench::{
     cpu_copy_bandwidth, gpu_copy_bandwidth, gpu_stream_bandwidth, max_difference, Case, CpuRunner,
-    GpuRunner, Pass, Timing,
+    GpuRunner, Pass, StreamReference, Timing,
 };
 use wgpu_batchnorm::Context;
 
@@ -55,7 +55,8 @@ struct Row {
     cpu: Timing,
     gpu: Option<Timing>,
     /// The streaming reference over the same number of elements (launch-bound when the
-    /// tensor is small, as the pass is): what `/stream` divides by.
+    /// tensor is small, as the pass is), timed in alternation with the pass: what `/stream`
+    /// divides by.
     stream: Option<Timing>,
     difference: Option<f64>,
 }
@@ -151,15 +152,15 @@ pub fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
             None => None,
         };
         let stream = match &ctx {
-            Some(ctx) => Some(gpu_stream_bandwidth(ctx, case.elements() as u64 * 4, reps)?),
+            Some(ctx) => Some(StreamReference::new(ctx, case.elements() as u64 * 4)?),
             None => None,
         };
         for &pass in &passes {
             bar.set_message(format!("{} {}", case.label(), pass.name()));
             let cpu_t = cpu.time(pass, reps)?;
-            let (gpu_t, difference) = match gpu.as_mut() {
-                Some(g) => {
-                    let t = g.time(pass, reps)?;
+            let (gpu_t, stream_t, difference) = match (gpu.as_mut(), &stream) {
+                (Some(g), Some(stream)) => {
+                    let (t, s) = g.time_against(pass, reps, stream)?;
                     // Check the GPU's last output against the CPU path on the same input.
                     let mut check = CpuRunner::new(case, x.clone(), dy.clone())?;
                     if pass == Pass::Backward {
@@ -172,9 +173,9 @@ pub fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
                     }
                     check.run(pass)?;
                     let d = max_difference(&g.output(pass)?, check.output(pass))?;
-                    (Some(t), Some(d))
+                    (Some(t), Some(s), Some(d))
                 }
-                None => (None, None),
+                _ => (None, None, None),
             };
             if difference.is_some_and(|d| d > TOLERANCE) {
                 failed = true;
@@ -185,7 +186,7 @@ pub fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
                 bytes: pass.bytes_per_element() * case.elements() as u64,
                 cpu: cpu_t,
                 gpu: gpu_t,
-                stream,
+                stream: stream_t,
                 difference,
             });
             bar.inc(1);
