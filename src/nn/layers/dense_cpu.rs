@@ -220,26 +220,35 @@ impl<T: Real> CpuLayer<T> for CpuDense<T> {
                 )
             });
         } else {
-            // Few outputs: dWᵀ[j, :] += g[i, j] x[i, :] (the lanes across k), rows in order,
-            // then added into dW.
-            let mut dwt = vec![T::ZERO; out * inp];
-            simd(
-                #[inline(always)]
-                || {
-                    for (xr, gr) in x.chunks_exact(inp).zip(d.chunks_exact(out)) {
-                        for (&g, dr) in gr.iter().zip(dwt.chunks_exact_mut(inp)) {
-                            for (dw, &xv) in dr.iter_mut().zip(xr) {
-                                *dw += xv * g;
+            // Few outputs: dWᵀ[j, k0..k1] += g[i, j] x[i, k0..k1] (the lanes across k), rows
+            // in order; a task owns a block of dW's rows (k0..k1) and adds it in at the end.
+            let kb = if parallel {
+                inp.div_ceil(2 * threads).max(1)
+            } else {
+                inp
+            };
+            rows_of(&mut dw[0], kb * out, parallel, |t, dwb| {
+                let (k0, n) = (t * kb, dwb.len() / out);
+                let mut acc = vec![T::ZERO; out * n];
+                simd(
+                    #[inline(always)]
+                    || {
+                        for (xr, gr) in x.chunks_exact(inp).zip(d.chunks_exact(out)) {
+                            let xs = &xr[k0..k0 + n];
+                            for (&g, ar) in gr.iter().zip(acc.chunks_exact_mut(n)) {
+                                for (a, &xv) in ar.iter_mut().zip(xs) {
+                                    *a += xv * g;
+                                }
                             }
                         }
+                    },
+                );
+                for (kk, dwr) in dwb.chunks_exact_mut(out).enumerate() {
+                    for (j, dw) in dwr.iter_mut().enumerate() {
+                        *dw += acc[j * n + kk];
                     }
-                },
-            );
-            for (k, dwr) in dw[0].chunks_exact_mut(out).enumerate() {
-                for (j, dw) in dwr.iter_mut().enumerate() {
-                    *dw += dwt[j * inp + k];
                 }
-            }
+            });
         }
         for gr in d.chunks_exact(out) {
             for (db, &g) in db[0].iter_mut().zip(gr) {
