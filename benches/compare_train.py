@@ -171,10 +171,15 @@ def main_cnn(args):
 
 
 def report(runs, args, steps, title):
-    times = {}
-    for name, fn in runs.items():
+    for fn in runs.values():
         fn()  # warm-up (pipeline compilation, allocator, imports)
-        times[name] = statistics.median(fn() for _ in range(args.repeat))
+    # Round-robin: every runner once per repetition, so all see the same moments of a shared
+    # machine; the median of each.
+    samples = {name: [] for name in runs}
+    for _ in range(args.repeat):
+        for name, fn in runs.items():
+            samples[name].append(fn())
+    times = {name: statistics.median(v) for name, v in samples.items()}
     refs = [(n, t) for n, t in times.items() if not n.startswith("ours")]
     print(f"{title}; median of {args.repeat}")
     print(f"{'':<36} {'fit s':>8} {'ms/step':>8}" + "".join(f" {'/ ' + n.split()[0]:>10}" for n, _ in refs))

@@ -63,6 +63,17 @@ fn rows_of<T: Real>(v: &mut [T], width: usize, parallel: bool, f: impl Fn(usize,
     }
 }
 
+/// ReLU as the shader computes it (below 0 becomes 0, NaN stays): a select, not a branch,
+/// so random signs cost no mispredictions and the loops stay vectorized.
+#[inline(always)]
+fn relu_of<T: Real>(v: T) -> T {
+    if v < T::ZERO {
+        T::ZERO
+    } else {
+        v
+    }
+}
+
 impl<T: Real> CpuLayer<T> for CpuDense<T> {
     fn forward(
         &mut self,
@@ -96,6 +107,9 @@ impl<T: Real> CpuLayer<T> for CpuDense<T> {
                                         *a += xk * wv;
                                     }
                                 }
+                                if relu {
+                                    acc = acc.map(relu_of);
+                                }
                                 yr[j0..j0 + BLOCK].copy_from_slice(&acc);
                             }
                             let rest = &mut yr[whole..];
@@ -104,6 +118,9 @@ impl<T: Real> CpuLayer<T> for CpuDense<T> {
                                 for (y, &wv) in rest.iter_mut().zip(&wr[whole..]) {
                                     *y += xk * wv;
                                 }
+                            }
+                            if relu {
+                                rest.iter_mut().for_each(|y| *y = relu_of(*y));
                             }
                         }
                     },
@@ -132,23 +149,12 @@ impl<T: Real> CpuLayer<T> for CpuDense<T> {
                                 }
                             }
                             for (r, &a) in acc[..n].iter().enumerate() {
-                                yb[r * out + j] = a;
+                                yb[r * out + j] = if relu { relu_of(a) } else { a };
                             }
                         }
                     },
                 )
             });
-        }
-        if relu {
-            // Stores of a select, not a branch: random signs would mispredict half the time.
-            simd(
-                #[inline(always)]
-                || {
-                    for y in y.iter_mut() {
-                        *y = if *y < T::ZERO { T::ZERO } else { *y };
-                    }
-                },
-            );
         }
         keep_spare(&mut self.spare, std::mem::replace(&mut self.input, x));
         if relu {
