@@ -419,33 +419,7 @@ impl GpuRunner {
 
     /// Times `reps` runs of `pass` (after one warm-up), one submit each.
     pub fn time(&mut self, pass: Pass, reps: u32) -> Result<Timing> {
-        if pass == Pass::Backward && self.layer.last_mode() != Some(Mode::Training) {
-            self.run(Pass::Forward)?;
-        }
-        self.run(pass)?;
-        let queries = query_set(&self.ctx, reps, wgpu::Features::TIMESTAMP_QUERY);
-        let mut walls = Vec::with_capacity(reps as usize);
-        for r in 0..reps {
-            let mut enc = self
-                .ctx
-                .device()
-                .create_command_encoder(&Default::default());
-            self.layer
-                .set_timestamp_writes(queries.as_ref().map(|q| (q.clone(), 2 * r)));
-            self.encode(&mut enc, pass)?;
-            let t = Instant::now();
-            self.ctx.submit_and_wait(enc)?;
-            walls.push(t.elapsed().as_secs_f64());
-        }
-        self.layer.set_timestamp_writes(None);
-        let gpu_s = match &queries {
-            Some(q) => Some(median(read_timestamps(&self.ctx, q, reps)?)),
-            None => None,
-        };
-        Ok(Timing {
-            wall_s: median(walls),
-            gpu_s,
-        })
+        Ok(self.time_runs(pass, reps, None)?.0)
     }
 
     /// Times `pass` and `stream` in alternation, `reps` runs of each (after one warm-up),
@@ -458,40 +432,52 @@ impl GpuRunner {
         reps: u32,
         stream: &StreamReference,
     ) -> Result<(Timing, Timing)> {
+        let (t, s) = self.time_runs(pass, reps, Some(stream))?;
+        let moved = stream.moved();
+        let throughput = Timing {
+            wall_s: moved / s.wall_s,
+            gpu_s: s.gpu_s.map(|g| moved / g),
+        };
+        Ok((t, throughput))
+    }
+
+    /// `time`, with each run followed by one of `stream` when given (the stream's first run
+    /// warms it up, uncounted): the medians of both, in seconds (the stream's NaN without one).
+    fn time_runs(
+        &mut self,
+        pass: Pass,
+        reps: u32,
+        stream: Option<&StreamReference>,
+    ) -> Result<(Timing, Timing)> {
         if pass == Pass::Backward && self.layer.last_mode() != Some(Mode::Training) {
             self.run(Pass::Forward)?;
         }
         self.run(pass)?;
         let feature = wgpu::Features::TIMESTAMP_QUERY;
-        let (qp, qs) = (
-            query_set(&self.ctx, reps, feature),
-            query_set(&self.ctx, reps, feature),
-        );
+        let qp = query_set(&self.ctx, reps, feature);
+        let qs = stream.and_then(|_| query_set(&self.ctx, reps, feature));
         let (mut walls, mut stream_walls) = (Vec::new(), Vec::new());
-        for r in 0..=reps {
-            // Run 0 warms the stream up and is not counted.
-            if r > 0 {
-                let mut enc = self
-                    .ctx
-                    .device()
-                    .create_command_encoder(&Default::default());
-                self.layer
-                    .set_timestamp_writes(qp.as_ref().map(|q| (q.clone(), 2 * (r - 1))));
-                self.encode(&mut enc, pass)?;
-                let t = Instant::now();
-                self.ctx.submit_and_wait(enc)?;
-                walls.push(t.elapsed().as_secs_f64());
-            }
-            let mut enc = self
-                .ctx
-                .device()
-                .create_command_encoder(&Default::default());
-            let q = qs.as_ref().filter(|_| r > 0).map(|q| (q, 2 * (r - 1)));
-            stream.record(&mut enc, q);
+        let timed = |ctx: &Context, enc: wgpu::CommandEncoder| -> Result<f64> {
             let t = Instant::now();
-            self.ctx.submit_and_wait(enc)?;
-            if r > 0 {
-                stream_walls.push(t.elapsed().as_secs_f64());
+            ctx.submit_and_wait(enc)?;
+            Ok(t.elapsed().as_secs_f64())
+        };
+        let encoder = |ctx: &Context| ctx.device().create_command_encoder(&Default::default());
+        if let Some(stream) = stream {
+            let mut enc = encoder(&self.ctx);
+            stream.record(&mut enc, None);
+            timed(&self.ctx, enc)?;
+        }
+        for r in 0..reps {
+            let mut enc = encoder(&self.ctx);
+            self.layer
+                .set_timestamp_writes(qp.as_ref().map(|q| (q.clone(), 2 * r)));
+            self.encode(&mut enc, pass)?;
+            walls.push(timed(&self.ctx, enc)?);
+            if let Some(stream) = stream {
+                let mut enc = encoder(&self.ctx);
+                stream.record(&mut enc, qs.as_ref().map(|q| (q, 2 * r)));
+                stream_walls.push(timed(&self.ctx, enc)?);
             }
         }
         self.layer.set_timestamp_writes(None);
@@ -505,10 +491,9 @@ impl GpuRunner {
             wall_s: median(walls),
             gpu_s: timestamps(&qp)?,
         };
-        let moved = stream.moved();
         let stream_t = Timing {
-            wall_s: moved / median(stream_walls),
-            gpu_s: timestamps(&qs)?.map(|g| moved / g),
+            wall_s: median(stream_walls),
+            gpu_s: timestamps(&qs)?,
         };
         Ok((pass_t, stream_t))
     }

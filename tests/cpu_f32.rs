@@ -5,22 +5,9 @@
 
 mod common;
 
-use common::{assert_close, gentle_batch as batch};
+use common::{all_layers, assert_close, gentle_batch as batch};
 use wgpu_batchnorm::nn::reference::{CpuModel, CpuModelF32};
 use wgpu_batchnorm::nn::{Conv2D, Dataset, LayerSpec, Optimizer, Padding, Pool2D};
-
-/// Every kind of block: Dense+ReLU, BatchNorm+ReLU, Dropout, Dense logits.
-fn all_layers() -> Vec<LayerSpec> {
-    vec![
-        LayerSpec::Dense(7),
-        LayerSpec::Relu,
-        LayerSpec::Dense(5),
-        LayerSpec::BatchNorm,
-        LayerSpec::Relu,
-        LayerSpec::Dropout(0.3),
-        LayerSpec::Dense(3),
-    ]
-}
 
 /// Both models' gradients of one batch, tensor by tensor, within f32 round-off.
 fn same_gradients(input: usize, layers: &[LayerSpec], data: &Dataset, abs: f64) {

@@ -34,6 +34,20 @@ fn shape(rows: usize, inner: usize, c: usize, layout: Layout) -> Vec<usize> {
     }
 }
 
+/// Runs `f` on each rank of a group of `ranks`, one thread each: every thread's outcome, in
+/// rank order (`Err` where the thread panicked).
+fn on_ranks<T: Send>(ranks: usize, f: impl Fn(ThreadGroup) -> T + Sync) -> Vec<thread::Result<T>> {
+    let members = ThreadGroup::new(ranks).unwrap();
+    let f = &f;
+    thread::scope(|s| {
+        let handles: Vec<_> = members
+            .into_iter()
+            .map(|comm| s.spawn(move || f(comm)))
+            .collect();
+        handles.into_iter().map(|h| h.join()).collect()
+    })
+}
+
 /// Runs `steps` training steps on ranks holding `slices` rows each (in order).
 fn run_ranks(
     config: &BatchNormConfig,
@@ -55,39 +69,30 @@ fn run_ranks_on(
     let c = config.channels;
     let total: usize = slices.iter().sum();
     let per_row = inner * c;
-    let members = ThreadGroup::new(slices.len()).unwrap();
-    thread::scope(|s| {
-        let handles: Vec<_> = members
-            .into_iter()
-            .map(|comm| {
-                let config = config.clone();
-                s.spawn(move || {
-                    let r = comm.rank();
-                    let start: usize = slices[..r].iter().sum();
-                    let rows = slices[r];
-                    let rank_ctx = contexts[r % contexts.len()];
-                    let mut bn = SyncBatchNorm::new(rank_ctx, config.clone(), comm).unwrap();
-                    let sh = shape(rows, inner, c, config.layout);
-                    let (mut y, mut dx) = (Vec::new(), Vec::new());
-                    for step in 0..steps {
-                        let (x, dy) = batch(total, inner, c, step as u64);
-                        let part =
-                            |v: &[f32]| v[start * per_row..(start + rows) * per_row].to_vec();
-                        let (x, dy) = (part(&x), part(&dy));
-                        y = bn.forward_host(&x, &sh, Mode::Training).unwrap();
-                        dx = bn.backward_host(&x, &dy, &sh).unwrap().0;
-                    }
-                    let l = bn.layer();
-                    // The batch statistics are readable on every rank, an empty one included.
-                    assert_eq!(l.batch_mean().unwrap().len(), c);
-                    let state = [l.dgamma(), l.dbeta(), l.running_mean(), l.running_var()]
-                        .map(|v| v.unwrap());
-                    (y, dx, state)
-                })
-            })
-            .collect();
-        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    on_ranks(slices.len(), |comm| {
+        let r = comm.rank();
+        let start: usize = slices[..r].iter().sum();
+        let rows = slices[r];
+        let rank_ctx = contexts[r % contexts.len()];
+        let mut bn = SyncBatchNorm::new(rank_ctx, config.clone(), comm).unwrap();
+        let sh = shape(rows, inner, c, config.layout);
+        let (mut y, mut dx) = (Vec::new(), Vec::new());
+        for step in 0..steps {
+            let (x, dy) = batch(total, inner, c, step as u64);
+            let part = |v: &[f32]| v[start * per_row..(start + rows) * per_row].to_vec();
+            let (x, dy) = (part(&x), part(&dy));
+            y = bn.forward_host(&x, &sh, Mode::Training).unwrap();
+            dx = bn.backward_host(&x, &dy, &sh).unwrap().0;
+        }
+        let l = bn.layer();
+        // The batch statistics are readable on every rank, an empty one included.
+        assert_eq!(l.batch_mean().unwrap().len(), c);
+        let state = [l.dgamma(), l.dbeta(), l.running_mean(), l.running_var()].map(|v| v.unwrap());
+        (y, dx, state)
     })
+    .into_iter()
+    .map(|r| r.unwrap())
+    .collect()
 }
 
 /// The same steps on one layer over the whole batch.
@@ -175,29 +180,22 @@ fn uneven_ranks_equal_the_whole_batch() {
 #[test]
 fn a_failing_rank_makes_every_rank_fail() {
     let _g = serial();
-    let members = ThreadGroup::new(2).unwrap();
-    let results: Vec<_> = thread::scope(|s| {
-        let handles: Vec<_> = members
-            .into_iter()
-            .map(|comm| {
-                s.spawn(move || {
-                    let r = comm.rank();
-                    let mut bn =
-                        SyncBatchNorm::new(ctx(), BatchNormConfig::keras(3), comm).unwrap();
-                    // Rank 1 passes a shape that does not match its data.
-                    let rows = 4;
-                    let x = vec![1.0f32; rows * 3];
-                    let shape = if r == 0 {
-                        vec![rows, 3]
-                    } else {
-                        vec![rows + 1, 3]
-                    };
-                    bn.forward_host(&x, &shape, Mode::Training).map(|_| ())
-                })
-            })
-            .collect();
-        handles.into_iter().map(|h| h.join().unwrap()).collect()
-    });
+    let results: Vec<_> = on_ranks(2, |comm| {
+        let r = comm.rank();
+        let mut bn = SyncBatchNorm::new(ctx(), BatchNormConfig::keras(3), comm).unwrap();
+        // Rank 1 passes a shape that does not match its data.
+        let rows = 4;
+        let x = vec![1.0f32; rows * 3];
+        let shape = if r == 0 {
+            vec![rows, 3]
+        } else {
+            vec![rows + 1, 3]
+        };
+        bn.forward_host(&x, &shape, Mode::Training).map(|_| ())
+    })
+    .into_iter()
+    .map(|r| r.unwrap())
+    .collect();
     assert!(
         matches!(&results[0], Err(Error::Collective(m)) if m.contains("rank 1 failed")),
         "{results:?}"
@@ -208,24 +206,14 @@ fn a_failing_rank_makes_every_rank_fail() {
     );
     // A rank whose thread panics before the exchange leaves the group: the other gets an
     // error, not a hang.
-    let members = ThreadGroup::new(2).unwrap();
-    let results: Vec<_> = thread::scope(|s| {
-        let handles: Vec<_> = members
-            .into_iter()
-            .map(|comm| {
-                s.spawn(move || {
-                    let r = comm.rank();
-                    let mut bn =
-                        SyncBatchNorm::new(ctx(), BatchNormConfig::keras(2), comm).unwrap();
-                    if r == 1 {
-                        panic!("rank 1 gives up");
-                    }
-                    bn.forward_host(&[1.0, 2.0, 3.0, 4.0], &[2, 2], Mode::Training)
-                        .map(|_| ())
-                })
-            })
-            .collect();
-        handles.into_iter().map(|h| h.join()).collect()
+    let results = on_ranks(2, |comm| {
+        let r = comm.rank();
+        let mut bn = SyncBatchNorm::new(ctx(), BatchNormConfig::keras(2), comm).unwrap();
+        if r == 1 {
+            panic!("rank 1 gives up");
+        }
+        bn.forward_host(&[1.0, 2.0, 3.0, 4.0], &[2, 2], Mode::Training)
+            .map(|_| ())
     });
     assert!(results[1].is_err(), "rank 1 panicked");
     let rank0 = results[0].as_ref().unwrap();
@@ -234,16 +222,13 @@ fn a_failing_rank_makes_every_rank_fail() {
         "{rank0:?}"
     );
     // Every rank empty: an error everywhere, no hang.
-    let members = ThreadGroup::new(2).unwrap();
-    thread::scope(|s| {
-        for comm in members {
-            s.spawn(move || {
-                let mut bn = SyncBatchNorm::new(ctx(), BatchNormConfig::keras(2), comm).unwrap();
-                let e = bn.forward_host(&[], &[0, 2], Mode::Training).unwrap_err();
-                assert!(e.to_string().contains("no rank has any rows"), "{e}");
-            });
-        }
-    });
+    for outcome in on_ranks(2, |comm| {
+        let mut bn = SyncBatchNorm::new(ctx(), BatchNormConfig::keras(2), comm).unwrap();
+        let e = bn.forward_host(&[], &[0, 2], Mode::Training).unwrap_err();
+        assert!(e.to_string().contains("no rank has any rows"), "{e}");
+    }) {
+        outcome.unwrap();
+    }
 }
 
 /// Several adapters of one machine in one process: rank 0 on Vulkan (lavapipe), rank 1 on GL

@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{check_finite_differences, ctx, gentle_batch as batch, serial};
+use common::{all_layers, check_finite_differences, ctx, gentle_batch as batch, serial};
 use serde_json::Value;
 use wgpu_batchnorm::nn::reference::{CpuModel, CpuModelF32};
 use wgpu_batchnorm::nn::{tutorial_layers, Dataset, FitOptions, LayerSpec, Optimizer, Sequential};
@@ -15,19 +15,6 @@ fn floats(v: &Value) -> Vec<f32> {
         .iter()
         .map(|f| f.as_f64().unwrap() as f32)
         .collect()
-}
-
-/// Every kind of block: Dense+ReLU, BatchNorm+ReLU, Dropout, Dense logits.
-fn all_layers() -> Vec<LayerSpec> {
-    vec![
-        LayerSpec::Dense(7),
-        LayerSpec::Relu,
-        LayerSpec::Dense(5),
-        LayerSpec::BatchNorm,
-        LayerSpec::Relu,
-        LayerSpec::Dropout(0.3),
-        LayerSpec::Dense(3),
-    ]
 }
 
 #[test]

@@ -153,8 +153,8 @@ pub(crate) trait LayerDef: Debug + Send + Sync {
     ) -> Result<Box<dyn GpuLayer>>;
     /// The f64 CPU twin.
     fn cpu(&self) -> Box<dyn CpuLayer>;
-    /// The f32 CPU twin (the fast CPU path).
-    fn cpu_f32(&self) -> Box<dyn CpuLayer<f32>>;
+    /// The f32 CPU twin (the fast CPU path; batch norm's checks its configuration again).
+    fn cpu_f32(&self) -> Result<Box<dyn CpuLayer<f32>>>;
 }
 
 /// A layer on the GPU: records into the caller's encoder, never submits.

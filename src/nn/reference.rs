@@ -52,19 +52,19 @@ pub type CpuModelF32 = CpuNetwork<f32>;
 pub trait Float: Real {
     /// Each layer's CPU twin in this type.
     #[doc(hidden)]
-    fn twin(def: &dyn LayerDef) -> Box<dyn CpuLayer<Self>>;
+    fn twin(def: &dyn LayerDef) -> Result<Box<dyn CpuLayer<Self>>>;
 }
 
 #[allow(private_interfaces)]
 impl Float for f64 {
-    fn twin(def: &dyn LayerDef) -> Box<dyn CpuLayer<f64>> {
-        def.cpu()
+    fn twin(def: &dyn LayerDef) -> Result<Box<dyn CpuLayer<f64>>> {
+        Ok(def.cpu())
     }
 }
 
 #[allow(private_interfaces)]
 impl Float for f32 {
-    fn twin(def: &dyn LayerDef) -> Box<dyn CpuLayer<f32>> {
+    fn twin(def: &dyn LayerDef) -> Result<Box<dyn CpuLayer<f32>>> {
         def.cpu_f32()
     }
 }
@@ -115,7 +115,10 @@ impl<T: Float> CpuNetwork<T> {
             })
             .collect();
         Ok(CpuNetwork {
-            layers: defs.iter().map(|d| T::twin(d.as_ref())).collect(),
+            layers: defs
+                .iter()
+                .map(|d| T::twin(d.as_ref()))
+                .collect::<Result<_>>()?,
             defs,
             tensors,
             input,

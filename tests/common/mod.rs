@@ -126,6 +126,20 @@ pub fn clear_relu_ties(
     }
 }
 
+/// Every kind of block: Dense+ReLU, BatchNorm+ReLU, Dropout, Dense logits.
+pub fn all_layers() -> Vec<wgpu_batchnorm::nn::LayerSpec> {
+    use wgpu_batchnorm::nn::LayerSpec;
+    vec![
+        LayerSpec::Dense(7),
+        LayerSpec::Relu,
+        LayerSpec::Dense(5),
+        LayerSpec::BatchNorm,
+        LayerSpec::Relu,
+        LayerSpec::Dropout(0.3),
+        LayerSpec::Dense(3),
+    ]
+}
+
 /// `rows` x 6 synthetic rows, 3 classes, features on a gentler scale (for finite
 /// differences and step-by-step comparisons).
 pub fn gentle_batch(rows: usize, seed: u64) -> wgpu_batchnorm::nn::Dataset {

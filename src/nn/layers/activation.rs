@@ -108,8 +108,8 @@ impl LayerDef for ActivationLayer {
         Box::new(CpuActivation::new(self.function))
     }
 
-    fn cpu_f32(&self) -> Box<dyn CpuLayer<f32>> {
-        Box::new(CpuActivation::new(self.function))
+    fn cpu_f32(&self) -> Result<Box<dyn CpuLayer<f32>>> {
+        Ok(Box::new(CpuActivation::new(self.function)))
     }
 }
 

@@ -133,8 +133,11 @@ impl LayerDef for Norm {
         Box::new(CpuNorm::new(self.config.clone(), self.shape.positions()))
     }
 
-    fn cpu_f32(&self) -> Box<dyn CpuLayer<f32>> {
-        Box::new(FastNorm::new(self.config.clone(), self.shape.positions()))
+    fn cpu_f32(&self) -> Result<Box<dyn CpuLayer<f32>>> {
+        Ok(Box::new(FastNorm::new(
+            self.config.clone(),
+            self.shape.positions(),
+        )?))
     }
 }
 

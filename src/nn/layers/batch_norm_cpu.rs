@@ -138,14 +138,13 @@ pub(crate) struct FastNorm {
 }
 
 impl FastNorm {
-    pub fn new(config: BatchNormConfig, positions: usize) -> Self {
-        FastNorm {
-            // The definition's configuration was validated when the model was built.
-            layer: crate::cpu::FastCpuBatchNorm::new(config).expect("a validated configuration"),
+    pub fn new(config: BatchNormConfig, positions: usize) -> Result<Self> {
+        Ok(FastNorm {
+            layer: crate::cpu::FastCpuBatchNorm::new(config)?,
             positions,
             input: Vec::new(),
             spare: Vec::new(),
-        }
+        })
     }
 
     fn shape(&self, rows: usize) -> [usize; 2] {

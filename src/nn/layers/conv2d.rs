@@ -277,8 +277,8 @@ impl LayerDef for Conv {
         Box::new(CpuConv::new(*self))
     }
 
-    fn cpu_f32(&self) -> Box<dyn CpuLayer<f32>> {
-        Box::new(CpuConv::new(*self))
+    fn cpu_f32(&self) -> Result<Box<dyn CpuLayer<f32>>> {
+        Ok(Box::new(CpuConv::new(*self)))
     }
 }
 

@@ -209,8 +209,8 @@ impl LayerDef for Dense {
         Box::new(CpuDense::new(*self))
     }
 
-    fn cpu_f32(&self) -> Box<dyn CpuLayer<f32>> {
-        Box::new(CpuDense::new(*self))
+    fn cpu_f32(&self) -> Result<Box<dyn CpuLayer<f32>>> {
+        Ok(Box::new(CpuDense::new(*self)))
     }
 }
 

@@ -91,8 +91,8 @@ impl LayerDef for Dropout {
         Box::new(CpuDropout::new(*self))
     }
 
-    fn cpu_f32(&self) -> Box<dyn CpuLayer<f32>> {
-        Box::new(CpuDropout::new(*self))
+    fn cpu_f32(&self) -> Result<Box<dyn CpuLayer<f32>>> {
+        Ok(Box::new(CpuDropout::new(*self)))
     }
 }
 

@@ -46,8 +46,8 @@ impl LayerDef for Flatten {
         Box::new(CpuFlatten)
     }
 
-    fn cpu_f32(&self) -> Box<dyn CpuLayer<f32>> {
-        Box::new(CpuFlatten)
+    fn cpu_f32(&self) -> Result<Box<dyn CpuLayer<f32>>> {
+        Ok(Box::new(CpuFlatten))
     }
 }
 

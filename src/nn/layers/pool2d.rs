@@ -160,8 +160,8 @@ impl LayerDef for Pool {
         Box::new(CpuPool::new(*self))
     }
 
-    fn cpu_f32(&self) -> Box<dyn CpuLayer<f32>> {
-        Box::new(CpuPool::new(*self))
+    fn cpu_f32(&self) -> Result<Box<dyn CpuLayer<f32>>> {
+        Ok(Box::new(CpuPool::new(*self)))
     }
 }
 
