@@ -8,7 +8,7 @@
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use wgpu_batchnorm::bench::{Case, CpuRunner, GpuRunner, Pass};
+use wgpu_batchnorm::internal::bench::{Case, CpuRunner, GpuRunner, Pass};
 use wgpu_batchnorm::Context;
 
 fn shapes() -> Vec<Case> {

@@ -47,7 +47,7 @@ fn rows_of(r: usize) -> usize {
 
 /// A deterministic batch: large per-channel means, small spreads.
 fn batch(len: usize, c: usize, seed: u64) -> (Vec<f32>, Vec<f32>) {
-    let mut rng = wgpu_batchnorm::nn::rng::Rng::new(seed);
+    let mut rng = wgpu_batchnorm::internal::Rng::new(seed);
     let x = (0..len)
         .map(|i| (500.0 * (i % c) as f64 + rng.normal()) as f32)
         .collect();

@@ -39,13 +39,14 @@
 pub use wgpu;
 
 mod batchnorm;
-pub mod bench;
 mod collective;
 mod config;
 mod context;
 pub mod cpu;
 mod error;
 mod geometry;
+#[doc(hidden)]
+pub mod internal;
 mod kernels;
 mod memory;
 pub mod nn;
@@ -80,7 +81,11 @@ pub fn shader_sources() -> Vec<(&'static str, String, bool)> {
         ("channel", kernels::channel_source(), false),
         ("fused (workgroup)", kernels::fused_source(false), false),
         ("fused (subgroup)", kernels::fused_source(true), true),
-        ("stream reference", bench::stream_reference_source(), false),
+        (
+            "stream reference",
+            internal::bench::stream_reference_source(),
+            false,
+        ),
     ];
     v.extend(
         nn::shader_sources()

@@ -15,10 +15,10 @@ fn run(config: BatchNormConfig, shape: &[usize], seed: u64, mean_scale: f64, spr
     let mut reference = CpuBatchNorm::new(config.clone()).unwrap();
     let gamma: Vec<f32> = (0..c).map(|_| (0.5 + rng.uniform()) as f32).collect();
     let beta: Vec<f32> = (0..c).map(|_| (rng.uniform() - 0.5) as f32).collect();
-    fast.state.set_gamma(&gamma.clone()).unwrap();
-    reference.state.set_gamma(&gamma).unwrap();
-    fast.state.set_beta(&beta.clone()).unwrap();
-    reference.state.set_beta(&beta).unwrap();
+    fast.set_gamma(&gamma.clone()).unwrap();
+    reference.set_gamma(&gamma).unwrap();
+    fast.set_beta(&beta.clone()).unwrap();
+    reference.set_beta(&beta).unwrap();
     let tag = format!(
         "{shape:?} {:?} {:?} relu={}",
         config.layout, config.convention, config.relu
@@ -58,15 +58,15 @@ fn run(config: BatchNormConfig, shape: &[usize], seed: u64, mean_scale: f64, spr
     }
     assert_close(
         &format!("{tag} running mean"),
-        fast.state.running_mean(),
-        reference.state.running_mean(),
+        fast.running_mean(),
+        reference.running_mean(),
         1e-6,
         1e-5,
     );
     assert_close(
         &format!("{tag} running var"),
-        fast.state.running_var(),
-        reference.state.running_var(),
+        fast.running_var(),
+        reference.running_var(),
         1e-6,
         1e-4,
     );

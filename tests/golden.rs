@@ -111,10 +111,7 @@ impl Engine for CpuBatchNorm {
         )
     }
     fn running(&self) -> (Vec<f32>, Vec<f32>) {
-        (
-            self.state.running_mean().to_vec(),
-            self.state.running_var().to_vec(),
-        )
+        (self.running_mean().to_vec(), self.running_var().to_vec())
     }
     fn backward(
         &mut self,
@@ -213,8 +210,8 @@ fn gpu_and_cpu_reproduce_keras_and_pytorch() {
         replay(&mut gpu, &case, &shape, &format!("gpu {name}"));
 
         let mut cpu = CpuBatchNorm::new(config).unwrap();
-        cpu.state.set_gamma(&gamma).unwrap();
-        cpu.state.set_beta(&beta).unwrap();
+        cpu.set_gamma(&gamma).unwrap();
+        cpu.set_beta(&beta).unwrap();
         replay(&mut cpu, &case, &shape, &format!("cpu {name}"));
 
         if let Some(n) = case["num_batches_tracked"].as_u64() {

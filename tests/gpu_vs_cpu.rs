@@ -37,22 +37,20 @@ fn scenario(ctx: &Context, config: BatchNormConfig, shape: &[usize], seed: u64, 
     let c = config.channels;
     let mut gpu = BatchNorm::new(ctx, config.clone()).expect("gpu layer");
     let mut cpu = CpuBatchNorm::new(config.clone()).expect("cpu layer");
-    cpu.state
-        .set_gamma(
-            &(0..c)
-                .map(|_| (0.5 + rng.uniform()) as f32)
-                .collect::<Vec<f32>>(),
-        )
-        .unwrap();
-    cpu.state
-        .set_beta(
-            &(0..c)
-                .map(|_| (rng.uniform() - 0.5) as f32)
-                .collect::<Vec<f32>>(),
-        )
-        .unwrap();
-    gpu.set_gamma(cpu.state.gamma()).expect("gamma");
-    gpu.set_beta(cpu.state.beta()).expect("beta");
+    cpu.set_gamma(
+        &(0..c)
+            .map(|_| (0.5 + rng.uniform()) as f32)
+            .collect::<Vec<f32>>(),
+    )
+    .unwrap();
+    cpu.set_beta(
+        &(0..c)
+            .map(|_| (rng.uniform() - 0.5) as f32)
+            .collect::<Vec<f32>>(),
+    )
+    .unwrap();
+    gpu.set_gamma(cpu.gamma()).expect("gamma");
+    gpu.set_beta(cpu.beta()).expect("beta");
     let n = shape.iter().product::<usize>() / c;
     let tag = format!(
         "{shape:?} {:?} {:?} relu={}",
@@ -86,18 +84,18 @@ fn scenario(ctx: &Context, config: BatchNormConfig, shape: &[usize], seed: u64, 
     assert_close(
         &format!("{tag} running mean"),
         &gpu.running_mean().expect("rm"),
-        cpu.state.running_mean(),
+        cpu.running_mean(),
         1e-5,
         1e-5,
     );
     assert_close(
         &format!("{tag} running var"),
         &gpu.running_var().expect("rv"),
-        cpu.state.running_var(),
+        cpu.running_var(),
         1e-6,
         1e-4,
     );
-    assert_eq!(gpu.batches_tracked(), cpu.state.batches_tracked());
+    assert_eq!(gpu.batches_tracked(), cpu.batches_tracked());
 
     let x = batch(&mut rng, &config, shape);
     let y = gpu
@@ -399,14 +397,14 @@ fn batch_of_one_follows_each_policy() {
     assert_close(
         "moving mean",
         &keras.running_mean().unwrap(),
-        cpu.state.running_mean(),
+        cpu.running_mean(),
         1e-7,
         1e-6,
     );
     assert_close(
         "moving var",
         &keras.running_var().unwrap(),
-        cpu.state.running_var(),
+        cpu.running_var(),
         1e-7,
         1e-6,
     );

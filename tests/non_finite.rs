@@ -64,8 +64,8 @@ fn fast(config: &BatchNormConfig, x: &[f32], dy: &[f32]) -> Outcome {
     let dx = bn.backward(x, dy, &shape).unwrap();
     Outcome {
         y,
-        running_mean: bn.state.running_mean().to_vec(),
-        running_var: bn.state.running_var().to_vec(),
+        running_mean: bn.running_mean().to_vec(),
+        running_var: bn.running_var().to_vec(),
         dx,
         dgamma: bn.dgamma.clone(),
         dbeta: bn.dbeta.clone(),
@@ -79,8 +79,8 @@ fn reference(config: &BatchNormConfig, x: &[f32], dy: &[f32]) -> Outcome {
     let g = bn.backward(x, dy, &shape).unwrap();
     Outcome {
         y,
-        running_mean: bn.state.running_mean().to_vec(),
-        running_var: bn.state.running_var().to_vec(),
+        running_mean: bn.running_mean().to_vec(),
+        running_var: bn.running_var().to_vec(),
         dx: g.dx,
         dgamma: g.dgamma,
         dbeta: g.dbeta,

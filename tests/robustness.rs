@@ -75,17 +75,17 @@ fn datasets_are_valid_by_construction() {
 fn layer_state_checks_lengths() {
     let mut cpu = CpuBatchNorm::new(BatchNormConfig::keras(3)).unwrap();
     for e in [
-        cpu.state.set_gamma(&[1.0, 2.0]),
-        cpu.state.set_beta(&[0.0; 4]),
-        cpu.state.set_running_mean(&[]),
-        cpu.state.set_running_var(&[1.0; 2]),
+        cpu.set_gamma(&[1.0, 2.0]),
+        cpu.set_beta(&[0.0; 4]),
+        cpu.set_running_mean(&[]),
+        cpu.set_running_var(&[1.0; 2]),
     ] {
         assert!(
             matches!(e, Err(Error::LengthMismatch { expected: 3, .. })),
             "{e:?}"
         );
     }
-    assert_eq!(cpu.state.gamma(), [1.0; 3]);
+    assert_eq!(cpu.gamma(), [1.0; 3]);
     let y = cpu.forward(&[1.0; 6], &[2, 3], Mode::Training).unwrap();
     assert_eq!(y.len(), 6);
 }
@@ -121,9 +121,9 @@ fn huge_models_are_refused_before_allocating() {
     let e = Tensor::zeros(ctx(), &[1 << 32, 1 << 32, 3]).unwrap_err();
     assert!(matches!(e, Error::ShapeOverflow(_)), "{e}");
     assert!(!e.to_string().contains("18446744073709551615"), "{e}");
-    let e = wgpu_batchnorm::bench::Case::parse("4294967296x4294967296").unwrap_err();
+    let e = wgpu_batchnorm::internal::bench::Case::parse("4294967296x4294967296").unwrap_err();
     assert!(e.contains("more elements than can be counted"), "{e}");
-    let e = wgpu_batchnorm::bench::Case::parse("100000000x1000").unwrap_err();
+    let e = wgpu_batchnorm::internal::bench::Case::parse("100000000x1000").unwrap_err();
     assert!(e.contains("not enough host memory"), "{e}");
 }
 
@@ -497,8 +497,8 @@ fn the_momentum_complement_is_rounded_once() {
     reference.forward(&x, &[32, 2], Mode::Training).unwrap();
     for (who, got) in [
         ("gpu", gpu.running_mean().unwrap()),
-        ("fast", fast.state.running_mean().to_vec()),
-        ("reference", reference.state.running_mean().to_vec()),
+        ("fast", fast.running_mean().to_vec()),
+        ("reference", reference.running_mean().to_vec()),
     ] {
         for c in 0..2 {
             let err = (got[c] - keras[c]).abs() / keras[c].abs();
@@ -556,7 +556,7 @@ fn bound_calls_match_unbound_ones() {
         common::assert_close(
             "running mean",
             &bn.running_mean().unwrap(),
-            cpu.state.running_mean(),
+            cpu.running_mean(),
             1e-6,
             1e-5,
         );

@@ -491,7 +491,7 @@ struct Saved {
 #[derive(Debug, Clone)]
 pub struct FastCpuBatchNorm {
     /// Configuration, parameters and running statistics.
-    pub state: LayerState,
+    pub(crate) state: LayerState,
     /// dgamma of the last backward pass.
     pub dgamma: Vec<f32>,
     /// dbeta of the last backward pass.

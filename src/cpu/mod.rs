@@ -29,7 +29,7 @@ pub(crate) fn finite_or_nan(mean: f64, var: f64) -> (f64, f64) {
 /// with the framework initial values (gamma 1, beta 0, running mean 0, variance 1). Every
 /// per-channel vector has exactly `channels` values: the setters check it.
 #[derive(Debug, Clone)]
-pub struct LayerState {
+pub(crate) struct LayerState {
     config: BatchNormConfig,
     gamma: Vec<f32>,
     beta: Vec<f32>,
@@ -228,3 +228,59 @@ pub fn running_update(
         keep * old.1 + fresh * batch.1 * corr,
     )
 }
+
+/// The parameter and running-statistics accessors both CPU layers share (what `BatchNorm` has
+/// on the GPU, as slices rather than readbacks), delegated to their `LayerState`.
+macro_rules! layer_state_accessors {
+    ($layer:ty) => {
+        impl $layer {
+            /// Gamma (scale).
+            pub fn gamma(&self) -> &[f32] {
+                self.state.gamma()
+            }
+            /// Beta (offset).
+            pub fn beta(&self) -> &[f32] {
+                self.state.beta()
+            }
+            /// Running (moving) mean.
+            pub fn running_mean(&self) -> &[f32] {
+                self.state.running_mean()
+            }
+            /// Running (moving) variance.
+            pub fn running_var(&self) -> &[f32] {
+                self.state.running_var()
+            }
+            /// Training forward passes so far (PyTorch's `num_batches_tracked`).
+            pub fn batches_tracked(&self) -> u64 {
+                self.state.batches_tracked()
+            }
+            /// Whether training-mode calls use batch statistics (Keras `trainable`).
+            pub fn trainable(&self) -> bool {
+                self.state.trainable()
+            }
+            /// Freezes (`false`) or unfreezes the layer.
+            pub fn set_trainable(&mut self, trainable: bool) {
+                self.state.set_trainable(trainable)
+            }
+            /// Sets gamma (one value per channel).
+            pub fn set_gamma(&mut self, values: &[f32]) -> $crate::Result<()> {
+                self.state.set_gamma(values)
+            }
+            /// Sets beta (one value per channel).
+            pub fn set_beta(&mut self, values: &[f32]) -> $crate::Result<()> {
+                self.state.set_beta(values)
+            }
+            /// Sets the running mean (one value per channel).
+            pub fn set_running_mean(&mut self, values: &[f32]) -> $crate::Result<()> {
+                self.state.set_running_mean(values)
+            }
+            /// Sets the running variance (one value per channel).
+            pub fn set_running_var(&mut self, values: &[f32]) -> $crate::Result<()> {
+                self.state.set_running_var(values)
+            }
+        }
+    };
+}
+
+layer_state_accessors!(CpuBatchNorm);
+layer_state_accessors!(FastCpuBatchNorm);

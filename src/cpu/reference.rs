@@ -160,7 +160,7 @@ pub fn stats_for<T: Copy + Into<f64> + Sync>(
 #[derive(Debug, Clone)]
 pub struct CpuBatchNorm {
     /// Configuration, parameters and running statistics.
-    pub state: LayerState,
+    pub(crate) state: LayerState,
     last: Option<(Mode, Vec<usize>, Stats)>,
 }
 

@@ -11,10 +11,10 @@
 use std::fmt::Debug;
 
 use crate::nn::error::Result;
+use crate::nn::init::glorot_uniform;
 use crate::nn::real::Real;
 use crate::nn::shape::Shape;
-use crate::nn::spec::glorot_uniform_n;
-use crate::nn::step::{StepCode, StepIo};
+use crate::nn::step_code::{StepCode, StepIo};
 use crate::{Context, Mode};
 
 /// Threads of the elementwise kernels' workgroups (gather, dropout, activations, the
@@ -73,7 +73,7 @@ impl Param {
                         (self.shape[n - 2] * window, self.shape[n - 1] * window)
                     }
                 };
-                glorot_uniform_n(seed, ordinal, self.len(), fan_in, fan_out)
+                glorot_uniform(seed, ordinal, self.len(), fan_in, fan_out)
             }
         }
     }
@@ -151,7 +151,7 @@ pub(crate) trait LayerDef: Debug + Send + Sync {
         grads: &wgpu::Buffer,
         at: usize,
     ) -> Result<Box<dyn GpuLayer>>;
-    /// The f64 CPU twin.
+    /// The CPU twin in f64 (the reference model).
     fn cpu(&self) -> Box<dyn CpuLayer>;
     /// The f32 CPU twin (the fast CPU path; batch norm's checks its configuration again).
     fn cpu_f32(&self) -> Result<Box<dyn CpuLayer<f32>>>;

@@ -8,6 +8,13 @@ use crate::nn::error::Result;
 use crate::pipeline::{self, bind, dispatch, Kernel, Region, Slot};
 use crate::Context;
 
+/// Byte offset of the evaluation metrics in a model's metrics buffer (training metrics at 0):
+/// the layout the loss writes and both the model and the one-workgroup step read.
+pub(crate) const EVAL_METRICS: u64 = 256;
+/// Byte offset of the epoch's per-batch losses in the metrics buffer: all of an epoch's
+/// numbers come back in one readback.
+pub(crate) const BATCH_LOSSES: u64 = 512;
+
 /// Threads of the loss's one workgroup.
 const LOSS_WG: u32 = 256;
 

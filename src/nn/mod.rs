@@ -1,24 +1,28 @@
 //! A small training stack built on the engine: layers as modules (Dense, BatchNorm with any
 //! convention, ReLU fused into the layer before it, Sigmoid/Tanh, Dropout), softmax
-//! cross-entropy, Adam and SGD, all on the GPU, with an f64 CPU twin of every piece.
+//! cross-entropy, Adam and SGD, all on the GPU, with a CPU twin of every piece (in f64, the oracle, and in f32, the
+//! fast CPU path).
 //! `docs/ARCHITECTURE.md` says which file owns what and how to add a layer.
 
+mod batch_plan;
 pub mod data;
 mod describe;
 mod error;
-mod files;
+pub(crate) mod files;
 mod gather;
+mod gpu_data;
+mod init;
 mod layer;
 mod layers;
+mod limits;
 mod loss;
 mod loss_cpu;
 mod optimizer;
 mod optimizer_cpu;
-mod plan;
 mod real;
 pub mod reference;
 mod registry;
-pub mod rng;
+pub(crate) mod rng;
 mod sequential;
 mod sequential_distributed;
 pub(crate) mod sequential_fit;
@@ -26,20 +30,21 @@ mod sequential_weights;
 mod shape;
 mod spec;
 mod step;
+mod step_code;
 mod weights;
 
 pub use data::{DataError, Dataset};
 pub use describe::{from_keras_json, parse_layers};
 pub use error::{Error, Result};
-pub use files::{check_writable, write_atomically};
 pub use layers::activation::Activation;
 pub use layers::conv2d::Conv2D;
 pub use layers::pool2d::Pool2D;
+pub use limits::MAX_TENSOR_ELEMENTS;
 pub use optimizer::Optimizer;
-pub use registry::{LayerSpec, MAX_TENSOR_ELEMENTS};
+pub use registry::LayerSpec;
 pub use sequential::Sequential;
 pub use shape::{Padding, Shape};
-pub use spec::{glorot_uniform, Callbacks, FitOptions, History, LayerTrace, Weight};
+pub use spec::{Callbacks, FitOptions, History, LayerTrace, Weight};
 pub use weights::{load_weights, save_weights};
 
 /// The tutorial's network: Dense(10) → BatchNormalization → ReLU → Dense(3) → softmax, or

@@ -18,8 +18,6 @@ use crate::nn::shape::Shape;
 use crate::nn::spec::{run_epochs, Callbacks, EpochFn, EpochMetrics, FitOptions, History, Weight};
 use crate::nn::weights::{load_checked, save_weights};
 
-pub use crate::nn::layers::dropout_cpu::dropout_keep;
-
 /// One layer's tensors and optimizer state, in `LayerDef::params` order.
 #[derive(Debug)]
 struct Tensors<T> {
@@ -301,7 +299,7 @@ impl<T: Float> CpuNetwork<T> {
             a = layer.forward(&mut t.values, a, 1, false, self.steps)?;
             outputs.push(a.iter().map(|&v| v.f32()).collect());
         }
-        Ok(crate::nn::sequential_fit::layer_traces(&self.defs, outputs))
+        Ok(crate::nn::spec::layer_traces(&self.defs, outputs))
     }
 
     /// Every weight in Keras layout and order.

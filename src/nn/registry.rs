@@ -13,12 +13,9 @@ use crate::nn::layers::dense::Dense;
 use crate::nn::layers::dropout::Dropout;
 use crate::nn::layers::flatten::Flatten;
 use crate::nn::layers::pool2d::{Pool, Pool2D, PoolKind};
+use crate::nn::limits::MAX_TENSOR_ELEMENTS;
 use crate::nn::shape::{window, Shape};
 use crate::BatchNormConfig;
-
-/// Largest tensor of a network, in elements: the GPU indexes f32 buffers with u32 byte
-/// offsets, and both models accept exactly the same networks.
-pub const MAX_TENSOR_ELEMENTS: usize = (u32::MAX / 4) as usize;
 
 /// A layer as the user lists it (Keras `Sequential` style). The final Dense layer's outputs
 /// are logits: softmax is fused into the categorical cross-entropy loss.

@@ -7,12 +7,14 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use crate::nn::batch_plan::{BatchPlan, PlanBuffers, Shared};
 use crate::nn::data::Dataset;
 use crate::nn::error::{Error, Result};
 use crate::nn::gather::{DataIo, Gather, Start};
+use crate::nn::gpu_data::GpuData;
 use crate::nn::layer::{aligned, GpuLayer, LayerDef};
+use crate::nn::loss::{BATCH_LOSSES, EVAL_METRICS};
 use crate::nn::optimizer::{GpuOptimizer, Optimizer};
-use crate::nn::plan::{GpuData, Plan, PlanBuffers, Shared};
 use crate::nn::registry::{self, LayerSpec};
 use crate::nn::shape::Shape;
 use crate::nn::step::{FusedStep, StepModel};
@@ -24,11 +26,6 @@ use crate::{Context, Mode};
 const EVAL_ROWS: usize = 1024;
 /// Batch sizes whose buffers are kept at once.
 const MAX_PLANS: usize = 16;
-/// Byte offset of the evaluation metrics in the metrics buffer (training metrics at 0).
-pub(super) const EVAL_METRICS: u64 = 256;
-/// Byte offset of the epoch's per-batch losses in the metrics buffer: all of an epoch's
-/// numbers come back in one readback.
-pub(super) const BATCH_LOSSES: u64 = 512;
 /// Rows of a Dense layer's GEMM tile: a batch spans at most this many times the device's
 /// workgroups per grid dimension.
 const ROWS_PER_GROUP: usize = 16;
@@ -52,7 +49,7 @@ pub struct Sequential {
     /// `[training metrics | evaluation metrics | the mean loss of each training batch of the
     /// current epoch]`, at 0, `EVAL_METRICS` and `BATCH_LOSSES`.
     pub(super) metrics: wgpu::Buffer,
-    plans: HashMap<usize, Arc<Plan>>,
+    plans: HashMap<usize, Arc<BatchPlan>>,
     /// Gathers by (batch rows, data set, inference).
     gathers: HashMap<(usize, u64, bool), Gather>,
     next_data_id: u64,
@@ -164,7 +161,7 @@ impl Sequential {
 
     /// The buffers and bind groups of batch size `rows`, built once (guarded: bind groups on a
     /// lost device must not reach a caller's error handler).
-    pub(super) fn plan(&mut self, rows: usize) -> Result<Arc<Plan>> {
+    pub(super) fn plan(&mut self, rows: usize) -> Result<Arc<BatchPlan>> {
         if let Some(p) = self.plans.get(&rows) {
             return Ok(p.clone());
         }
@@ -202,8 +199,8 @@ impl Sequential {
         }
     }
 
-    fn build_plan(&mut self, rows: usize) -> Result<Plan> {
-        let plan = Plan::new(
+    fn build_plan(&mut self, rows: usize) -> Result<BatchPlan> {
+        let plan = BatchPlan::new(
             &self.ctx,
             rows,
             self.input,
@@ -254,7 +251,7 @@ impl Sequential {
     pub(super) fn encode_gather(
         &mut self,
         enc: &mut wgpu::CommandEncoder,
-        plan: &Plan,
+        plan: &BatchPlan,
         data: &GpuData,
         start: Option<usize>,
         batch: usize,
@@ -294,7 +291,7 @@ impl Sequential {
     fn encode_forward(
         &mut self,
         enc: &mut wgpu::CommandEncoder,
-        plan: &Plan,
+        plan: &BatchPlan,
         mode: Mode,
     ) -> Result<()> {
         let (ctx, layers, shared) = self.parts();
@@ -304,7 +301,7 @@ impl Sequential {
         Ok(())
     }
 
-    fn encode_backward(&mut self, enc: &mut wgpu::CommandEncoder, plan: &Plan) -> Result<()> {
+    fn encode_backward(&mut self, enc: &mut wgpu::CommandEncoder, plan: &BatchPlan) -> Result<()> {
         let (ctx, layers, shared) = self.parts();
         for (i, layer) in layers.iter_mut().enumerate().rev() {
             layer.backward(ctx, enc, &shared.io(plan, i))?;

@@ -10,8 +10,9 @@
 use crate::collective::Collective;
 use crate::nn::data::Dataset;
 use crate::nn::error::{Error, Result};
-use crate::nn::plan::GpuData;
-use crate::nn::sequential::{Sequential, BATCH_LOSSES, EVAL_METRICS};
+use crate::nn::gpu_data::GpuData;
+use crate::nn::loss::{BATCH_LOSSES, EVAL_METRICS};
+use crate::nn::sequential::Sequential;
 use crate::nn::spec::{run_epochs, EpochFn, EpochMetrics, FitOptions, History};
 use crate::sync_batchnorm::{sync_backward, sync_forward};
 use crate::{Mode, TensorRef};

@@ -3,9 +3,8 @@
 
 use crate::nn::data::Dataset;
 use crate::nn::error::Result;
-use crate::nn::registry;
 use crate::nn::sequential::Sequential;
-use crate::nn::spec::LayerTrace;
+use crate::nn::spec::{layer_traces, LayerTrace};
 use crate::nn::spec::{run_epochs, Callbacks, EpochFn, EpochMetrics, FitOptions, History};
 
 impl Sequential {
@@ -113,21 +112,4 @@ impl Sequential {
         let outputs = self.read_activations(1)?;
         Ok(layer_traces(&self.defs, outputs))
     }
-}
-
-/// Names, shapes and values of each layer's output.
-pub(crate) fn layer_traces(
-    defs: &[Box<dyn crate::nn::layer::LayerDef>],
-    outputs: Vec<Vec<f32>>,
-) -> Vec<LayerTrace> {
-    defs.iter()
-        .zip(registry::names(defs))
-        .zip(outputs)
-        .map(|((d, (name, _)), values)| LayerTrace {
-            name,
-            kind: d.describe(),
-            shape: d.output_shape(),
-            values,
-        })
-        .collect()
 }

@@ -2,7 +2,9 @@
 //! history `fit` returns, callbacks, the epoch loop, initial weights, named weights.
 
 use crate::nn::error::{Error, Result};
-use crate::nn::registry::MAX_TENSOR_ELEMENTS;
+use crate::nn::layer::LayerDef;
+use crate::nn::limits::MAX_TENSOR_ELEMENTS;
+use crate::nn::registry;
 use crate::nn::rng::Rng;
 
 /// Options of `fit`.
@@ -141,29 +143,6 @@ pub(crate) fn run_epochs<M: ?Sized>(
     Ok(history)
 }
 
-/// Glorot-uniform kernel `[fan_in, fan_out]` for Dense layer number `index` of a model seeded
-/// with `seed` (each Dense layer draws from its own stream, so adding a BatchNorm layer does
-/// not change any Dense layer's initial weights).
-pub fn glorot_uniform(seed: u64, index: usize, fan_in: usize, fan_out: usize) -> Vec<f32> {
-    glorot_uniform_n(seed, index, fan_in * fan_out, fan_in, fan_out)
-}
-
-/// `count` glorot-uniform values for a tensor of the given fans (a convolution kernel's
-/// fans include its window).
-pub(crate) fn glorot_uniform_n(
-    seed: u64,
-    index: usize,
-    count: usize,
-    fan_in: usize,
-    fan_out: usize,
-) -> Vec<f32> {
-    let limit = (6.0 / (fan_in + fan_out).max(1) as f64).sqrt();
-    let mut rng = Rng::new(seed.wrapping_mul(31).wrapping_add(index as u64 + 1));
-    (0..count)
-        .map(|_| ((rng.uniform() * 2.0 - 1.0) * limit) as f32)
-        .collect()
-}
-
 /// One layer's output for one sample (see `Sequential::trace`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct LayerTrace {
@@ -186,4 +165,18 @@ pub struct Weight {
     pub shape: Vec<usize>,
     /// Values, row-major.
     pub values: Vec<f32>,
+}
+
+/// Names, shapes and values of each layer's output (both models' `trace`).
+pub(crate) fn layer_traces(defs: &[Box<dyn LayerDef>], outputs: Vec<Vec<f32>>) -> Vec<LayerTrace> {
+    defs.iter()
+        .zip(registry::names(defs))
+        .zip(outputs)
+        .map(|((d, (name, _)), values)| LayerTrace {
+            name,
+            kind: d.describe(),
+            shape: d.output_shape(),
+            values,
+        })
+        .collect()
 }

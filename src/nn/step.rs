@@ -14,11 +14,12 @@
 use std::collections::HashMap;
 
 use crate::nn::error::Result;
+use crate::nn::gpu_data::GpuData;
 use crate::nn::layer::LayerDef;
 use crate::nn::loss;
+use crate::nn::loss::BATCH_LOSSES;
 use crate::nn::optimizer::{self, GpuOptimizer};
-use crate::nn::plan::GpuData;
-use crate::nn::sequential::BATCH_LOSSES;
+use crate::nn::step_code::{StepIo, NONE};
 use crate::pipeline::{self, bind, Region, Slot};
 use crate::Context;
 
@@ -34,62 +35,6 @@ const STEP_MAX_MACS: usize = 1 << 16;
 
 /// Storage buffers the step binds.
 const STORAGE_BINDINGS: u32 = 10;
-
-/// `d_input` of the first layer: none.
-const NONE: u32 = u32::MAX;
-
-/// Where one layer's phases read and write, as float offsets (`arena` for activations,
-/// `params` / `grads` for the layer's region), and the run-time arguments of the step.
-pub(crate) struct StepIo {
-    pub rows: usize,
-    pub input: usize,
-    pub output: usize,
-    pub d_output: usize,
-    /// `None` for the first layer: nothing reads its input gradient.
-    pub d_input: Option<usize>,
-    /// The layer's region in `params` and `grads`.
-    pub at: usize,
-    /// The layer's scratch in `arena` (`StepCode::scratch` floats).
-    pub scratch: usize,
-    args: Vec<u32>,
-}
-
-impl StepIo {
-    /// A run-time argument of a phase (a size, an offset): its value goes into the step's
-    /// uniform and the WGSL reads it as `d(k)`, so one pipeline serves every batch size. `None`
-    /// when it does not fit a u32.
-    pub fn arg(&mut self, v: usize) -> Option<String> {
-        self.args.push(u32::try_from(v).ok()?);
-        Some(format!("d({}u)", self.args.len() - 1))
-    }
-
-    /// An f32 argument, passed by its bits (exact).
-    pub fn f32_arg(&mut self, v: f32) -> String {
-        self.args.push(v.to_bits());
-        format!("bitcast<f32>(d({}u))", self.args.len() - 1)
-    }
-
-    /// `d_input` as an argument (`NONE` when there is none).
-    pub fn d_input_arg(&mut self) -> Option<String> {
-        match self.d_input {
-            Some(d) => self.arg(d),
-            None => self.arg(NONE as usize),
-        }
-    }
-}
-
-/// A layer's part of the step: WGSL statements (each a phase, followed by a barrier) calling
-/// the functions of its `library`.
-pub(crate) struct StepCode {
-    /// (name, source) of the layer kind's phase functions, included once per kind.
-    pub library: (&'static str, &'static str),
-    pub forward: Vec<String>,
-    pub backward: Vec<String>,
-    /// Floats of arena scratch it needs.
-    pub scratch: usize,
-    /// Forward multiply-adds of one step (what decides whether one workgroup is enough).
-    pub macs: usize,
-}
 
 /// What the step binds of the model.
 pub(crate) struct StepModel<'a> {
@@ -331,7 +276,7 @@ fn program(
             args,
         };
         let code = d.step_code(&mut io)?;
-        args = io.args;
+        args = io.into_args();
         cursor = cursor.checked_add(code.scratch)?;
         macs = macs.saturating_add(code.macs);
         if !library.iter().any(|(name, _)| *name == code.library.0) {

@@ -77,7 +77,7 @@ pub fn save_weights(weights: &[Weight], path: &Path) -> Result<()> {
         })
         .collect::<Result<_>>()?;
     let data = safetensors::serialize(views, None).map_err(|e| err(e.to_string()))?;
-    crate::nn::write_atomically(path, &data).map_err(|e| err(e.to_string()))
+    crate::nn::files::write_atomically(path, &data).map_err(|e| err(e.to_string()))
 }
 
 /// Reads an f32 safetensors file.

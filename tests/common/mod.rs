@@ -58,7 +58,7 @@ pub fn serial() -> MutexGuard<'static, ()> {
 
 /// Deterministic data for the tests: the library's own generator.
 #[allow(unused_imports)]
-pub use wgpu_batchnorm::nn::rng::Rng;
+pub use wgpu_batchnorm::internal::Rng;
 
 /// Max over elements of |a - b| / (abs + rel * |b|); <= 1 means within tolerance.
 pub fn worst(a: &[f32], b: &[f32], abs: f64, rel: f64) -> f64 {
@@ -102,7 +102,7 @@ pub fn clear_relu_ties(
     }
     let stats = reference.last_stats().expect("a forward pass");
     let g = wgpu_batchnorm::Geometry::new(shape, config.layout, config.channels).expect("shape");
-    let st = &reference.state;
+    let st = &reference;
     for o in 0..g.outer {
         for c in 0..g.channels {
             let gamma = if config.scale {

@@ -4,7 +4,7 @@ use std::collections::HashMap;
 
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
-use wgpu_batchnorm::bench::{
+use wgpu_batchnorm::internal::bench::{
     cpu_copy_bandwidth, gpu_copy_bandwidth, gpu_stream_bandwidth, max_difference, Case, CpuRunner,
     GpuRunner, Pass, StreamReference, Timing,
 };
@@ -74,7 +74,7 @@ pub fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         .collect::<Result<_, _>>()?;
     // Outputs are checked before the (long) measurements.
     if let Some(path) = &args.json {
-        wgpu_batchnorm::nn::check_writable(path).map_err(|e| format!("--json: {e}"))?;
+        wgpu_batchnorm::internal::check_writable(path).map_err(|e| format!("--json: {e}"))?;
     }
     if let Some(path) = &args.plot {
         plot::check_png_path(path).map_err(|e| format!("--plot: {e}"))?;
@@ -218,8 +218,11 @@ pub fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
                 "max_difference": r.difference,
             })).collect::<Vec<_>>(),
         });
-        wgpu_batchnorm::nn::write_atomically(path, serde_json::to_string_pretty(&doc)?.as_bytes())
-            .map_err(|e| format!("--json: {e}"))?;
+        wgpu_batchnorm::internal::write_atomically(
+            path,
+            serde_json::to_string_pretty(&doc)?.as_bytes(),
+        )
+        .map_err(|e| format!("--json: {e}"))?;
         say!("wrote {}", path.display());
     }
     if let Some(path) = &args.plot {

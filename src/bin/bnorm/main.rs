@@ -101,7 +101,7 @@ fn check(rows: usize, channels: usize) -> Result<(), Box<dyn std::error::Error>>
     let rm = gpu.running_mean()?;
     let err = rm
         .iter()
-        .zip(cpu.state.running_mean())
+        .zip(cpu.running_mean())
         .map(|(a, b)| (a - b).abs() / b.abs().max(1.0))
         .fold(0.0f32, f32::max);
     say!("running mean after 3 steps: max relative error {err:.3e}");

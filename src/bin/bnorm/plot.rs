@@ -107,7 +107,7 @@ pub fn check_png_path(path: &Path) -> Result<(), Box<dyn std::error::Error>> {
         )
         .into());
     }
-    wgpu_batchnorm::nn::check_writable(path)?;
+    wgpu_batchnorm::internal::check_writable(path)?;
     Ok(())
 }
 
@@ -131,7 +131,7 @@ fn render(
     image::codecs::png::PngEncoder::new(&mut png)
         .write_image(&pixels, size.0, size.1, image::ColorType::Rgb8)
         .map_err(|e| format!("{}: encoding the PNG failed: {e}", path.display()))?;
-    wgpu_batchnorm::nn::write_atomically(path, &png)
+    wgpu_batchnorm::internal::write_atomically(path, &png)
         .map_err(|e| format!("cannot write the plot {}: {e}", path.display()))?;
     Ok(())
 }

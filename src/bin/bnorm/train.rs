@@ -5,10 +5,10 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use indicatif::{ProgressBar, ProgressStyle};
+use wgpu_batchnorm::internal::check_writable;
 use wgpu_batchnorm::nn::reference::{CpuNetwork, Float};
 use wgpu_batchnorm::nn::{
-    check_writable, save_weights, Dataset, FitOptions, History, LayerSpec, Optimizer, Sequential,
-    Shape, Weight,
+    save_weights, Dataset, FitOptions, History, LayerSpec, Optimizer, Sequential, Shape, Weight,
 };
 use wgpu_batchnorm::{Collective, Context};
 

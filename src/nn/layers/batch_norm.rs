@@ -10,7 +10,7 @@ use super::batch_norm_cpu::{CpuNorm, FastNorm};
 use crate::nn::error::Result;
 use crate::nn::layer::{CpuLayer, GpuLayer, Init, Io, LayerDef, Param};
 use crate::nn::shape::Shape;
-use crate::nn::step::{StepCode, StepIo};
+use crate::nn::step_code::{StepCode, StepIo};
 use crate::{
     BatchNorm, BatchNormConfig, BoundCall, Context, Layout, Mode, ParamBinding, SingleSamplePolicy,
     TensorRef,

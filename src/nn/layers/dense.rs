@@ -12,7 +12,7 @@ use super::dense_cpu::CpuDense;
 use crate::nn::error::Result;
 use crate::nn::layer::{aligned, CpuLayer, GpuLayer, Init, Io, LayerDef, Param};
 use crate::nn::shape::Shape;
-use crate::nn::step::{StepCode, StepIo};
+use crate::nn::step_code::{StepCode, StepIo};
 use crate::pipeline::{self, bind, dispatch, Kernel, Region, Slot};
 use crate::{Context, Mode};
 

@@ -6,7 +6,7 @@ use crate::nn::layer::{BackIo, CpuLayer};
 use crate::nn::real::Real;
 
 /// The dropout mask of `dropout.wgsl`, bit for bit: whether element `i` is kept at `step`.
-pub fn dropout_keep(i: u32, step: u32, seed: u32, rate: f32) -> bool {
+pub(crate) fn dropout_keep(i: u32, step: u32, seed: u32, rate: f32) -> bool {
     let mut h = i
         .wrapping_mul(747_796_405)
         .wrapping_add(2_891_336_453)

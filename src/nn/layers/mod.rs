@@ -1,5 +1,6 @@
 //! One file per layer: the definition and GPU twin (`<name>.rs`, which drives its shader in
-//! `shaders/nn/`), and the f64 CPU twin (`<name>_cpu.rs`).
+//! `shaders/nn/`), and the CPU twin (`<name>_cpu.rs`),
+//! written once over `Real`: f64 for the reference model, f32 for the fast CPU path.
 
 pub(crate) mod activation;
 mod activation_cpu;

@@ -275,7 +275,7 @@ const REF_WG: u32 = 256;
 pub(crate) fn stream_reference_source() -> String {
     format!(
         "const REF_WG: u32 = {REF_WG}u;\n{}",
-        include_str!("../shaders/stream_reference.wgsl")
+        include_str!("../../shaders/stream_reference.wgsl")
     )
 }
 

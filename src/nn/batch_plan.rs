@@ -1,24 +1,15 @@
-//! The buffers of one batch size (input, activations, their gradients, the loss dispatches)
-//! and of one data set on the GPU, and what every layer of a plan shares.
+//! The buffers of one batch size (input, activations, their gradients, the loss dispatches),
+//! and what every layer of a batch plan shares. (The engine's `src/plan.rs` is another thing:
+//! how one batch-norm call is cut into chunks and grids.)
 
-use crate::nn::data::Dataset;
 use crate::nn::error::Result;
 use crate::nn::layer::{Io, LayerDef};
 use crate::nn::loss::{Loss, LossIo, LossMode};
 use crate::pipeline::Region;
 use crate::Context;
 
-/// A data set resident on the GPU for one call.
-pub(crate) struct GpuData {
-    pub id: u64,
-    pub rows: usize,
-    pub x: wgpu::Buffer,
-    pub labels: wgpu::Buffer,
-    pub order: wgpu::Buffer,
-}
-
 /// The activation buffers and loss dispatches of one batch size.
-pub(crate) struct Plan {
+pub(crate) struct BatchPlan {
     pub rows: usize,
     pub x: wgpu::Buffer,
     pub labels: wgpu::Buffer,
@@ -40,7 +31,7 @@ pub(crate) struct Shared<'a> {
 
 impl Shared<'_> {
     /// What layer `i` reads and writes at the plan's batch size.
-    pub fn io<'b>(&'b self, plan: &'b Plan, i: usize) -> Io<'b> {
+    pub fn io<'b>(&'b self, plan: &'b BatchPlan, i: usize) -> Io<'b> {
         Io {
             rows: plan.rows,
             input: if i == 0 { &plan.x } else { &plan.acts[i - 1] },
@@ -70,7 +61,7 @@ pub(crate) struct PlanBuffers<'a> {
     pub tick: &'a wgpu::Buffer,
 }
 
-impl Plan {
+impl BatchPlan {
     /// The buffers of batch size `rows` for a network of `defs` on `input` features.
     pub fn new(
         ctx: &Context,
@@ -78,7 +69,7 @@ impl Plan {
         input: usize,
         defs: &[Box<dyn LayerDef>],
         model: PlanBuffers<'_>,
-    ) -> Result<Plan> {
+    ) -> Result<BatchPlan> {
         let floats = |n: usize| (rows * n * 4) as u64;
         let x = ctx.storage("nn.x", floats(input))?;
         let labels = ctx.storage("nn.labels", (rows * 4) as u64)?;
@@ -127,7 +118,7 @@ impl Plan {
             loss(LossMode::Metrics, model.eval_metrics)?,
             loss(LossMode::Probabilities, model.eval_metrics)?,
         ];
-        Ok(Plan {
+        Ok(BatchPlan {
             rows,
             x,
             labels,
@@ -135,26 +126,6 @@ impl Plan {
             dacts,
             scratch,
             losses,
-        })
-    }
-}
-
-impl GpuData {
-    /// Uploads `data` with the identity order.
-    pub fn upload(ctx: &Context, data: &Dataset, id: u64) -> Result<GpuData> {
-        let x = ctx.storage("nn.data.x", (data.x().len() * 4) as u64)?;
-        let labels = ctx.storage("nn.data.labels", (data.rows() * 4) as u64)?;
-        let order = ctx.storage("nn.data.order", (data.rows() * 4) as u64)?;
-        ctx.write(&x, 0, bytemuck::cast_slice(data.x()))?;
-        ctx.write(&labels, 0, bytemuck::cast_slice(data.labels()))?;
-        let identity: Vec<u32> = (0..data.rows() as u32).collect();
-        ctx.write(&order, 0, bytemuck::cast_slice(&identity))?;
-        Ok(GpuData {
-            id,
-            rows: data.rows(),
-            x,
-            labels,
-            order,
         })
     }
 }
