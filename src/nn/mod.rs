@@ -8,6 +8,7 @@ mod describe;
 mod error;
 mod files;
 mod gather;
+mod keras_json;
 mod layer;
 mod layers;
 mod loss;
@@ -27,20 +28,23 @@ mod shape;
 mod spec;
 mod step;
 mod weights;
+mod without_bn;
 
 pub use data::{DataError, Dataset};
-pub use describe::{from_keras_json, parse_layers};
+pub use describe::parse_layers;
 pub use error::{Error, Result};
 pub use files::{check_writable, write_atomically};
+pub use keras_json::from_keras_json;
 pub use layers::activation::Activation;
 pub use layers::conv2d::Conv2D;
 pub use layers::pool2d::Pool2D;
 pub use optimizer::Optimizer;
-pub use registry::{LayerSpec, MAX_TENSOR_ELEMENTS};
+pub use registry::{check_network, LayerSpec, MAX_TENSOR_ELEMENTS};
 pub use sequential::Sequential;
 pub use shape::{Padding, Shape};
 pub use spec::{glorot_uniform, Callbacks, FitOptions, History, LayerTrace, Weight};
 pub use weights::{load_weights, save_weights};
+pub use without_bn::without_batch_norm;
 
 /// The tutorial's network: Dense(10) → BatchNormalization → ReLU → Dense(3) → softmax, or
 /// without the BatchNormalization layer.
