@@ -558,15 +558,24 @@ impl Context {
         self.wait(Some(index))?;
         match rx.receive().await {
             Some(Ok(())) => {}
-            Some(Err(e)) => return Err(Error::Readback(e.to_string())),
-            None => return Err(Error::Readback("map callback dropped".into())),
+            Some(Err(e)) => return Err(self.readback_failed(e.to_string())),
+            None => return Err(self.readback_failed("map callback dropped".into())),
         }
         let bytes = slice
             .get_mapped_range()
-            .map_err(|e| Error::Readback(e.to_string()))?
+            .map_err(|e| self.readback_failed(e.to_string()))?
             .to_vec();
         staging.unmap();
         Ok(bytes)
+    }
+
+    /// A map that failed: `DeviceLost` when the device is gone (a destroy from another thread
+    /// can land between the wait and the map), else a recorded error, else `Readback`.
+    fn readback_failed(&self, why: String) -> Error {
+        if self.probe_lost() {
+            return self.mark_lost("reading a buffer back: the device was destroyed or lost");
+        }
+        self.check_flags().err().unwrap_or(Error::Readback(why))
     }
 
     /// Reads `count` f32 values of `buffer` from byte `offset`. Blocks.

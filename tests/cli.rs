@@ -285,3 +285,82 @@ fn plots_are_written_whole() {
     assert_eq!(names.len(), 1, "no temporary file left");
     std::fs::remove_dir_all(&d).ok();
 }
+
+/// The table needs both networks: a BN network whose plain twin used to be invalid
+/// (`conv,relu,relu`: refused after the BN run had trained) trains both and prints both.
+#[test]
+fn the_no_bn_twin_of_a_valid_network_trains_too() {
+    let layers = "conv:4:3:same,relu,bn,relu,flatten,dense:10";
+    for extra in [&[][..], &["--no-bn"][..]] {
+        let mut args = vec![
+            "train", "--layers", layers, "--data", "digits", "--epochs", "1", "--device", "cpu",
+        ];
+        args.extend(extra);
+        let (ok, out, err) = bnorm(&args);
+        assert!(ok, "{extra:?}: {out}\n{err}");
+        assert!(out.contains("Loss noBN"), "{extra:?}: {out}");
+    }
+    // A network that cannot be built is refused before anything trains.
+    let (ok, out, err) = bnorm(&[
+        "train",
+        "--layers",
+        "conv:4:3:same,flatten,relu,dense:10",
+        "--data",
+        "digits",
+        "--epochs",
+        "1",
+        "--device",
+        "cpu",
+    ]);
+    assert!(!ok && err.contains("the network with BN"), "{err}");
+    assert!(!out.contains("s in fit"), "{out}");
+}
+
+/// --input-shape with --model-json is checked against the model's input (it was ignored).
+#[test]
+fn input_shape_must_match_the_keras_model() {
+    let model = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/keras_cnn_model.json"
+    );
+    let run = |shape: &str| {
+        bnorm(&[
+            "train",
+            "--model-json",
+            model,
+            "--input-shape",
+            shape,
+            "--data",
+            "digits",
+            "--epochs",
+            "1",
+            "--device",
+            "cpu",
+        ])
+    };
+    let (ok, _, err) = run("4,16,1");
+    assert!(
+        !ok && err.contains("--input-shape") && err.contains("differs"),
+        "{err}"
+    );
+    let (ok, out, err) = run("8,8,1");
+    assert!(ok, "{out}\n{err}");
+    // A Keras field we cannot honour is named with its layer, before any data is read.
+    let json = std::env::temp_dir().join(format!("bnorm-nobias-{}.json", std::process::id()));
+    let mut doc: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(model).unwrap()).unwrap();
+    doc["config"]["layers"][5]["config"]["use_bias"] = false.into();
+    std::fs::write(&json, doc.to_string()).unwrap();
+    let (ok, _, err) = bnorm(&[
+        "train",
+        "--model-json",
+        json.to_str().unwrap(),
+        "--data",
+        "/nonexistent.csv",
+    ]);
+    assert!(
+        !ok && err.contains("\"dense\" (Dense), field use_bias"),
+        "{err}"
+    );
+    std::fs::remove_file(&json).ok();
+}

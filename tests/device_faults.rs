@@ -193,3 +193,33 @@ fn an_uncaptured_error_is_reported_once_and_the_context_stays_usable() {
     assert_eq!(y.len(), 8);
     BatchNorm::new(&ctx, BatchNormConfig::keras(4)).unwrap();
 }
+
+/// A caller's device destroyed from another thread while `forward_host` runs: the call that
+/// fails says `DeviceLost` wherever the destroy lands (a map failing after the wait used to
+/// say `Readback`, in about 1 race of 6). Each race ends within the deadline or fails.
+#[test]
+fn a_device_destroyed_during_a_readback_is_lost_not_a_readback_error() {
+    use std::time::{Duration, Instant};
+    let _g = serial();
+    let deadline = Instant::now() + Duration::from_secs(300);
+    let x = vec![0.5f32; 256 * 16];
+    for race in 0..24u64 {
+        let (device, queue) = caller_device();
+        let ctx = Context::from_device(device.clone(), queue, ContextOptions::default());
+        let mut bn = BatchNorm::new(&ctx, BatchNormConfig::keras(16)).unwrap();
+        bn.forward_host(&x, &[256, 16], Mode::Training).unwrap();
+        // A different moment in the loop below each race.
+        let destroyer = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_micros(150 * race));
+            device.destroy();
+        });
+        loop {
+            match bn.forward_host(&x, &[256, 16], Mode::Training) {
+                Ok(_) => assert!(Instant::now() < deadline, "race {race}: never lost"),
+                Err(Error::DeviceLost(_)) => break,
+                Err(e) => panic!("race {race}: {e:?}"),
+            }
+        }
+        destroyer.join().unwrap();
+    }
+}

@@ -339,6 +339,8 @@ fn saves_are_atomic_and_leave_nothing_on_failure() {
     // A missing directory.
     let e = save_weights(&weights, &d.join("nodir/w.safetensors")).unwrap_err();
     assert!(e.to_string().contains("does not exist"), "{e}");
+    // The file is named once (it was "weights file P: P: the directory ...").
+    assert_eq!(e.to_string().matches("w.safetensors").count(), 1, "{e}");
     // A symlink stays a symlink; its target gets the file.
     #[cfg(unix)]
     {

@@ -73,13 +73,9 @@ impl Moments {
 
     /// (mean, biased variance in f32) under the engine's non-finite rule.
     fn mean_var(&self) -> (f64, f32) {
-        let (mean, var) = super::finite_or_nan(self.mean, self.m2 / self.n);
-        if (var as f32).is_finite() {
-            (mean, var as f32)
-        } else {
-            // A variance past f32's range overflows on the GPU too.
-            (f64::NAN, f32::NAN)
-        }
+        // Squared deviations summing past f32's range overflow on the GPU too.
+        let (mean, var) = super::finite_or_nan(self.mean, self.m2, self.n);
+        (mean, var as f32)
     }
 
     /// Chan's merge; exact when either side is empty (the other comes back unchanged).

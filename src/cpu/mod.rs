@@ -14,12 +14,14 @@ use crate::config::{BatchNormConfig, Mode};
 use crate::error::{Error, Result};
 use crate::geometry::Geometry;
 
-/// The engine's rule for a channel whose statistics are not finite (it saw NaN or infinity,
-/// or, in f32, its squared deviations overflowed): mean and variance are both NaN, so its
-/// output, running statistics and gradients are NaN too, as on the GPU.
-pub(crate) fn finite_or_nan(mean: f64, var: f64) -> (f64, f64) {
-    if mean.is_finite() && var.is_finite() {
-        (mean, var)
+/// The engine's rule for a channel whose statistics are not finite: it saw NaN or infinity,
+/// or its sum of squared deviations from the mean (`m2`, n times the variance) leaves f32's
+/// range, where the GPU and the fast path accumulate it; then mean and variance are both
+/// NaN, so its output, running statistics and gradients are NaN too. Returns (mean, biased
+/// variance) from (mean, m2, count).
+pub(crate) fn finite_or_nan(mean: f64, m2: f64, n: f64) -> (f64, f64) {
+    if mean.is_finite() && (m2 as f32).is_finite() {
+        (mean, m2 / n)
     } else {
         (f64::NAN, f64::NAN)
     }

@@ -32,7 +32,8 @@ pub struct Gradients {
 }
 
 /// Per-channel mean and biased variance of `x`, two-pass in f64 (a channel with a non-finite
-/// value gets NaN for both, the engine's rule).
+/// value, or whose squared deviations sum past f32's range, gets NaN for both: the engine's
+/// rule, [`super::finite_or_nan`]).
 pub fn channel_moments<T: Copy + Into<f64> + Sync>(x: &[T], g: &Geometry) -> (Vec<f64>, Vec<f64>) {
     let n = g.per_channel() as f64;
     (0..g.channels)
@@ -43,8 +44,8 @@ pub fn channel_moments<T: Copy + Into<f64> + Sync>(x: &[T], g: &Geometry) -> (Ve
                     .flat_map(move |o| (0..g.inner).map(move |i| x[g.index(o, c, i)].into()))
             };
             let mean = values().sum::<f64>() / n;
-            let var = values().map(|v| (v - mean) * (v - mean)).sum::<f64>() / n;
-            super::finite_or_nan(mean, var)
+            let m2 = values().map(|v| (v - mean) * (v - mean)).sum::<f64>();
+            super::finite_or_nan(mean, m2, n)
         })
         .unzip()
 }

@@ -15,6 +15,21 @@ pub enum Error {
     /// A network that cannot be built or trained as specified.
     #[error("model: {0}")]
     Model(String),
+    /// A Keras model file that asks for something this crate does not do exactly: the layer
+    /// (its position and Keras name; none for the model itself) and the field.
+    #[error("Keras {}{name:?} ({class}), field {field}: {why}", .index.map(|i| format!("layer {i} ")).unwrap_or_else(|| "model ".into()))]
+    Keras {
+        /// The layer's position in `config.layers`; `None` for a field of the model.
+        index: Option<usize>,
+        /// The layer's (or model's) Keras name.
+        name: String,
+        /// Its `class_name`.
+        class: String,
+        /// The config field.
+        field: String,
+        /// What is wrong with it.
+        why: String,
+    },
     /// A data set that cannot be used.
     #[error(transparent)]
     Data(#[from] DataError),

@@ -4,12 +4,10 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-/// Why an output path cannot be written, in words.
-fn refuse(path: &Path, why: &str) -> std::io::Error {
-    std::io::Error::new(
-        std::io::ErrorKind::InvalidInput,
-        format!("{}: {why}", path.display()),
-    )
+/// Why an output path cannot be written, in words. The caller names the file (as std's I/O
+/// errors, so that it is named once: "weights file x: the directory d does not exist").
+fn refuse(why: &str) -> std::io::Error {
+    std::io::Error::new(std::io::ErrorKind::InvalidInput, why)
 }
 
 /// The file a write to `path` really replaces: the target of a symlink (so the link stays a
@@ -31,10 +29,8 @@ pub fn output_target(path: &Path) -> std::io::Result<PathBuf> {
         _ => path.to_path_buf(),
     };
     match std::fs::metadata(&target) {
-        Ok(m) if m.is_dir() => return Err(refuse(path, "is a directory")),
-        Ok(m) if !m.is_file() => {
-            return Err(refuse(path, "is not a regular file (a device or a pipe)"))
-        }
+        Ok(m) if m.is_dir() => return Err(refuse("is a directory")),
+        Ok(m) if !m.is_file() => return Err(refuse("is not a regular file (a device or a pipe)")),
         _ => {}
     }
     let dir = match target.parent() {
@@ -43,11 +39,11 @@ pub fn output_target(path: &Path) -> std::io::Result<PathBuf> {
     };
     match std::fs::metadata(&dir) {
         Ok(m) if m.is_dir() => Ok(target),
-        Ok(_) => Err(refuse(path, "its parent is not a directory")),
-        Err(_) => Err(refuse(
-            path,
-            &format!("the directory {} does not exist", dir.display()),
-        )),
+        Ok(_) => Err(refuse("its parent is not a directory")),
+        Err(_) => Err(refuse(&format!(
+            "the directory {} does not exist",
+            dir.display()
+        ))),
     }
 }
 
@@ -60,7 +56,7 @@ pub fn check_writable(path: &Path) -> std::io::Result<()> {
         .write(true)
         .create_new(true)
         .open(&probe)
-        .map_err(|e| refuse(path, &format!("cannot create files in its directory: {e}")))?;
+        .map_err(|e| refuse(&format!("cannot create files in its directory: {e}")))?;
     let _ = std::fs::remove_file(&probe);
     Ok(())
 }

@@ -12,6 +12,7 @@ pub(crate) mod files;
 mod gather;
 mod gpu_data;
 mod init;
+mod keras_json;
 mod layer;
 mod layers;
 mod limits;
@@ -32,20 +33,23 @@ mod spec;
 mod step;
 mod step_code;
 mod weights;
+mod without_bn;
 
 pub use data::{DataError, Dataset};
-pub use describe::{from_keras_json, parse_layers};
+pub use describe::parse_layers;
 pub use error::{Error, Result};
+pub use keras_json::from_keras_json;
 pub use layers::activation::Activation;
 pub use layers::conv2d::Conv2D;
 pub use layers::pool2d::Pool2D;
 pub use limits::MAX_TENSOR_ELEMENTS;
 pub use optimizer::Optimizer;
-pub use registry::LayerSpec;
+pub use registry::{check_network, LayerSpec};
 pub use sequential::Sequential;
 pub use shape::{Padding, Shape};
 pub use spec::{Callbacks, FitOptions, History, LayerTrace, Weight};
 pub use weights::{load_weights, save_weights};
+pub use without_bn::without_batch_norm;
 
 /// The tutorial's network: Dense(10) → BatchNormalization → ReLU → Dense(3) → softmax, or
 /// without the BatchNormalization layer.

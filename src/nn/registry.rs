@@ -76,6 +76,12 @@ pub(crate) fn resolve(input: Shape, layers: &[LayerSpec]) -> Result<Vec<Box<dyn 
     }
 }
 
+/// Checks a network without building it (no weights, no device): what
+/// [`Sequential::new`](crate::nn::Sequential::new) and the CPU models refuse, this refuses.
+pub fn check_network(input: Shape, layers: &[LayerSpec]) -> Result<()> {
+    resolve(input, layers).map(drop)
+}
+
 /// A shape every buffer of the network can index.
 fn check_shape(what: &str, shape: Shape) -> Result<()> {
     match shape.checked_len() {
@@ -131,7 +137,9 @@ fn build(i: usize, l: &LayerSpec, shape: Shape) -> Result<Box<dyn LayerDef>> {
                 channels: shape.channels(),
                 ..config.clone()
             };
-            config.validate()?;
+            config
+                .validate()
+                .map_err(|e| Error::Model(format!("layer {i}: BatchNormalization: {e}")))?;
             Box::new(Norm { config, shape })
         }
         LayerSpec::Dropout(rate) if (0.0..1.0).contains(rate) => Box::new(Dropout {

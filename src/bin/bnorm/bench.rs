@@ -74,7 +74,8 @@ pub fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         .collect::<Result<_, _>>()?;
     // Outputs are checked before the (long) measurements.
     if let Some(path) = &args.json {
-        wgpu_batchnorm::internal::check_writable(path).map_err(|e| format!("--json: {e}"))?;
+        wgpu_batchnorm::internal::check_writable(path)
+            .map_err(|e| format!("--json {}: {e}", path.display()))?;
     }
     if let Some(path) = &args.plot {
         plot::check_png_path(path).map_err(|e| format!("--plot: {e}"))?;
@@ -222,7 +223,7 @@ pub fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
             path,
             serde_json::to_string_pretty(&doc)?.as_bytes(),
         )
-        .map_err(|e| format!("--json: {e}"))?;
+        .map_err(|e| format!("--json {}: {e}", path.display()))?;
         say!("wrote {}", path.display());
     }
     if let Some(path) = &args.plot {

@@ -5,7 +5,8 @@
 use std::path::PathBuf;
 
 use wgpu_batchnorm::nn::{
-    from_keras_json, parse_layers, tutorial_cnn, tutorial_layers, Dataset, LayerSpec, Shape,
+    from_keras_json, parse_layers, tutorial_cnn, tutorial_layers, without_batch_norm, Dataset,
+    LayerSpec, Shape,
 };
 
 type Error = Box<dyn std::error::Error>;
@@ -37,13 +38,15 @@ pub struct ModelArgs {
     pub model: Option<String>,
     /// A layer string instead, e.g.
     /// "conv:32:3:same,bn,relu,maxpool:2,flatten,dense:64,relu,dense:10" (without BN: the
-    /// same with every bn removed).
+    /// same with every bn removed, and a ReLU left with nothing to join moved back to the
+    /// conv or dense layer before it, or dropped).
     #[arg(long)]
     pub layers: Option<String>,
     /// A Keras model.to_json() file instead (Sequential; supported layer kinds only).
     #[arg(long)]
     pub model_json: Option<PathBuf>,
-    /// The per-sample input as an image H,W,C (for flat data fed to a convolution).
+    /// The per-sample input as an image H,W,C (for flat data fed to a convolution); with
+    /// --model-json it must be the model's input shape.
     #[arg(long)]
     pub input_shape: Option<String>,
     /// Hidden units of the dense model's first layer.
@@ -121,7 +124,29 @@ impl ModelArgs {
             parse_layers(l)?;
         }
         self.image_shape()?;
+        self.keras_model()?;
         Ok(())
+    }
+
+    /// The --model-json file's input shape and layers, checked against --input-shape.
+    fn keras_model(&self) -> Result<Option<(Shape, Vec<LayerSpec>)>, Error> {
+        let Some(path) = &self.model_json else {
+            return Ok(None);
+        };
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("--model-json {}: {e}", path.display()))?;
+        let (shape, layers) =
+            from_keras_json(&text).map_err(|e| format!("--model-json {}: {e}", path.display()))?;
+        if let Some(given) = self.image_shape()? {
+            if given != shape {
+                return Err(format!(
+                    "--input-shape {given} differs from the input shape {shape} of --model-json {}",
+                    path.display()
+                )
+                .into());
+            }
+        }
+        Ok(Some((shape, layers)))
     }
 
     fn image_shape(&self) -> Result<Option<Shape>, Error> {
@@ -152,16 +177,15 @@ impl ModelArgs {
     pub fn network(&self, data: &Dataset, bn: bool) -> Result<(Shape, Vec<LayerSpec>), Error> {
         let classes = data.classes().max(2);
         let image = self.image_shape()?.unwrap_or(data.shape());
+        // Without BN: the twin that is valid whenever the network with BN is.
         let without_bn = |layers: Vec<LayerSpec>| -> Vec<LayerSpec> {
-            layers
-                .into_iter()
-                .filter(|l| bn || !matches!(l, LayerSpec::BatchNorm | LayerSpec::BatchNormWith(_)))
-                .collect()
+            if bn {
+                layers
+            } else {
+                without_batch_norm(&layers)
+            }
         };
-        if let Some(path) = &self.model_json {
-            let text = std::fs::read_to_string(path)
-                .map_err(|e| format!("--model-json {}: {e}", path.display()))?;
-            let (shape, layers) = from_keras_json(&text)?;
+        if let Some((shape, layers)) = self.keras_model()? {
             return Ok((shape, without_bn(layers)));
         }
         if let Some(l) = &self.layers {

@@ -107,7 +107,8 @@ pub fn check_png_path(path: &Path) -> Result<(), Box<dyn std::error::Error>> {
         )
         .into());
     }
-    wgpu_batchnorm::internal::check_writable(path)?;
+    wgpu_batchnorm::internal::check_writable(path)
+        .map_err(|e| format!("{}: {e}", path.display()))?;
     Ok(())
 }
 

@@ -8,7 +8,8 @@ use indicatif::{ProgressBar, ProgressStyle};
 use wgpu_batchnorm::internal::check_writable;
 use wgpu_batchnorm::nn::reference::{CpuNetwork, Float};
 use wgpu_batchnorm::nn::{
-    save_weights, Dataset, FitOptions, History, LayerSpec, Optimizer, Sequential, Shape, Weight,
+    check_network, save_weights, Dataset, FitOptions, History, LayerSpec, Optimizer, Sequential,
+    Shape, Weight,
 };
 use wgpu_batchnorm::{Collective, Context};
 
@@ -208,7 +209,7 @@ fn check_args(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
     }
     optimizer(args)?;
     if let Some(path) = &args.save {
-        check_writable(path).map_err(|e| format!("--save: {e}"))?;
+        check_writable(path).map_err(|e| format!("--save {}: {e}", path.display()))?;
     }
     if let Some(path) = &args.plot {
         plot::check_png_path(path).map_err(|e| format!("--plot: {e}"))?;
@@ -254,6 +255,21 @@ pub fn run_cli(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     } else {
         (all, None)
     };
+    let runs: Vec<bool> = if args.no_bn {
+        vec![false]
+    } else {
+        vec![true, false]
+    };
+    // Both networks are checked before either trains (a table needs both).
+    for &bn in &runs {
+        let (input, layers) = args.model.network(&data, bn)?;
+        check_network(input, &layers).map_err(|e| {
+            format!(
+                "the network {}: {e}",
+                if bn { "with BN" } else { "without BN" }
+            )
+        })?;
+    }
     let ctx = match args.device.as_str() {
         "gpu" => match Context::new() {
             Ok(ctx) => Some(ctx),
@@ -285,11 +301,6 @@ pub fn run_cli(args: Args) -> Result<(), Box<dyn std::error::Error>> {
             v.rows()
         ))
     );
-    let runs: Vec<bool> = if args.no_bn {
-        vec![false]
-    } else {
-        vec![true, false]
-    };
     let bar = if leader {
         ProgressBar::new((runs.len() * plan.epochs) as u64)
     } else {

@@ -1,0 +1,684 @@
+//! Importing a Keras `Sequential` model's `model.to_json()` (Keras 3 or tf.keras 2). Every
+//! field of a supported layer's config is either honoured exactly or refused with
+//! [`Error::Keras`], naming the layer and the field: an import never builds a silently
+//! different model. A softmax on the last layer is the loss's (fused).
+
+use std::collections::HashSet;
+
+use serde_json::{Map, Value};
+
+use crate::nn::error::{Error, Result};
+use crate::nn::layers::activation::Activation;
+use crate::nn::layers::conv2d::Conv2D;
+use crate::nn::layers::pool2d::Pool2D;
+use crate::nn::registry::LayerSpec;
+use crate::nn::shape::{Padding, Shape};
+use crate::BatchNormConfig;
+
+/// The layer kinds this importer reads.
+const SUPPORTED: &str = "InputLayer, Dense, Conv2D, MaxPooling2D, AveragePooling2D, GlobalAveragePooling2D, Flatten, BatchNormalization, Activation, ReLU, Dropout";
+
+/// The input shape and layers of a Keras `Sequential` model's `to_json()`.
+pub fn from_keras_json(text: &str) -> Result<(Shape, Vec<LayerSpec>)> {
+    let doc: Value = serde_json::from_str(text)
+        .map_err(|e| Error::Model(format!("not a JSON document: {e}")))?;
+    if doc["class_name"] != "Sequential" {
+        return Err(Error::Model(format!(
+            "a Keras Sequential model is expected, got class_name {}",
+            doc["class_name"]
+        )));
+    }
+    let model = &doc["config"];
+    let list = model["layers"]
+        .as_array()
+        .ok_or_else(|| Error::Model("config.layers is missing".into()))?;
+    let whole = |field: &str, why: String| Error::Keras {
+        index: None,
+        name: model["name"].as_str().unwrap_or("sequential").to_string(),
+        class: "Sequential".into(),
+        field: field.into(),
+        why,
+    };
+    if !matches!(model["trainable"], Value::Null | Value::Bool(true)) {
+        return Err(whole(
+            "trainable",
+            "a frozen model (trainable false) is not supported".into(),
+        ));
+    }
+    dtype_ok(&model["dtype"]).map_err(|why| whole("dtype", why))?;
+    // The input shape: the InputLayer's, or the first layer's (tf.keras' batch_input_shape),
+    // or the model's build_input_shape. Every place that gives one must agree with it.
+    let first = list.first().map(|l| &l["config"]);
+    let given = first.and_then(|c| {
+        ["batch_shape", "batch_input_shape"]
+            .into_iter()
+            .find(|&k| !c[k].is_null())
+            .map(|k| (k, &c[k]))
+    });
+    let shape = match (given, &model["build_input_shape"]) {
+        (Some((key, v)), _) => input_shape(v).map_err(|why| match Fields::new(0, &list[0]) {
+            Ok(f) => f.err(key, why),
+            Err(e) => e,
+        })?,
+        (None, Value::Null) => {
+            return Err(Error::Model(
+                "the model has no input shape (build it with an Input layer)".into(),
+            ))
+        }
+        (None, v) => input_shape(v).map_err(|why| whole("build_input_shape", why))?,
+    };
+    if !model["build_input_shape"].is_null() {
+        let built = input_shape(&model["build_input_shape"])
+            .map_err(|why| whole("build_input_shape", why))?;
+        if built != shape {
+            return Err(whole(
+                "build_input_shape",
+                format!("{built} differs from the input layer's {shape}"),
+            ));
+        }
+    }
+    let mut walk = Walk {
+        shape,
+        rank: if matches!(shape, Shape::Image { .. }) {
+            4
+        } else {
+            2
+        },
+    };
+    let mut out = Vec::new();
+    for (i, layer) in list.iter().enumerate() {
+        let mut f = Fields::new(i, layer)?;
+        out.extend(walk.layer(&mut f, i + 1 == list.len())?);
+        f.finish()?;
+    }
+    Ok((shape, out))
+}
+
+/// One layer's config, with the fields read so far (so that the unread ones are refused).
+struct Fields<'a> {
+    index: usize,
+    name: String,
+    class: &'a str,
+    config: Option<&'a Map<String, Value>>,
+    read: HashSet<&'a str>,
+}
+
+impl<'a> Fields<'a> {
+    fn new(index: usize, layer: &'a Value) -> Result<Fields<'a>> {
+        let class = layer["class_name"].as_str().unwrap_or("?");
+        let config = layer["config"].as_object();
+        let name = config
+            .and_then(|c| c.get("name"))
+            .and_then(Value::as_str)
+            .map_or_else(|| format!("layer {index}"), str::to_string);
+        let f = Fields {
+            index,
+            name,
+            class,
+            config,
+            read: HashSet::from(["name"]),
+        };
+        // A class registered by the user under a Keras name is not the Keras layer.
+        if !matches!(layer["registered_name"], Value::Null) {
+            return Err(f.err(
+                "registered_name",
+                format!(
+                    "{} is a custom class, not Keras' {class}",
+                    layer["registered_name"]
+                ),
+            ));
+        }
+        if let Some(module) = layer["module"].as_str() {
+            if !(module == "keras" || module.starts_with("keras.")) {
+                return Err(f.err(
+                    "module",
+                    format!("{module:?} is not Keras' (a custom layer)"),
+                ));
+            }
+        }
+        Ok(f)
+    }
+
+    fn err(&self, field: &str, why: String) -> Error {
+        Error::Keras {
+            index: Some(self.index),
+            name: self.name.clone(),
+            class: self.class.to_string(),
+            field: field.into(),
+            why,
+        }
+    }
+
+    /// The field's value, `None` when absent; marks it read.
+    fn get(&mut self, key: &'static str) -> Option<&'a Value> {
+        let v = self.config?.get(key)?;
+        self.read.insert(key);
+        Some(v)
+    }
+
+    /// The field, `None` when absent or null.
+    fn value(&mut self, key: &'static str) -> Option<&'a Value> {
+        self.get(key).filter(|v| !v.is_null())
+    }
+
+    /// A field that must be absent or null (an unsupported option left unset).
+    fn unset(&mut self, key: &'static str, what: &str) -> Result<()> {
+        match self.value(key) {
+            None => Ok(()),
+            Some(v) => Err(self.err(key, format!("{v}: {what} is not supported"))),
+        }
+    }
+
+    /// A boolean field, `default` when absent.
+    fn flag(&mut self, key: &'static str, default: bool) -> Result<bool> {
+        match self.get(key) {
+            None => Ok(default),
+            Some(Value::Bool(b)) => Ok(*b),
+            Some(v) => Err(self.err(key, format!("{v} is not true or false"))),
+        }
+    }
+
+    /// A boolean field that must be `want` (or absent).
+    fn flag_is(&mut self, key: &'static str, want: bool, what: &str) -> Result<()> {
+        if self.flag(key, want)? != want {
+            return Err(self.err(key, format!("{} ({what}) is not supported", !want)));
+        }
+        Ok(())
+    }
+
+    /// A number field, `default` when absent.
+    fn number(&mut self, key: &'static str, default: Option<f64>) -> Result<f64> {
+        match (self.get(key), default) {
+            (None, Some(d)) => Ok(d),
+            (None, None) => Err(self.err(key, "is missing".into())),
+            (Some(v), _) => v
+                .as_f64()
+                .ok_or_else(|| self.err(key, format!("{v} is not a number"))),
+        }
+    }
+
+    /// A number field that must equal `want` (or be absent).
+    fn number_is(&mut self, key: &'static str, want: f64, what: &str) -> Result<()> {
+        let v = self.number(key, Some(want))?;
+        if v != want {
+            return Err(self.err(key, format!("{v} ({what}) is not supported; only {want}")));
+        }
+        Ok(())
+    }
+
+    /// A positive integer field (required).
+    fn count(&mut self, key: &'static str) -> Result<usize> {
+        match self.value(key) {
+            Some(v) => positive(v).map_err(|why| self.err(key, why)),
+            None => Err(self.err(key, "is missing".into())),
+        }
+    }
+
+    /// An `n` or `[h, w]` field of positive integers, `default` when absent.
+    fn pair(&mut self, key: &'static str, default: Option<[usize; 2]>) -> Result<[usize; 2]> {
+        let v = match (self.value(key), default) {
+            (Some(v), _) => v,
+            (None, Some(d)) => return Ok(d),
+            (None, None) => return Err(self.err(key, "is missing".into())),
+        };
+        let pair = match v.as_array().map(Vec::as_slice) {
+            Some([h, w]) => positive(h).and_then(|h| Ok([h, positive(w)?])),
+            Some(_) => Err(format!("{v} is not n or [h, w]")),
+            None => positive(v).map(|k| [k, k]),
+        };
+        pair.map_err(|why| self.err(key, why))
+    }
+
+    /// `padding`: `valid` (Keras' default) or `same`.
+    fn padding(&mut self) -> Result<Padding> {
+        match self.get("padding") {
+            None => Ok(Padding::Valid),
+            Some(Value::String(p)) if p == "valid" => Ok(Padding::Valid),
+            Some(Value::String(p)) if p == "same" => Ok(Padding::Same),
+            Some(v) => Err(self.err("padding", format!("{v} is not supported (valid or same)"))),
+        }
+    }
+
+    /// `data_format`: channels-last (or unset: Keras' default) only.
+    fn channels_last(&mut self) -> Result<()> {
+        match self.value("data_format") {
+            None => Ok(()),
+            Some(Value::String(f)) if f == "channels_last" => Ok(()),
+            Some(v) => Err(self.err(
+                "data_format",
+                format!("{v} is not supported: the feature maps are channels_last (NHWC)"),
+            )),
+        }
+    }
+
+    /// An activation field: none, a ReLU, a separate layer, or the loss's softmax (last).
+    fn activation(&mut self, key: &'static str, last: bool) -> Result<Option<LayerSpec>> {
+        let name = match self.get(key) {
+            None | Some(Value::Null) => "linear",
+            Some(Value::String(s)) => s.as_str(),
+            Some(v) => return Err(self.err(key, format!("{v} is not a built-in activation name"))),
+        };
+        Ok(match name {
+            "linear" => None,
+            "softmax" if last => None,
+            "relu" => Some(LayerSpec::Relu),
+            "sigmoid" => Some(LayerSpec::Activation(Activation::Sigmoid)),
+            "tanh" => Some(LayerSpec::Activation(Activation::Tanh)),
+            "softmax" => {
+                return Err(self.err(
+                    key,
+                    "softmax is supported only on the last layer (the loss's)".into(),
+                ))
+            }
+            other => {
+                return Err(self.err(
+                    key,
+                    format!(
+                        "{other:?} is not supported (linear, relu, sigmoid, tanh, softmax last)"
+                    ),
+                ))
+            }
+        })
+    }
+
+    /// An initializer field that must be `want` (`GlorotUniform`, `Zeros`, `Ones`): this
+    /// crate's initial values. Its seed is this crate's own.
+    fn initializer(&mut self, key: &'static str, want: &str) -> Result<()> {
+        let Some(v) = self.get(key) else {
+            return Ok(());
+        };
+        let snake = match want {
+            "GlorotUniform" => "glorot_uniform",
+            "Zeros" => "zeros",
+            _ => "ones",
+        };
+        let ok = match v {
+            Value::String(s) => s == want || s == snake,
+            Value::Object(o) => {
+                let class = o.get("class_name").and_then(Value::as_str);
+                // Every option unset, but a random initializer's seed.
+                let config_ok = match o.get("config") {
+                    None | Some(Value::Null) => true,
+                    Some(Value::Object(c)) => c.iter().all(|(k, v)| {
+                        v.is_null() || (k == "seed" && v.is_i64() && want == "GlorotUniform")
+                    }),
+                    Some(_) => false,
+                };
+                (class == Some(want) || class == Some(snake))
+                    && matches!(o.get("registered_name"), None | Some(Value::Null))
+                    && config_ok
+            }
+            _ => false,
+        };
+        if !ok {
+            return Err(self.err(
+                key,
+                format!("{v} is not supported: only {want} (this crate's initial values)"),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The fields of every layer: name (read), trainable, dtype, autocast.
+    fn common(&mut self) -> Result<()> {
+        self.flag_is("trainable", true, "a frozen layer")?;
+        if let Some(v) = self.get("dtype") {
+            dtype_ok(v).map_err(|why| self.err("dtype", why))?;
+        }
+        // Mixed precision only: with float32 it changes nothing.
+        self.flag("autocast", true)?;
+        Ok(())
+    }
+
+    /// A weighted layer's regularizers, constraints and adapters: none supported.
+    fn no_extras(&mut self, keys: &[&'static str]) -> Result<()> {
+        for &k in keys {
+            self.unset(k, "a regularizer, constraint, LoRA or quantization option")?;
+        }
+        Ok(())
+    }
+
+    /// Refuses every field no handler read.
+    fn finish(self) -> Result<()> {
+        let Some(config) = self.config else {
+            return Ok(());
+        };
+        match config.keys().find(|k| !self.read.contains(k.as_str())) {
+            None => Ok(()),
+            Some(k) => Err(self.err(
+                k,
+                format!(
+                    "{} is not a field this importer knows; refused rather than ignored",
+                    config[k]
+                ),
+            )),
+        }
+    }
+}
+
+/// `Ok` for float32 (a string, a DTypePolicy or tf.keras' Policy), or unset.
+fn dtype_ok(v: &Value) -> std::result::Result<(), String> {
+    let name = match v {
+        Value::Null => return Ok(()),
+        Value::String(s) => Some(s.as_str()),
+        Value::Object(o) => {
+            let class = o.get("class_name").and_then(Value::as_str);
+            match class {
+                Some("DTypePolicy" | "FloatDTypePolicy" | "Policy") => {
+                    o.get("config").and_then(|c| c["name"].as_str())
+                }
+                _ => None,
+            }
+        }
+        _ => None,
+    };
+    match name {
+        Some("float32") => Ok(()),
+        _ => Err(format!("{v}: only float32 is supported")),
+    }
+}
+
+/// A positive integer.
+fn positive(v: &Value) -> std::result::Result<usize, String> {
+    match v.as_u64().and_then(|n| usize::try_from(n).ok()) {
+        Some(n) if n > 0 => Ok(n),
+        _ => Err(format!("{v} is not a positive integer")),
+    }
+}
+
+/// A JSON list as the user wrote it: `[null, 8, 8]`.
+fn list(dims: &[Value]) -> String {
+    let parts: Vec<String> = dims.iter().map(Value::to_string).collect();
+    format!("[{}]", parts.join(", "))
+}
+
+/// A batch shape `[batch, features]` or `[batch, h, w, c]` (batch: null or a count).
+fn input_shape(v: &Value) -> std::result::Result<Shape, String> {
+    let Some(all) = v.as_array() else {
+        return Err(format!("{v} is not a list [batch, ...]"));
+    };
+    let Some((batch, dims)) = all.split_first() else {
+        return Err("[] has no batch dimension and no sample shape".into());
+    };
+    if !batch.is_null() {
+        positive(batch).map_err(|why| format!("the batch size {why}"))?;
+    }
+    let d: Option<Vec<usize>> = dims.iter().map(|d| positive(d).ok()).collect();
+    match d.as_deref() {
+        Some(&[n]) => Ok(Shape::Flat(n)),
+        Some(&[h, w, c]) => Ok(Shape::image(h, w, c)),
+        _ => Err(format!(
+            "input shape {} is not [features] or [height, width, channels] of positive integers",
+            list(dims)
+        )),
+    }
+}
+
+/// The walk over the layers: the model's input shape, and the rank of the tensor between
+/// layers (2: vectors, 4: NHWC maps).
+struct Walk {
+    shape: Shape,
+    rank: usize,
+}
+
+impl Walk {
+    /// An input shape given on a layer (`key`): it must be the model's.
+    fn input(&self, f: &mut Fields, key: &'static str) -> Result<()> {
+        let Some(v) = f.value(key) else {
+            return Ok(());
+        };
+        let shape = input_shape(v).map_err(|why| f.err(key, why))?;
+        if shape != self.shape {
+            return Err(f.err(
+                key,
+                format!(
+                    "{shape} differs from the model's input shape {}",
+                    self.shape
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    fn layer(&mut self, f: &mut Fields, last: bool) -> Result<Vec<LayerSpec>> {
+        if f.config.is_none() {
+            return Err(f.err("config", "is missing".into()));
+        }
+        let class = f.class;
+        // Keras 3's InputLayer, and tf.keras' input shape on the first layer.
+        self.input(f, "batch_shape")?;
+        self.input(f, "batch_input_shape")?;
+        f.common()?;
+        if class == "InputLayer" {
+            if f.index != 0 {
+                return Err(f.err("class_name", "an InputLayer after the first layer".into()));
+            }
+            if f.value("batch_shape").is_none() && f.value("batch_input_shape").is_none() {
+                return Err(f.err("batch_shape", "is missing".into()));
+            }
+            f.flag_is("sparse", false, "sparse inputs")?;
+            f.flag_is("ragged", false, "ragged inputs")?;
+            f.flag_is("optional", false, "an optional input")?;
+            return Ok(Vec::new());
+        }
+        let mut out = Vec::new();
+        match class {
+            "Dense" => {
+                let units = f.count("units")?;
+                if !f.flag("use_bias", true)? {
+                    return Err(f.err(
+                        "use_bias",
+                        "false (a Dense layer without bias) is not supported".into(),
+                    ));
+                }
+                f.initializer("kernel_initializer", "GlorotUniform")?;
+                f.initializer("bias_initializer", "Zeros")?;
+                f.no_extras(&[
+                    "kernel_regularizer",
+                    "bias_regularizer",
+                    "activity_regularizer",
+                    "kernel_constraint",
+                    "bias_constraint",
+                    "lora_rank",
+                    "lora_alpha",
+                    "quantization_config",
+                ])?;
+                out.push(LayerSpec::Dense(units));
+                out.extend(f.activation("activation", last)?);
+                self.rank = 2;
+            }
+            "Conv2D" => {
+                f.channels_last()?;
+                let dilation = f.pair("dilation_rate", Some([1, 1]))?;
+                if dilation != [1, 1] {
+                    return Err(f.err(
+                        "dilation_rate",
+                        format!("{dilation:?}: dilated convolutions are not supported"),
+                    ));
+                }
+                if let Some(v) = f.value("groups") {
+                    if positive(v) != Ok(1) {
+                        return Err(f.err(
+                            "groups",
+                            format!("{v}: grouped convolutions are not supported"),
+                        ));
+                    }
+                }
+                let conv = Conv2D {
+                    filters: f.count("filters")?,
+                    kernel_size: f.pair("kernel_size", None)?,
+                    strides: f.pair("strides", Some([1, 1]))?,
+                    padding: f.padding()?,
+                    use_bias: f.flag("use_bias", true)?,
+                };
+                f.initializer("kernel_initializer", "GlorotUniform")?;
+                if conv.use_bias {
+                    f.initializer("bias_initializer", "Zeros")?;
+                } else {
+                    f.get("bias_initializer"); // no bias: nothing to initialize
+                }
+                f.no_extras(&[
+                    "kernel_regularizer",
+                    "bias_regularizer",
+                    "activity_regularizer",
+                    "kernel_constraint",
+                    "bias_constraint",
+                    "lora_rank",
+                    "lora_alpha",
+                    "quantization_config",
+                ])?;
+                out.push(LayerSpec::Conv2D(conv));
+                out.extend(f.activation("activation", last)?);
+                self.rank = 4;
+            }
+            "MaxPooling2D" | "AveragePooling2D" => {
+                f.channels_last()?;
+                let pool_size = f.pair("pool_size", Some([2, 2]))?;
+                let p = Pool2D {
+                    pool_size,
+                    // Keras: strides None means the pool size.
+                    strides: f.pair("strides", Some(pool_size))?,
+                    padding: f.padding()?,
+                };
+                out.push(if class == "MaxPooling2D" {
+                    LayerSpec::MaxPool2D(p)
+                } else {
+                    LayerSpec::AvgPool2D(p)
+                });
+                self.rank = 4;
+            }
+            "GlobalAveragePooling2D" => {
+                f.channels_last()?;
+                f.flag_is("keepdims", false, "a [1, 1, channels] map")?;
+                out.push(LayerSpec::GlobalAvgPool2D);
+                self.rank = 2;
+            }
+            "Flatten" => {
+                f.channels_last()?;
+                out.push(LayerSpec::Flatten);
+                self.rank = 2;
+            }
+            "BatchNormalization" => out.push(self.batch_norm(f)?),
+            "Activation" => {
+                if f.get("activation").is_none() {
+                    return Err(f.err("activation", "is missing".into()));
+                }
+                out.extend(f.activation("activation", last)?);
+            }
+            "ReLU" => {
+                if let Some(v) = f.value("max_value") {
+                    return Err(f.err("max_value", format!("{v} (a capped ReLU) is not supported")));
+                }
+                f.number_is("negative_slope", 0.0, "a leaky ReLU")?;
+                f.number_is("threshold", 0.0, "a shifted ReLU")?;
+                out.push(LayerSpec::Relu);
+            }
+            "Dropout" => {
+                let rate = f.number("rate", None)?;
+                if !(0.0..1.0).contains(&rate) {
+                    return Err(f.err("rate", format!("{rate} is not in [0, 1)")));
+                }
+                f.unset("noise_shape", "a noise shape (masks shared across axes)")?;
+                // Any seed: the masks are this crate's own draws.
+                if let Some(v) = f.value("seed") {
+                    if !v.is_i64() && !v.is_u64() {
+                        return Err(f.err("seed", format!("{v} is not an integer")));
+                    }
+                }
+                out.push(LayerSpec::Dropout(rate as f32));
+            }
+            other => {
+                return Err(f.err(
+                    "class_name",
+                    format!("layer kind {other} is not supported ({SUPPORTED} are)"),
+                ))
+            }
+        }
+        Ok(out)
+    }
+
+    fn batch_norm(&mut self, f: &mut Fields) -> Result<LayerSpec> {
+        // The channel axis: the last of a vector [batch, features] or of an NHWC map.
+        let last_axis = self.rank as i64 - 1;
+        if let Some(v) = f.value("axis") {
+            let axis = match v.as_array().map(Vec::as_slice) {
+                Some([a]) => a.as_i64(),
+                Some(_) => None,
+                None => v.as_i64(),
+            };
+            if !matches!(axis, Some(a) if a == -1 || a == last_axis) {
+                return Err(f.err(
+                    "axis",
+                    format!(
+                        "{v}: only the channel axis of this rank-{} tensor (-1 or {last_axis}) is supported",
+                        self.rank
+                    ),
+                ));
+            }
+        }
+        let epsilon = f.number("epsilon", Some(1e-3))?;
+        if !((epsilon as f32).is_finite() && epsilon as f32 > 0.0) {
+            return Err(f.err(
+                "epsilon",
+                format!("{epsilon} must be a positive number (in float32)"),
+            ));
+        }
+        let momentum = f.number("momentum", Some(0.99))?;
+        if !(0.0..=1.0).contains(&momentum) {
+            return Err(f.err("momentum", format!("{momentum} is not in [0, 1]")));
+        }
+        let center = f.flag("center", true)?;
+        let scale = f.flag("scale", true)?;
+        if center {
+            f.initializer("beta_initializer", "Zeros")?;
+        } else {
+            f.get("beta_initializer");
+        }
+        if scale {
+            f.initializer("gamma_initializer", "Ones")?;
+        } else {
+            f.get("gamma_initializer");
+        }
+        f.initializer("moving_mean_initializer", "Zeros")?;
+        f.initializer("moving_variance_initializer", "Ones")?;
+        f.no_extras(&[
+            "beta_regularizer",
+            "gamma_regularizer",
+            "beta_constraint",
+            "gamma_constraint",
+        ])?;
+        f.flag_is("synchronized", false, "synchronized batch norm")?;
+        if f.flag("renorm", false)? {
+            return Err(f.err(
+                "renorm",
+                "true (batch renormalization) is not supported".into(),
+            ));
+        }
+        // Unused without renorm, as in Keras.
+        f.get("renorm_clipping");
+        f.get("renorm_momentum");
+        f.unset("virtual_batch_size", "a virtual batch size")?;
+        f.unset("adjustment", "an adjustment function")?;
+        // tf.keras' choice of kernel, not of arithmetic.
+        if let Some(v) = f.value("fused") {
+            if !v.is_boolean() {
+                return Err(f.err("fused", format!("{v} is not true, false or null")));
+            }
+        }
+        let config = BatchNormConfig {
+            epsilon: epsilon as f32,
+            momentum: Some(momentum),
+            center,
+            scale,
+            ..BatchNormConfig::keras(1)
+        };
+        config
+            .validate()
+            .map_err(|e| f.err("config", e.to_string()))?;
+        Ok(if config == BatchNormConfig::keras(1) {
+            LayerSpec::BatchNorm
+        } else {
+            LayerSpec::BatchNormWith(config)
+        })
+    }
+}
