@@ -161,10 +161,10 @@ proptest! {
         std::fs::write(&pi, &images).unwrap();
         std::fs::write(&pl, &labels).unwrap();
         std::fs::write(&pc, &cifar).unwrap();
-        if let Ok(data) = Dataset::from_idx(&pi, &pl) {
+        if let Ok(data) = Dataset::from_idx(&pi, &pl, None) {
             prop_assert_eq!(data.x().len(), data.rows() * data.shape().len());
         }
-        if let Ok(data) = Dataset::from_cifar10(&[&pc]) {
+        if let Ok(data) = Dataset::from_cifar10(&[&pc], None) {
             prop_assert_eq!(data.features(), 3072);
         }
         let _ = Dataset::from_npy_images(&pi, &pl, None);

@@ -61,7 +61,7 @@ fn idx_files_plain_and_compressed() {
         let (i, l) = (d.join(format!("{name}-i")), d.join(format!("{name}-l")));
         std::fs::write(&i, imgs).unwrap();
         std::fs::write(&l, labs).unwrap();
-        let data = Dataset::from_idx(&i, &l).unwrap();
+        let data = Dataset::from_idx(&i, &l, None).unwrap();
         assert_eq!(data.shape(), Shape::image(2, 4, 1));
         assert_eq!(data.rows(), 3);
         assert_eq!(data.labels(), &[4, 0, 9]);
@@ -99,7 +99,7 @@ fn idx_files_plain_and_compressed() {
         let (i, l) = (d.join(format!("bad{k}-i")), d.join(format!("bad{k}-l")));
         std::fs::write(&i, imgs).unwrap();
         std::fs::write(&l, labs).unwrap();
-        let e = Dataset::from_idx(&i, &l).unwrap_err();
+        let e = Dataset::from_idx(&i, &l, None).unwrap_err();
         assert!(e.to_string().contains(want), "case {k}: {e}");
     }
 }
@@ -117,7 +117,7 @@ fn cifar_batches_become_channels_last() {
     two[3073] = 2;
     let p = d.join("data_batch_1.bin");
     std::fs::write(&p, &two).unwrap();
-    let data = Dataset::from_cifar10(&[&p, &p]).unwrap();
+    let data = Dataset::from_cifar10(&[&p, &p], None).unwrap();
     assert_eq!(data.rows(), 4);
     assert_eq!(data.labels(), &[7, 2, 7, 2]);
     assert_eq!(data.shape(), Shape::image(32, 32, 3));
@@ -125,13 +125,13 @@ fn cifar_batches_become_channels_last() {
     assert_eq!(data.x()[3 * 3 + 2], (200.0 + 3.0) / 255.0);
     std::fs::write(&p, &two[..3000]).unwrap();
     assert!(matches!(
-        Dataset::from_cifar10(&[&p]),
+        Dataset::from_cifar10(&[&p], None),
         Err(DataError::Malformed { .. })
     ));
     two[0] = 10;
     std::fs::write(&p, &two).unwrap();
     assert!(matches!(
-        Dataset::from_cifar10(&[&p]),
+        Dataset::from_cifar10(&[&p], None),
         Err(DataError::LabelOutOfRange { .. })
     ));
 }

@@ -2,8 +2,9 @@
 //! format) and which network (the tutorial's dense or convolutional model, a layer string, or
 //! a Keras `to_json()` file).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
+use wgpu_batchnorm::nn::data::FileFormat;
 use wgpu_batchnorm::nn::{
     from_keras_json, parse_layers, tutorial_cnn, tutorial_layers, Dataset, LayerSpec, Shape,
 };
@@ -68,33 +69,77 @@ impl DataArgs {
         }
     }
 
+    /// The data file's format (from its content), with the flags that go with it checked.
+    fn format(&self) -> Result<Option<FileFormat>, Error> {
+        let Some(data) = self.data.as_deref().filter(|&d| d != "digits") else {
+            return Ok(None);
+        };
+        let first = data.split(',').next().unwrap_or(data);
+        let format = FileFormat::detect(Path::new(first))?;
+        if self.one_hot.is_some() && format != FileFormat::Csv {
+            return Err(format!("--one-hot is for CSV data; {data} is not CSV").into());
+        }
+        match (format, &self.labels) {
+            (FileFormat::Cifar10, Some(_)) => Err(format!(
+                "--labels: the CIFAR-10 batches {data} carry their labels (the first byte of each record); drop --labels"
+            )
+            .into()),
+            (FileFormat::Idx, None) => Err(format!(
+                "{data}: IDX images need --labels (the labels file, e.g. train-labels-idx1-ubyte.gz)"
+            )
+            .into()),
+            (FileFormat::Npy, None) => Err(format!(
+                "{data}: a .npy array needs --labels (integers [N] or one-hot [N, classes] in another .npy)"
+            )
+            .into()),
+            (FileFormat::Csv, Some(_)) => Err(format!(
+                "--labels is for .npy and IDX data; the CSV {data} carries its label in its last column(s)"
+            )
+            .into()),
+            _ => Ok(Some(format)),
+        }
+    }
+
+    fn files(&self) -> Vec<PathBuf> {
+        self.data
+            .as_deref()
+            .map_or_else(Vec::new, |d| d.split(',').map(PathBuf::from).collect())
+    }
+
+    /// The rows and per-sample shape the data's header declares, without loading it (`None`
+    /// for the embedded sets and CSV): what the model is checked against before a large file
+    /// is read.
+    pub fn peek(&self) -> Result<Option<(usize, Shape)>, Error> {
+        let Some(format) = self.format()? else {
+            return Ok(None);
+        };
+        let files = self.files();
+        let refs: Vec<&Path> = files.iter().map(|p| p.as_path()).collect();
+        Ok(format.peek(&refs)?)
+    }
+
     pub fn load(&self, seed: u64) -> Result<Dataset, Error> {
         let Some(data) = &self.data else {
             return Ok(Dataset::synthetic(1000, 20, seed));
         };
-        if data == "digits" {
+        let Some(format) = self.format()? else {
             return Ok(Dataset::digits());
-        }
+        };
+        let files = self.files();
         let path = PathBuf::from(data);
-        let name = data.to_ascii_lowercase();
-        Ok(match &self.labels {
-            _ if name.ends_with(".bin") => {
-                let files: Vec<PathBuf> = data.split(',').map(PathBuf::from).collect();
-                let refs: Vec<&std::path::Path> = files.iter().map(|p| p.as_path()).collect();
-                Dataset::from_cifar10(&refs)?
+        let (labels, classes) = (self.labels.as_deref(), self.classes);
+        Ok(match (format, labels) {
+            (FileFormat::Cifar10, _) => {
+                let refs: Vec<&Path> = files.iter().map(|p| p.as_path()).collect();
+                Dataset::from_cifar10(&refs, classes)?
             }
-            Some(labels) if name.contains("idx") || name.ends_with(".gz") => {
-                Dataset::from_idx(&path, labels)?
-            }
-            Some(labels) => match Dataset::from_npy(&path, labels, self.classes) {
-                Err(wgpu_batchnorm::nn::DataError::Npy { why, .. })
-                    if why.contains("must be 2-D") =>
-                {
-                    Dataset::from_npy_images(&path, labels, self.classes)?
-                }
-                other => other?,
+            (FileFormat::Idx, Some(labels)) => Dataset::from_idx(&path, labels, classes)?,
+            // Features [N, F] or images [N, H, W(, C)], by the header.
+            (FileFormat::Npy, Some(labels)) => match self.peek()? {
+                Some((_, Shape::Flat(_))) => Dataset::from_npy(&path, labels, classes)?,
+                _ => Dataset::from_npy_images(&path, labels, classes)?,
             },
-            None => Dataset::from_csv(&path, self.classes, self.one_hot)?,
+            _ => Dataset::from_csv(&path, classes, self.one_hot)?,
         })
     }
 }
@@ -148,8 +193,40 @@ impl ModelArgs {
         }
     }
 
+    /// The per-sample input the arguments declare without the data (`--input-shape`, or a
+    /// Keras file's input), if any.
+    fn declared_input(&self) -> Result<Option<Shape>, Error> {
+        if let Some(path) = &self.model_json {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| format!("--model-json {}: {e}", path.display()))?;
+            return Ok(Some(from_keras_json(&text)?.0));
+        }
+        self.image_shape()
+    }
+
+    /// Checks a declared input against the data's per-sample shape (from the data file's
+    /// header, before it is loaded).
+    pub fn check_input(&self, data: Shape) -> Result<(), Error> {
+        match self.declared_input()? {
+            Some(model) if data.checked_len() != model.checked_len() => Err(format!(
+                "the data has {} values per sample {data}, the model takes {} {model}",
+                data.len(),
+                model.len()
+            )
+            .into()),
+            Some(model) => same_images(data, model),
+            None => Ok(()),
+        }
+    }
+
     /// The input shape and layers of one run (`bn`: with or without batch norm).
     pub fn network(&self, data: &Dataset, bn: bool) -> Result<(Shape, Vec<LayerSpec>), Error> {
+        let (input, layers) = self.build(data, bn)?;
+        same_images(data.shape(), input)?;
+        Ok((input, layers))
+    }
+
+    fn build(&self, data: &Dataset, bn: bool) -> Result<(Shape, Vec<LayerSpec>), Error> {
         let classes = data.classes().max(2);
         let image = self.image_shape()?.unwrap_or(data.shape());
         let without_bn = |layers: Vec<LayerSpec>| -> Vec<LayerSpec> {
@@ -181,5 +258,16 @@ impl ModelArgs {
             Shape::Flat(data.features()),
             tutorial_layers(bn, self.hidden, classes),
         ))
+    }
+}
+
+/// Images must match a model's image input exactly: the same values in another arrangement
+/// are other images (flat data may be read as images of its size, and images as vectors).
+fn same_images(data: Shape, model: Shape) -> Result<(), Error> {
+    match (data, model) {
+        (Shape::Image { .. }, Shape::Image { .. }) if data != model => {
+            Err(format!("the data's images are {data}, the model takes images {model}").into())
+        }
+        _ => Ok(()),
     }
 }

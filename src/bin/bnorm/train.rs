@@ -172,6 +172,8 @@ fn cpu_fit<T: Float>(
     val: Option<&Dataset>,
     tick: impl FnMut(usize, &History),
 ) -> Result<(History, f64, Vec<Weight>), Box<dyn std::error::Error>> {
+    // Refused before the parameters are allocated, not after.
+    CpuNetwork::<T>::check_memory(input, layers, options.batch_size.min(data.rows()))?;
     let mut model = CpuNetwork::<T>::new(input, layers, seed, optimizer)?;
     let t = Instant::now();
     let h = model.fit(data, options, val, tick)?;
@@ -240,6 +242,10 @@ pub fn run_cli(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     let leader = comm.as_ref().is_none_or(|c| c.rank() == 0);
     if !leader {
         crate::quiet();
+    }
+    // The model against the data's header before a large file is read.
+    if let Some((_, shape)) = args.data.peek()? {
+        args.model.check_input(shape)?;
     }
     let all = args.data.load(args.seed)?;
     let cnn = args.model.is_cnn(&all);
