@@ -387,3 +387,20 @@ fn files_from_other_tools_load() {
     let e = Dataset::from_npy(&px, &py, None).unwrap_err().to_string();
     assert!(e.contains("cannot hold"), "{e}");
 }
+
+/// The CLI's validation split keeps one copy of the data (the training rows reuse the loaded
+/// buffer; `split_validation` copies both parts): both give the same parts and refusals.
+#[test]
+fn the_consuming_validation_split_equals_the_copying_one() {
+    let data = Dataset::synthetic(101, 7, 5);
+    for fraction in [0.2, 0.5, 0.01, 0.99] {
+        let copied = data.split_validation(fraction).unwrap();
+        let moved = data.clone().into_validation_split(fraction).unwrap();
+        assert_eq!(copied, moved, "{fraction}");
+    }
+    for fraction in [0.0, 1.0, 0.001, f64::NAN] {
+        let a = data.split_validation(fraction).unwrap_err().to_string();
+        let b = data.clone().into_validation_split(fraction).unwrap_err();
+        assert_eq!(a, b.to_string(), "{fraction}");
+    }
+}

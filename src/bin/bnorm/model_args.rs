@@ -19,13 +19,15 @@ pub struct DataArgs {
     /// separated). Default: the embedded synthetic 1000 x 20 set.
     #[arg(long)]
     pub data: Option<String>,
-    /// Labels for --data X.npy (integers `[N]` or one-hot `[N, classes]`) or an IDX images file.
+    /// Labels for --data X.npy (integers `[N]` or one-hot `[N, classes]`) or an IDX images
+    /// file (CIFAR-10 batches and CSV carry their own).
     #[arg(long)]
     pub labels: Option<PathBuf>,
     /// CSV with a one-hot label in its last K columns.
     #[arg(long)]
     pub one_hot: Option<usize>,
-    /// Number of classes (default: from the labels).
+    /// Number of classes, for every format: a label of this or more is an error (default:
+    /// 1 + the largest label; 10 for CIFAR-10).
     #[arg(long)]
     pub classes: Option<usize>,
 }
@@ -74,8 +76,8 @@ impl DataArgs {
         let Some(data) = self.data.as_deref().filter(|&d| d != "digits") else {
             return Ok(None);
         };
-        let first = data.split(',').next().unwrap_or(data);
-        let format = FileFormat::detect(Path::new(first))?;
+        let files = self.files();
+        let format = FileFormat::detect(files.first().map_or(Path::new(data), |p| p.as_path()))?;
         if self.one_hot.is_some() && format != FileFormat::Csv {
             return Err(format!("--one-hot is for CSV data; {data} is not CSV").into());
         }
@@ -100,16 +102,28 @@ impl DataArgs {
         }
     }
 
+    /// The files of --data: comma-separated CIFAR-10 batches, or one file.
     fn files(&self) -> Vec<PathBuf> {
-        self.data
-            .as_deref()
-            .map_or_else(Vec::new, |d| d.split(',').map(PathBuf::from).collect())
+        match self.data.as_deref() {
+            Some(d) if d.to_ascii_lowercase().ends_with(".bin") => {
+                d.split(',').map(PathBuf::from).collect()
+            }
+            d => d.map(PathBuf::from).into_iter().collect(),
+        }
+    }
+
+    /// The data, its header first checked against the model's declared input, so that a
+    /// model that cannot read it is refused before a large file is read.
+    pub fn load_for(&self, model: &ModelArgs, seed: u64) -> Result<Dataset, Error> {
+        if let Some((_, shape)) = self.peek()? {
+            model.check_input(shape)?;
+        }
+        self.load(seed)
     }
 
     /// The rows and per-sample shape the data's header declares, without loading it (`None`
-    /// for the embedded sets and CSV): what the model is checked against before a large file
-    /// is read.
-    pub fn peek(&self) -> Result<Option<(usize, Shape)>, Error> {
+    /// for the embedded sets and CSV).
+    fn peek(&self) -> Result<Option<(usize, Shape)>, Error> {
         let Some(format) = self.format()? else {
             return Ok(None);
         };
@@ -118,7 +132,7 @@ impl DataArgs {
         Ok(format.peek(&refs)?)
     }
 
-    pub fn load(&self, seed: u64) -> Result<Dataset, Error> {
+    fn load(&self, seed: u64) -> Result<Dataset, Error> {
         let Some(data) = &self.data else {
             return Ok(Dataset::synthetic(1000, 20, seed));
         };
@@ -206,7 +220,7 @@ impl ModelArgs {
 
     /// Checks a declared input against the data's per-sample shape (from the data file's
     /// header, before it is loaded).
-    pub fn check_input(&self, data: Shape) -> Result<(), Error> {
+    fn check_input(&self, data: Shape) -> Result<(), Error> {
         match self.declared_input()? {
             Some(model) if data.checked_len() != model.checked_len() => Err(format!(
                 "the data has {} values per sample {data}, the model takes {} {model}",

@@ -243,11 +243,7 @@ pub fn run_cli(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     if !leader {
         crate::quiet();
     }
-    // The model against the data's header before a large file is read.
-    if let Some((_, shape)) = args.data.peek()? {
-        args.model.check_input(shape)?;
-    }
-    let all = args.data.load(args.seed)?;
+    let all = args.data.load_for(&args.model, args.seed)?;
     let cnn = args.model.is_cnn(&all);
     let plan = Plan {
         epochs: args.epochs.unwrap_or(if cnn { 10 } else { 5 }),
@@ -255,7 +251,7 @@ pub fn run_cli(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         validation_split: args.validation_split.unwrap_or(if cnn { 0.2 } else { 0.0 }),
     };
     let (data, val) = if plan.validation_split > 0.0 {
-        let (a, b) = all.split_validation(plan.validation_split)?;
+        let (a, b) = all.into_validation_split(plan.validation_split)?;
         (a, Some(b))
     } else {
         (all, None)

@@ -243,6 +243,33 @@ impl Dataset {
     /// Splits off the last `fraction` of the rows for validation (Keras' `validation_split`),
     /// refusing a fraction outside (0, 1) or one that leaves either part empty.
     pub fn split_validation(&self, fraction: f64) -> Result<(Dataset, Dataset), DataError> {
+        let train = self.training_rows(fraction)?;
+        self.split(train)
+            .ok_or_else(|| DataError::Invalid("the split leaves a part empty".into()))
+    }
+
+    /// As [`Dataset::split_validation`], reusing this data set's memory for the training
+    /// rows: only the validation rows are copied (a large data set is not held twice).
+    pub fn into_validation_split(mut self, fraction: f64) -> Result<(Dataset, Dataset), DataError> {
+        let train = self.training_rows(fraction)?;
+        let at = train * self.features;
+        let mut x = buffer::<f32>(MEMORY, "the validation rows", self.x.len() - at)?;
+        x.extend_from_slice(&self.x[at..]);
+        self.x.truncate(at);
+        let labels = self.labels.split_off(train);
+        let validation = Dataset {
+            x,
+            labels,
+            features: self.features,
+            classes: self.classes,
+            shape: self.shape,
+        };
+        Ok((self, validation))
+    }
+
+    /// The rows a validation split of `fraction` leaves for training, refusing a fraction
+    /// outside (0, 1) or one that leaves either part empty.
+    fn training_rows(&self, fraction: f64) -> Result<usize, DataError> {
         if !(fraction > 0.0 && fraction < 1.0) {
             return Err(DataError::Invalid(format!(
                 "the validation split must lie strictly between 0 and 1, got {fraction}"
@@ -250,13 +277,14 @@ impl Dataset {
         }
         let rows = self.rows();
         let train = ((1.0 - fraction) * rows as f64).round() as usize;
-        self.split(train).ok_or_else(|| {
-            DataError::Invalid(format!(
+        if train == 0 || train >= rows {
+            return Err(DataError::Invalid(format!(
                 "a validation split of {fraction} of {rows} rows leaves {} training and {} validation rows; both need at least one",
                 train.min(rows),
                 rows - train.min(rows)
-            ))
-        })
+            )));
+        }
+        Ok(train)
     }
 
     /// The embedded data set: `rows` × `features`, 3 classes, deterministic for a seed.
