@@ -142,6 +142,158 @@ fn npy_files_load_and_fail_clearly() {
         Dataset::from_npy(&x, &y, None),
         Err(DataError::Npy { .. })
     ));
+    // A NaN feature is reported against the features file (it named the labels file).
+    std::fs::write(&y, write_npy_f32(&[3], &[0.0, 1.0, 1.0]).unwrap()).unwrap();
+    std::fs::write(
+        &x,
+        write_npy_f32(&[3, 2], &[1.0, 2.0, 3.0, f32::NAN, 5.0, 6.0]).unwrap(),
+    )
+    .unwrap();
+    let e = Dataset::from_npy(&x, &y, None).unwrap_err();
+    assert!(
+        matches!(&e, DataError::NonFinite { path, row: 1, column: 1, .. } if path.ends_with("x.npy")),
+        "{e}"
+    );
+    // One-hot labels must agree with the classes asked for.
+    std::fs::write(&x, write_npy_f32(&[3, 2], &[1.0; 6]).unwrap()).unwrap();
+    std::fs::write(
+        &y,
+        write_npy_f32(&[3, 2], &[0.0, 1.0, 1.0, 0.0, 0.0, 1.0]).unwrap(),
+    )
+    .unwrap();
+    assert!(Dataset::from_npy(&x, &y, Some(2)).is_ok());
+    assert!(Dataset::from_npy(&x, &y, Some(3)).is_err());
+}
+
+/// `bnorm train` with data flags that do not fit the data: each refused in words naming the
+/// file (IDX images without labels gave a CSV UTF-8 error; `--labels` with CIFAR and
+/// `--classes` with IDX were ignored; a `[8, 8, 1]` model silently read `[4, 16, 1]` images).
+#[test]
+fn bnorm_train_refuses_data_flags_that_do_not_fit() {
+    let d = dir("flags");
+    let idx = |dims: &[u32], data: &[u8]| {
+        let mut b = vec![0, 0, 8, dims.len() as u8];
+        for v in dims {
+            b.extend_from_slice(&v.to_be_bytes());
+        }
+        b.extend_from_slice(data);
+        b
+    };
+    let images = d.join("train-images-idx3-ubyte");
+    std::fs::write(&images, idx(&[3, 2, 4], &[7; 24])).unwrap();
+    let labels = d.join("train-labels-idx1-ubyte");
+    std::fs::write(&labels, idx(&[3], &[1, 12, 3])).unwrap();
+    let cifar = d.join("data_batch_1.bin");
+    std::fs::write(&cifar, [vec![3u8], vec![0; 3072]].concat()).unwrap();
+    let npy_images = d.join("x416.npy");
+    std::fs::write(
+        &npy_images,
+        write_npy_f32(&[2, 4, 16, 1], &[0.5; 128]).unwrap(),
+    )
+    .unwrap();
+    let npy_labels = d.join("y.npy");
+    std::fs::write(&npy_labels, write_npy_f32(&[3], &[0.0, 1.0, 1.0]).unwrap()).unwrap();
+    let s = |p: &Path| p.to_str().unwrap().to_string();
+    let cases: Vec<(Vec<String>, Vec<&str>)> = vec![
+        (
+            vec!["--data".into(), s(&images)],
+            vec!["train-images-idx3-ubyte", "IDX images need --labels"],
+        ),
+        (
+            vec!["--data".into(), s(&npy_images)],
+            vec!["x416.npy", "needs --labels"],
+        ),
+        (
+            vec!["--data".into(), s(&cifar), "--labels".into(), s(&labels)],
+            vec!["data_batch_1.bin", "carry their labels"],
+        ),
+        (
+            vec!["--data".into(), s(&cifar), "--classes".into(), "2".into()],
+            vec!["data_batch_1.bin", "row 0", "out of range"],
+        ),
+        (
+            vec![
+                "--data".into(),
+                s(&images),
+                "--labels".into(),
+                s(&labels),
+                "--classes".into(),
+                "10".into(),
+            ],
+            vec!["train-labels-idx1-ubyte", "row 1", "out of range"],
+        ),
+        // The header is checked against the model before the file is read (its labels,
+        // 3 rows for 2 images, are never looked at).
+        (
+            vec![
+                "--data".into(),
+                s(&npy_images),
+                "--labels".into(),
+                s(&npy_labels),
+                "--input-shape".into(),
+                "8,8,1".into(),
+            ],
+            vec!["(None, 4, 16, 1)", "the model takes images (None, 8, 8, 1)"],
+        ),
+        (
+            vec![
+                "--data".into(),
+                "digits".into(),
+                "--input-shape".into(),
+                "4,16,1".into(),
+            ],
+            vec!["the model takes images (None, 4, 16, 1)"],
+        ),
+    ];
+    for (args, says) in cases {
+        let out = Command::new(env!("CARGO_BIN_EXE_bnorm"))
+            .args(["train", "--device", "cpu", "--epochs", "1"])
+            .args(&args)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {err}");
+        for want in says {
+            assert!(
+                err.contains(want),
+                "{args:?}: stderr does not say {want:?}:\n{err}"
+            );
+        }
+        assert!(
+            !err.contains("UTF-8") && !err.contains("panicked"),
+            "{args:?}: {err}"
+        );
+        assert!(
+            !String::from_utf8_lossy(&out.stdout).contains("Epoch"),
+            "{args:?} trained"
+        );
+    }
+    // Within range, the classes asked for are the classes trained.
+    std::fs::write(&labels, idx(&[3], &[1, 2, 3])).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_bnorm"))
+        .args([
+            "train",
+            "--device",
+            "cpu",
+            "--epochs",
+            "1",
+            "--validation-split",
+            "0",
+        ])
+        .arg("--data")
+        .arg(&images)
+        .arg("--labels")
+        .arg(&labels)
+        .args(["--classes", "10", "--model", "dense"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("x 10 classes"), "{text}");
 }
 
 #[test]
@@ -234,4 +386,21 @@ fn files_from_other_tools_load() {
     std::fs::write(&px, npy("<f4", "(4000000000, 4000000000)", &x)).unwrap();
     let e = Dataset::from_npy(&px, &py, None).unwrap_err().to_string();
     assert!(e.contains("cannot hold"), "{e}");
+}
+
+/// The CLI's validation split keeps one copy of the data (the training rows reuse the loaded
+/// buffer; `split_validation` copies both parts): both give the same parts and refusals.
+#[test]
+fn the_consuming_validation_split_equals_the_copying_one() {
+    let data = Dataset::synthetic(101, 7, 5);
+    for fraction in [0.2, 0.5, 0.01, 0.99] {
+        let copied = data.split_validation(fraction).unwrap();
+        let moved = data.clone().into_validation_split(fraction).unwrap();
+        assert_eq!(copied, moved, "{fraction}");
+    }
+    for fraction in [0.0, 1.0, 0.001, f64::NAN] {
+        let a = data.split_validation(fraction).unwrap_err().to_string();
+        let b = data.clone().into_validation_split(fraction).unwrap_err();
+        assert_eq!(a, b.to_string(), "{fraction}");
+    }
 }

@@ -113,6 +113,13 @@ proptest! {
                 prop_assert_eq!(data.x().len(), data.rows() * data.features());
             }
         }
+        // With classes asked for: every label within them, or an error.
+        for k in [1, 3] {
+            if let Ok(data) = Dataset::from_npy(&px, &py, Some(k)) {
+                prop_assert_eq!(data.classes(), k);
+                prop_assert!(data.labels().iter().all(|&l| (l as usize) < k));
+            }
+        }
     }
 }
 
@@ -155,19 +162,80 @@ proptest! {
     #![proptest_config(ProptestConfig { cases: cases(64), failure_persistence: None, ..ProptestConfig::default() })]
 
     #[test]
-    fn image_readers_never_panic(images in idx_bytes(), labels in idx_bytes(), cifar in prop::collection::vec(any::<u8>(), 0..7000)) {
+    fn image_readers_never_panic(
+        images in idx_bytes(),
+        labels in idx_bytes(),
+        cifar in prop::collection::vec(any::<u8>(), 0..7000),
+        classes in prop::option::of(0usize..12),
+    ) {
         let d = scratch("images");
         let (pi, pl, pc) = (d.join("i"), d.join("l"), d.join("c.bin"));
         std::fs::write(&pi, &images).unwrap();
         std::fs::write(&pl, &labels).unwrap();
         std::fs::write(&pc, &cifar).unwrap();
-        if let Ok(data) = Dataset::from_idx(&pi, &pl) {
+        // What loads is the file whole, its labels within the classes asked for.
+        let whole = |bytes: &[u8], data: &Dataset, per_row: usize| {
+            bytes.starts_with(&[0x1f, 0x8b])
+                || bytes.len() == 4 + 4 * bytes[3] as usize + data.rows() * per_row
+        };
+        let within = |data: &Dataset| {
+            classes.is_none_or(|k| data.classes() == k)
+                && data.labels().iter().all(|&l| (l as usize) < data.classes())
+        };
+        if let Ok(data) = Dataset::from_idx(&pi, &pl, classes) {
             prop_assert_eq!(data.x().len(), data.rows() * data.shape().len());
+            prop_assert!(whole(&images, &data, data.features()));
+            prop_assert!(whole(&labels, &data, 1));
+            prop_assert!(within(&data));
         }
-        if let Ok(data) = Dataset::from_cifar10(&[&pc]) {
+        if let Ok(data) = Dataset::from_cifar10(&[&pc], classes) {
             prop_assert_eq!(data.features(), 3072);
+            prop_assert_eq!(cifar.len(), data.rows() * 3073);
+            prop_assert!(classes.is_some() || data.classes() == 10);
+            prop_assert!(within(&data));
         }
-        let _ = Dataset::from_npy_images(&pi, &pl, None);
+        let _ = Dataset::from_npy_images(&pi, &pl, classes);
+    }
+
+    /// Raw IDX images and labels with random labels and bytes appended: loaded only with
+    /// nothing appended and every label below the classes asked for.
+    #[test]
+    fn idx_files_are_read_whole_and_labels_within_the_classes(
+        rows in 1u32..5,
+        label_values in prop::collection::vec(any::<u8>(), 5),
+        tail in prop::collection::vec(any::<u8>(), 0..3),
+        tail_in_labels in any::<bool>(),
+        classes in prop::option::of(1usize..300),
+    ) {
+        let d = scratch("idx-whole");
+        let idx = |dims: &[u32], data: &[u8]| {
+            let mut b = vec![0, 0, 8, dims.len() as u8];
+            for v in dims {
+                b.extend_from_slice(&v.to_be_bytes());
+            }
+            b.extend_from_slice(data);
+            b
+        };
+        let n = rows as usize;
+        let mut images = idx(&[rows, 2, 2], &vec![9; n * 4]);
+        let mut labels = idx(&[rows], &label_values[..n]);
+        if tail_in_labels { &mut labels } else { &mut images }.extend_from_slice(&tail);
+        let (pi, pl) = (d.join("i"), d.join("l"));
+        std::fs::write(&pi, &images).unwrap();
+        std::fs::write(&pl, &labels).unwrap();
+        let max = *label_values[..n].iter().max().unwrap() as usize;
+        let fits = classes.is_none_or(|k| max < k);
+        match Dataset::from_idx(&pi, &pl, classes) {
+            Ok(data) => {
+                prop_assert!(tail.is_empty() && fits);
+                prop_assert_eq!(data.classes(), classes.unwrap_or(max + 1));
+            }
+            Err(e) => {
+                prop_assert!(!tail.is_empty() || !fits, "{}", e);
+                let s = e.to_string();
+                prop_assert!(s.contains("follow") || s.contains("out of range"), "{}", s);
+            }
+        }
     }
 
     /// Layer strings from a soup of tokens, and Keras JSON documents with fields changed:

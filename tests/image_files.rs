@@ -61,7 +61,7 @@ fn idx_files_plain_and_compressed() {
         let (i, l) = (d.join(format!("{name}-i")), d.join(format!("{name}-l")));
         std::fs::write(&i, imgs).unwrap();
         std::fs::write(&l, labs).unwrap();
-        let data = Dataset::from_idx(&i, &l).unwrap();
+        let data = Dataset::from_idx(&i, &l, None).unwrap();
         assert_eq!(data.shape(), Shape::image(2, 4, 1));
         assert_eq!(data.rows(), 3);
         assert_eq!(data.labels(), &[4, 0, 9]);
@@ -99,7 +99,7 @@ fn idx_files_plain_and_compressed() {
         let (i, l) = (d.join(format!("bad{k}-i")), d.join(format!("bad{k}-l")));
         std::fs::write(&i, imgs).unwrap();
         std::fs::write(&l, labs).unwrap();
-        let e = Dataset::from_idx(&i, &l).unwrap_err();
+        let e = Dataset::from_idx(&i, &l, None).unwrap_err();
         assert!(e.to_string().contains(want), "case {k}: {e}");
     }
 }
@@ -117,7 +117,7 @@ fn cifar_batches_become_channels_last() {
     two[3073] = 2;
     let p = d.join("data_batch_1.bin");
     std::fs::write(&p, &two).unwrap();
-    let data = Dataset::from_cifar10(&[&p, &p]).unwrap();
+    let data = Dataset::from_cifar10(&[&p, &p], None).unwrap();
     assert_eq!(data.rows(), 4);
     assert_eq!(data.labels(), &[7, 2, 7, 2]);
     assert_eq!(data.shape(), Shape::image(32, 32, 3));
@@ -125,13 +125,13 @@ fn cifar_batches_become_channels_last() {
     assert_eq!(data.x()[3 * 3 + 2], (200.0 + 3.0) / 255.0);
     std::fs::write(&p, &two[..3000]).unwrap();
     assert!(matches!(
-        Dataset::from_cifar10(&[&p]),
+        Dataset::from_cifar10(&[&p], None),
         Err(DataError::Malformed { .. })
     ));
     two[0] = 10;
     std::fs::write(&p, &two).unwrap();
     assert!(matches!(
-        Dataset::from_cifar10(&[&p]),
+        Dataset::from_cifar10(&[&p], None),
         Err(DataError::LabelOutOfRange { .. })
     ));
 }
@@ -157,4 +157,183 @@ fn npy_image_arrays() {
         .unwrap_err()
         .to_string()
         .contains("labels must be [3]"));
+}
+
+/// `--classes` is honoured by every reader (a label 12 with 10 classes trained 13 before),
+/// each file is validated whole (trailing bytes were accepted), and a corrupt gzip body is
+/// said to be one (it was "bad magic").
+#[test]
+fn idx_and_cifar_honour_the_classes_and_are_read_whole() {
+    let d = dir();
+    let pixels: Vec<u8> = (0..3 * 2 * 4).map(|i| (i * 10) as u8).collect();
+    let (i, l) = (d.join("c-images"), d.join("c-labels"));
+    std::fs::write(&i, idx(&[3, 2, 4], &pixels)).unwrap();
+    std::fs::write(&l, idx(&[3], &[4, 12, 9])).unwrap();
+    let e = Dataset::from_idx(&i, &l, Some(10)).unwrap_err();
+    assert!(
+        matches!(
+            e,
+            DataError::LabelOutOfRange {
+                row: 1,
+                classes: 10,
+                ..
+            }
+        ),
+        "{e}"
+    );
+    let msg = e.to_string();
+    assert!(
+        msg.contains("c-labels") && msg.contains("out of range"),
+        "{msg}"
+    );
+    assert_eq!(Dataset::from_idx(&i, &l, None).unwrap().classes(), 13);
+    assert_eq!(Dataset::from_idx(&i, &l, Some(20)).unwrap().classes(), 20);
+    assert!(Dataset::from_idx(&i, &l, Some(0)).is_err());
+    // Trailing bytes, raw or inside the compressed stream, in either file.
+    let mut long = idx(&[3, 2, 4], &pixels);
+    long.extend_from_slice(&[1, 2]);
+    let labels = idx(&[3], &[4, 1, 9]);
+    let mut long_labels = labels.clone();
+    long_labels.push(0);
+    for (k, (imgs, labs, bad)) in [
+        (long.clone(), labels.clone(), &i),
+        (gz(&long), labels.clone(), &i),
+        (idx(&[3, 2, 4], &pixels), long_labels, &l),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        std::fs::write(&i, imgs).unwrap();
+        std::fs::write(&l, labs).unwrap();
+        let e = Dataset::from_idx(&i, &l, None).unwrap_err().to_string();
+        assert!(
+            e.contains("follow") && e.starts_with(&bad.display().to_string()),
+            "case {k}: {e}"
+        );
+    }
+    // A gzip file whose compressed body is damaged.
+    let mut body = gz(&idx(&[3, 2, 4], &pixels).repeat(40));
+    for b in &mut body[15..30] {
+        *b ^= 0x5a;
+    }
+    std::fs::write(&i, body).unwrap();
+    std::fs::write(&l, &labels).unwrap();
+    let e = Dataset::from_idx(&i, &l, None).unwrap_err().to_string();
+    assert!(
+        e.contains("gzip data is corrupt") && e.contains("c-images"),
+        "{e}"
+    );
+    // CIFAR: labels checked against the classes asked for; 10 by default.
+    let mut rec = vec![7u8];
+    rec.extend(std::iter::repeat_n(0, 3072));
+    let p = d.join("classes_batch.bin");
+    std::fs::write(&p, &rec).unwrap();
+    let e = Dataset::from_cifar10(&[&p], Some(5)).unwrap_err();
+    assert!(
+        matches!(
+            e,
+            DataError::LabelOutOfRange {
+                row: 0,
+                classes: 5,
+                ..
+            }
+        ),
+        "{e}"
+    );
+    assert_eq!(
+        Dataset::from_cifar10(&[&p], Some(12)).unwrap().classes(),
+        12
+    );
+    assert_eq!(Dataset::from_cifar10(&[&p], None).unwrap().classes(), 10);
+}
+
+/// `.npy` images: an error about the images names the images file (a NaN pixel was reported
+/// against the labels file), labels take the one path every reader takes (one-hot `[N, k]`
+/// accepted, as the README says), and a label past any class count is out of range in a
+/// compact form (4e9 became a Dense(4000000001) layer; 1e300 was printed in 301 digits).
+#[test]
+fn npy_images_name_the_right_file_and_read_labels_as_features_do() {
+    let d = dir();
+    let mut x: Vec<f32> = (0..2 * 4 * 4).map(|i| i as f32 / 40.0).collect();
+    let (i, l) = (d.join("img_nan.npy"), d.join("lab.npy"));
+    x[16 + 13] = f32::NAN;
+    std::fs::write(&i, write_npy_f32(&[2, 4, 4], &x).unwrap()).unwrap();
+    std::fs::write(&l, write_npy_f32(&[2], &[0.0, 1.0]).unwrap()).unwrap();
+    let e = Dataset::from_npy_images(&i, &l, None).unwrap_err();
+    assert!(
+        matches!(
+            &e,
+            DataError::NonFinite { path, row: 1, column: 13, .. } if path.ends_with("img_nan.npy")
+        ),
+        "{e}"
+    );
+    x[16 + 13] = 0.5;
+    std::fs::write(&i, write_npy_f32(&[2, 4, 4], &x).unwrap()).unwrap();
+    std::fs::write(
+        &l,
+        write_npy_f32(&[2, 3], &[0.0, 0.0, 1.0, 1.0, 0.0, 0.0]).unwrap(),
+    )
+    .unwrap();
+    let data = Dataset::from_npy_images(&i, &l, None).unwrap();
+    assert_eq!(data.labels(), &[2, 0]);
+    assert_eq!(data.classes(), 3);
+    assert!(Dataset::from_npy_images(&i, &l, Some(4)).is_err());
+    std::fs::write(
+        &l,
+        write_npy_f32(&[2, 3], &[0.0, 1.0, 1.0, 1.0, 0.0, 0.0]).unwrap(),
+    )
+    .unwrap();
+    assert!(matches!(
+        Dataset::from_npy_images(&i, &l, None),
+        Err(DataError::BadOneHot { row: 0, .. })
+    ));
+    // Labels as f8, as numpy writes them for floats.
+    let f8 = |values: &[f64]| {
+        let mut header = format!(
+            "{{'descr': '<f8', 'fortran_order': False, 'shape': ({},), }}",
+            values.len()
+        );
+        while (10 + header.len() + 1) % 64 != 0 {
+            header.push(' ');
+        }
+        header.push('\n');
+        let mut b = b"\x93NUMPY\x01\x00".to_vec();
+        b.extend_from_slice(&(header.len() as u16).to_le_bytes());
+        b.extend_from_slice(header.as_bytes());
+        b.extend(values.iter().flat_map(|v| v.to_le_bytes()));
+        b
+    };
+    for (big, shown) in [(4e9, "4000000000"), (1e300, "1e300")] {
+        std::fs::write(&l, f8(&[0.0, big])).unwrap();
+        let e = Dataset::from_npy_images(&i, &l, None).unwrap_err();
+        let msg = e.to_string();
+        assert!(
+            matches!(e, DataError::TooManyClasses { row: 1, .. }),
+            "{msg}"
+        );
+        assert!(
+            msg.contains("lab.npy") && msg.contains("out of range"),
+            "{msg}"
+        );
+        assert!(msg.contains(&format!("label {shown} ")), "{msg}");
+        assert!(msg.len() < 200, "{msg}");
+    }
+    std::fs::write(&l, f8(&[0.0, 2.0])).unwrap();
+    assert!(matches!(
+        Dataset::from_npy_images(&i, &l, Some(2)),
+        Err(DataError::LabelOutOfRange {
+            row: 1,
+            classes: 2,
+            ..
+        })
+    ));
+    // Bytes after the array are refused: the file is validated whole.
+    let mut long = write_npy_f32(&[2, 4, 4], &x).unwrap();
+    long.extend_from_slice(&[0, 0, 0, 0]);
+    std::fs::write(&i, long).unwrap();
+    std::fs::write(&l, write_npy_f32(&[2], &[0.0, 1.0]).unwrap()).unwrap();
+    let e = Dataset::from_npy_images(&i, &l, None)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("img_nan.npy") && e.contains("follow"), "{e}");
 }

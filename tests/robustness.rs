@@ -108,14 +108,13 @@ fn huge_models_are_refused_before_allocating() {
         assert_eq!(cpu.to_string(), gpu.to_string());
         assert!(cpu.to_string().contains("at most"), "{cpu}");
     }
-    // The CSV route to the same: a label of 4e9 gives 4e9 + 1 classes, and the model refuses.
+    // The CSV route to the same: a label of 4e9 is out of range where it is read (it gave
+    // 4e9 + 1 classes, which the model then refused as a layer too large).
     let d = dir("label");
     let p = d.join("big.csv");
     std::fs::write(&p, "1,2,0\n3,4,4000000000\n").unwrap();
-    let data = Dataset::from_csv(&p, None, None).unwrap();
-    assert_eq!(data.classes(), 4_000_000_001);
-    let layers = tutorial_layers(true, 10, data.classes());
-    assert!(CpuModel::new(2, &layers, 0, Optimizer::default()).is_err());
+    let e = Dataset::from_csv(&p, None, None).unwrap_err().to_string();
+    assert!(e.contains("row 1: label 4000000000 is out of range"), "{e}");
     std::fs::remove_dir_all(&d).ok();
     // Shapes whose element count overflows say so in words.
     let e = Tensor::zeros(ctx(), &[1 << 32, 1 << 32, 3]).unwrap_err();

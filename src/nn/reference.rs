@@ -68,6 +68,44 @@ impl Float for f32 {
 }
 
 impl<T: Float> CpuNetwork<T> {
+    /// Refuses, before anything is allocated, a network whose parameters and one batch of
+    /// `rows` activations would not fit in the host memory available (what `new` and `fit`
+    /// allocate, checked at once).
+    pub fn check_memory(input: impl Into<Shape>, layers: &[LayerSpec], rows: usize) -> Result<()> {
+        let input = input.into();
+        let defs = registry::resolve(input, layers)?;
+        crate::memory::check_host_bytes(
+            "the model's parameters and one batch's activations",
+            Self::param_bytes(&defs).saturating_add(Self::activation_bytes(
+                input.len(),
+                &defs,
+                rows,
+            )),
+        )?;
+        Ok(())
+    }
+
+    /// Parameters, gradients and Adam's two moments.
+    fn param_bytes(defs: &[Box<dyn LayerDef>]) -> u64 {
+        let values: usize = defs
+            .iter()
+            .flat_map(|d| d.params())
+            .map(|p| p.len())
+            .fold(0, usize::saturating_add);
+        (values as u64).saturating_mul(4 * std::mem::size_of::<T>() as u64)
+    }
+
+    /// Activations, caches and gradients of one batch.
+    fn activation_bytes(input: usize, defs: &[Box<dyn LayerDef>], rows: usize) -> u64 {
+        let widths = defs
+            .iter()
+            .map(|d| d.output_width())
+            .fold(input, usize::saturating_add);
+        (rows as u64)
+            .saturating_mul(widths as u64)
+            .saturating_mul(4 * std::mem::size_of::<T>() as u64)
+    }
+
     /// The same network and initial weights as `Sequential::new` with the same arguments.
     pub fn new(
         input: impl Into<Shape>,
@@ -79,16 +117,7 @@ impl<T: Float> CpuNetwork<T> {
         let defs = registry::resolve(input_shape, layers)?;
         let input = input_shape.len();
         optimizer.validate()?;
-        // Parameters, gradients and Adam's two moments: refuse before allocating.
-        let values: usize = defs
-            .iter()
-            .flat_map(|d| d.params())
-            .map(|p| p.len())
-            .fold(0, usize::saturating_add);
-        crate::memory::check_host_bytes(
-            "the model's parameters",
-            (values as u64).saturating_mul(4 * std::mem::size_of::<T>() as u64),
-        )?;
+        crate::memory::check_host_bytes("the model's parameters", Self::param_bytes(&defs))?;
         let tensors = defs
             .iter()
             .zip(registry::names(&defs))
@@ -223,13 +252,10 @@ impl<T: Float> CpuNetwork<T> {
     ) -> Result<History> {
         options.validate()?;
         self.check(train)?;
-        // Activations, caches and gradients of one batch.
-        let widths: usize = self.input + self.defs.iter().map(|d| d.output_width()).sum::<usize>();
-        let rows = options.batch_size.min(train.rows()) as u64;
+        let rows = options.batch_size.min(train.rows());
         crate::memory::check_host_bytes(
             "one batch's activations",
-            rows.saturating_mul(widths as u64)
-                .saturating_mul(4 * std::mem::size_of::<T>() as u64),
+            Self::activation_bytes(self.input, &self.defs, rows),
         )?;
         run_epochs(
             self,

@@ -78,17 +78,26 @@ fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
 }
 
 fn check(rows: usize, channels: usize) -> Result<(), Box<dyn std::error::Error>> {
+    // The batch's size, checked and reserved (fallibly) before anything else.
+    let len = rows
+        .checked_mul(channels)
+        .ok_or_else(|| format!("--rows {rows} x --channels {channels} values cannot be counted"))?;
+    let mut x: Vec<f32> = Vec::new();
+    x.try_reserve_exact(len)
+        .map_err(|_| wgpu_batchnorm::Error::HostMemory {
+            what: "the batch",
+            needed: (len as u64).saturating_mul(4),
+            available: None,
+        })?;
     let ctx = Context::new()?;
     say!("device: {}", ctx.describe());
     let shape = [rows, channels];
     // A deterministic batch whose channels have very different means and spreads.
-    let x: Vec<f32> = (0..rows * channels)
-        .map(|i| {
-            let c = (i % channels) as f32;
-            let t = ((i as u32).wrapping_mul(2_654_435_761) >> 8) as f32 / (1 << 24) as f32;
-            c * 100.0 + (t - 0.5) * (c + 1.0)
-        })
-        .collect();
+    x.extend((0..len).map(|i| {
+        let c = (i % channels) as f32;
+        let t = ((i as u32).wrapping_mul(2_654_435_761) >> 8) as f32 / (1 << 24) as f32;
+        c * 100.0 + (t - 0.5) * (c + 1.0)
+    }));
     let config = BatchNormConfig::keras(channels).with_relu(true);
     let mut gpu = BatchNorm::new(&ctx, config.clone())?;
     let mut cpu = CpuBatchNorm::new(config)?;

@@ -2,8 +2,9 @@
 //! format) and which network (the tutorial's dense or convolutional model, a layer string, or
 //! a Keras `to_json()` file).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
+use wgpu_batchnorm::nn::data::FileFormat;
 use wgpu_batchnorm::nn::{
     from_keras_json, parse_layers, tutorial_cnn, tutorial_layers, without_batch_norm, Dataset,
     LayerSpec, Shape,
@@ -19,13 +20,15 @@ pub struct DataArgs {
     /// separated). Default: the embedded synthetic 1000 x 20 set.
     #[arg(long)]
     pub data: Option<String>,
-    /// Labels for --data X.npy (integers `[N]` or one-hot `[N, classes]`) or an IDX images file.
+    /// Labels for --data X.npy (integers `[N]` or one-hot `[N, classes]`) or an IDX images
+    /// file (CIFAR-10 batches and CSV carry their own).
     #[arg(long)]
     pub labels: Option<PathBuf>,
     /// CSV with a one-hot label in its last K columns.
     #[arg(long)]
     pub one_hot: Option<usize>,
-    /// Number of classes (default: from the labels).
+    /// Number of classes, for every format: a label of this or more is an error (default:
+    /// 1 + the largest label; 10 for CIFAR-10).
     #[arg(long)]
     pub classes: Option<usize>,
 }
@@ -71,33 +74,89 @@ impl DataArgs {
         }
     }
 
-    pub fn load(&self, seed: u64) -> Result<Dataset, Error> {
+    /// The data file's format (from its content), with the flags that go with it checked.
+    fn format(&self) -> Result<Option<FileFormat>, Error> {
+        let Some(data) = self.data.as_deref().filter(|&d| d != "digits") else {
+            return Ok(None);
+        };
+        let files = self.files();
+        let format = FileFormat::detect(files.first().map_or(Path::new(data), |p| p.as_path()))?;
+        if self.one_hot.is_some() && format != FileFormat::Csv {
+            return Err(format!("--one-hot is for CSV data; {data} is not CSV").into());
+        }
+        match (format, &self.labels) {
+            (FileFormat::Cifar10, Some(_)) => Err(format!(
+                "--labels: the CIFAR-10 batches {data} carry their labels (the first byte of each record); drop --labels"
+            )
+            .into()),
+            (FileFormat::Idx, None) => Err(format!(
+                "{data}: IDX images need --labels (the labels file, e.g. train-labels-idx1-ubyte.gz)"
+            )
+            .into()),
+            (FileFormat::Npy, None) => Err(format!(
+                "{data}: a .npy array needs --labels (integers [N] or one-hot [N, classes] in another .npy)"
+            )
+            .into()),
+            (FileFormat::Csv, Some(_)) => Err(format!(
+                "--labels is for .npy and IDX data; the CSV {data} carries its label in its last column(s)"
+            )
+            .into()),
+            _ => Ok(Some(format)),
+        }
+    }
+
+    /// The files of --data: comma-separated CIFAR-10 batches, or one file.
+    fn files(&self) -> Vec<PathBuf> {
+        match self.data.as_deref() {
+            Some(d) if d.to_ascii_lowercase().ends_with(".bin") => {
+                d.split(',').map(PathBuf::from).collect()
+            }
+            d => d.map(PathBuf::from).into_iter().collect(),
+        }
+    }
+
+    /// The data, its header first checked against the model's declared input, so that a
+    /// model that cannot read it is refused before a large file is read.
+    pub fn load_for(&self, model: &ModelArgs, seed: u64) -> Result<Dataset, Error> {
+        if let Some((_, shape)) = self.peek()? {
+            model.check_input(shape)?;
+        }
+        self.load(seed)
+    }
+
+    /// The rows and per-sample shape the data's header declares, without loading it (`None`
+    /// for the embedded sets and CSV).
+    fn peek(&self) -> Result<Option<(usize, Shape)>, Error> {
+        let Some(format) = self.format()? else {
+            return Ok(None);
+        };
+        let files = self.files();
+        let refs: Vec<&Path> = files.iter().map(|p| p.as_path()).collect();
+        Ok(format.peek(&refs)?)
+    }
+
+    fn load(&self, seed: u64) -> Result<Dataset, Error> {
         let Some(data) = &self.data else {
             return Ok(Dataset::synthetic(1000, 20, seed));
         };
-        if data == "digits" {
+        let Some(format) = self.format()? else {
             return Ok(Dataset::digits());
-        }
+        };
+        let files = self.files();
         let path = PathBuf::from(data);
-        let name = data.to_ascii_lowercase();
-        Ok(match &self.labels {
-            _ if name.ends_with(".bin") => {
-                let files: Vec<PathBuf> = data.split(',').map(PathBuf::from).collect();
-                let refs: Vec<&std::path::Path> = files.iter().map(|p| p.as_path()).collect();
-                Dataset::from_cifar10(&refs)?
+        let (labels, classes) = (self.labels.as_deref(), self.classes);
+        Ok(match (format, labels) {
+            (FileFormat::Cifar10, _) => {
+                let refs: Vec<&Path> = files.iter().map(|p| p.as_path()).collect();
+                Dataset::from_cifar10(&refs, classes)?
             }
-            Some(labels) if name.contains("idx") || name.ends_with(".gz") => {
-                Dataset::from_idx(&path, labels)?
-            }
-            Some(labels) => match Dataset::from_npy(&path, labels, self.classes) {
-                Err(wgpu_batchnorm::nn::DataError::Npy { why, .. })
-                    if why.contains("must be 2-D") =>
-                {
-                    Dataset::from_npy_images(&path, labels, self.classes)?
-                }
-                other => other?,
+            (FileFormat::Idx, Some(labels)) => Dataset::from_idx(&path, labels, classes)?,
+            // Features [N, F] or images [N, H, W(, C)], by the header.
+            (FileFormat::Npy, Some(labels)) => match self.peek()? {
+                Some((_, Shape::Flat(_))) => Dataset::from_npy(&path, labels, classes)?,
+                _ => Dataset::from_npy_images(&path, labels, classes)?,
             },
-            None => Dataset::from_csv(&path, self.classes, self.one_hot)?,
+            _ => Dataset::from_csv(&path, classes, self.one_hot)?,
         })
     }
 }
@@ -173,8 +232,40 @@ impl ModelArgs {
         }
     }
 
+    /// The per-sample input the arguments declare without the data (`--input-shape`, or a
+    /// Keras file's input), if any.
+    fn declared_input(&self) -> Result<Option<Shape>, Error> {
+        if let Some(path) = &self.model_json {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| format!("--model-json {}: {e}", path.display()))?;
+            return Ok(Some(from_keras_json(&text)?.0));
+        }
+        self.image_shape()
+    }
+
+    /// Checks a declared input against the data's per-sample shape (from the data file's
+    /// header, before it is loaded).
+    fn check_input(&self, data: Shape) -> Result<(), Error> {
+        match self.declared_input()? {
+            Some(model) if data.checked_len() != model.checked_len() => Err(format!(
+                "the data has {} values per sample {data}, the model takes {} {model}",
+                data.len(),
+                model.len()
+            )
+            .into()),
+            Some(model) => same_images(data, model),
+            None => Ok(()),
+        }
+    }
+
     /// The input shape and layers of one run (`bn`: with or without batch norm).
     pub fn network(&self, data: &Dataset, bn: bool) -> Result<(Shape, Vec<LayerSpec>), Error> {
+        let (input, layers) = self.build(data, bn)?;
+        same_images(data.shape(), input)?;
+        Ok((input, layers))
+    }
+
+    fn build(&self, data: &Dataset, bn: bool) -> Result<(Shape, Vec<LayerSpec>), Error> {
         let classes = data.classes().max(2);
         let image = self.image_shape()?.unwrap_or(data.shape());
         // Without BN: the twin that is valid whenever the network with BN is.
@@ -205,5 +296,16 @@ impl ModelArgs {
             Shape::Flat(data.features()),
             tutorial_layers(bn, self.hidden, classes),
         ))
+    }
+}
+
+/// Images must match a model's image input exactly: the same values in another arrangement
+/// are other images (flat data may be read as images of its size, and images as vectors).
+fn same_images(data: Shape, model: Shape) -> Result<(), Error> {
+    match (data, model) {
+        (Shape::Image { .. }, Shape::Image { .. }) if data != model => {
+            Err(format!("the data's images are {data}, the model takes images {model}").into())
+        }
+        _ => Ok(()),
     }
 }

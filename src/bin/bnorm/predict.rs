@@ -43,7 +43,7 @@ pub fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     if !matches!(args.device.as_str(), "gpu" | "cpu" | "cpu-f64") {
         return Err(format!("unknown device {:?} (gpu, cpu or cpu-f64)", args.device).into());
     }
-    let data = args.data.load(args.seed)?;
+    let data = args.data.load_for(&args.model, args.seed)?;
     if args.sample >= data.rows() {
         return Err(format!(
             "--sample {} is past the data's {} rows",

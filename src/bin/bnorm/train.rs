@@ -173,6 +173,8 @@ fn cpu_fit<T: Float>(
     val: Option<&Dataset>,
     tick: impl FnMut(usize, &History),
 ) -> Result<(History, f64, Vec<Weight>), Box<dyn std::error::Error>> {
+    // Refused before the parameters are allocated, not after.
+    CpuNetwork::<T>::check_memory(input, layers, options.batch_size.min(data.rows()))?;
     let mut model = CpuNetwork::<T>::new(input, layers, seed, optimizer)?;
     let t = Instant::now();
     let h = model.fit(data, options, val, tick)?;
@@ -242,7 +244,7 @@ pub fn run_cli(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     if !leader {
         crate::quiet();
     }
-    let all = args.data.load(args.seed)?;
+    let all = args.data.load_for(&args.model, args.seed)?;
     let cnn = args.model.is_cnn(&all);
     let plan = Plan {
         epochs: args.epochs.unwrap_or(if cnn { 10 } else { 5 }),
@@ -250,7 +252,7 @@ pub fn run_cli(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         validation_split: args.validation_split.unwrap_or(if cnn { 0.2 } else { 0.0 }),
     };
     let (data, val) = if plan.validation_split > 0.0 {
-        let (a, b) = all.split_validation(plan.validation_split)?;
+        let (a, b) = all.into_validation_split(plan.validation_split)?;
         (a, Some(b))
     } else {
         (all, None)

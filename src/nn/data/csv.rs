@@ -88,84 +88,31 @@ impl Dataset {
             });
         }
         let features = w - label_cols;
-        let x: Vec<f64> = rows
+        let x: Vec<f32> = rows
             .iter()
-            .flat_map(|r| r[..features].iter().copied())
+            .flat_map(|r| r[..features].iter().map(|&v| v as f32))
             .collect();
         let y: Vec<f64> = rows
             .iter()
             .flat_map(|r| r[features..].iter().copied())
             .collect();
-        Self::assemble(&name, x, features, y, one_hot, classes)
+        Self::assemble((&name, x), features, (&name, &y), one_hot, classes)
     }
 
+    /// A data set from features `x` (`features` per row) read from `x_path` and labels `y`
+    /// read from `label_path` (integers, or rows of `one_hot` columns), each error naming
+    /// the file it is about.
     pub(super) fn assemble(
-        name: &str,
-        x: Vec<f64>,
+        (x_path, x): (&str, Vec<f32>),
         features: usize,
-        y: Vec<f64>,
+        (label_path, y): (&str, &[f64]),
         one_hot: Option<usize>,
         classes: Option<usize>,
     ) -> Result<Dataset, DataError> {
-        let rows = x.len() / features.max(1);
-        if rows == 0 {
-            return Err(DataError::Empty(name.into()));
+        if x.len() / features.max(1) == 0 {
+            return Err(DataError::Empty(x_path.into()));
         }
-        if classes == Some(0) {
-            return Err(DataError::Invalid(
-                "the number of classes must be >= 1".into(),
-            ));
-        }
-        let labels: Vec<u32> = match one_hot {
-            Some(k) => y
-                .chunks_exact(k)
-                .enumerate()
-                .map(|(row, r)| {
-                    let ones: Vec<usize> = (0..k).filter(|&j| r[j] == 1.0).collect();
-                    let zeros = r.iter().filter(|&&v| v == 0.0).count();
-                    if ones.len() == 1 && zeros == k - 1 {
-                        Ok(ones[0] as u32)
-                    } else {
-                        Err(DataError::BadOneHot {
-                            path: name.into(),
-                            row,
-                        })
-                    }
-                })
-                .collect::<Result<_, _>>()?,
-            None => y
-                .iter()
-                .enumerate()
-                .map(|(row, &l)| {
-                    // Labels index classes as u32 (the GPU's index type).
-                    if !(l.fract() == 0.0 && l >= 0.0 && l < u32::MAX as f64) {
-                        return Err(DataError::LabelNotInteger {
-                            path: name.into(),
-                            row,
-                            label: l,
-                        });
-                    }
-                    match classes {
-                        Some(k) if l as usize >= k => Err(DataError::LabelOutOfRange {
-                            path: name.into(),
-                            row,
-                            label: l,
-                            classes: k,
-                        }),
-                        _ => Ok(l as u32),
-                    }
-                })
-                .collect::<Result<_, _>>()?,
-        };
-        let classes = one_hot
-            .or(classes)
-            .unwrap_or_else(|| labels.iter().max().map_or(1, |&m| m as usize + 1));
-        Self::checked(
-            name,
-            x.into_iter().map(|v| v as f32).collect(),
-            labels,
-            features,
-            classes,
-        )
+        let (labels, classes) = super::labels::labels(label_path, y, one_hot, classes)?;
+        Self::checked(x_path, label_path, x, labels, features, classes)
     }
 }

@@ -2,6 +2,8 @@
 
 use thiserror::Error;
 
+use super::labels::{Shown, MAX_CLASSES};
+
 /// What is wrong with a data file.
 #[derive(Debug, Error)]
 #[non_exhaustive]
@@ -39,7 +41,7 @@ pub enum DataError {
         cell: String,
     },
     /// A label outside `0..classes` or not an integer.
-    #[error("{path}: row {row}: label {label} is not a class in 0..{classes}")]
+    #[error("{path}: row {row}: label {} is out of range for {classes} classes (labels 0 to {})", Shown(*.label), .classes.saturating_sub(1))]
     LabelOutOfRange {
         /// The file.
         path: String,
@@ -98,7 +100,7 @@ pub enum DataError {
         label_columns: usize,
     },
     /// A label that is not a non-negative integer.
-    #[error("{path}: row {row}: label {label} is not a non-negative integer class index")]
+    #[error("{path}: row {row}: label {} is not a non-negative integer class index", Shown(*.label))]
     LabelNotInteger {
         /// The file.
         path: String,
@@ -118,6 +120,24 @@ pub enum DataError {
         column: usize,
         /// The value.
         value: f32,
+    },
+    /// A label past the most classes supported, with no class count given to check it against.
+    #[error("{path}: row {row}: label {} is out of range: at most {} classes are supported", Shown(*.label), MAX_CLASSES)]
+    TooManyClasses {
+        /// The file.
+        path: String,
+        /// 0-based row.
+        row: usize,
+        /// The label as read.
+        label: f64,
+    },
+    /// A file's data does not fit in the host memory available.
+    #[error("{path}: {source}")]
+    HostMemory {
+        /// The file.
+        path: String,
+        /// The allocation refused ([`crate::Error::HostMemory`]).
+        source: crate::Error,
     },
     /// Arguments that cannot form a data set.
     #[error("invalid data set: {0}")]

@@ -1,13 +1,17 @@
 //! Image data sets, NHWC with values in [0, 1]: the embedded 8×8 handwritten digits, MNIST and
 //! Fashion-MNIST IDX files (`*-images-idx3-ubyte[.gz]`), CIFAR-10 binary batches, and `.npy`
-//! arrays `[N, H, W, C]`. Every header is checked against the bytes that back it before
-//! anything is allocated.
+//! arrays `[N, H, W, C]`. Every header is checked against the bytes that back it, and the
+//! labels against the classes, before the images are read; the images are then read in chunks
+//! straight into their final buffer (compressed files decompressed as a stream), and a file is
+//! refused whole if anything follows its data.
 
 use std::io::Read;
 use std::path::Path;
 
 use flate2::read::GzDecoder;
 
+use super::labels::{checked_classes, label};
+use super::npy::NpyArray;
 use super::{DataError, Dataset};
 
 /// The digits, as `data/digits/extract.py` wrote them (CC BY 4.0, see `data/digits/README.md`).
@@ -16,126 +20,171 @@ const DIGITS_LABELS: &[u8] = include_bytes!("../../../data/digits/digits-labels-
 
 /// CIFAR-10: a label byte, then a 32×32 image as three planes (R, G, B).
 const CIFAR_SIDE: usize = 32;
-const CIFAR_RECORD: usize = 1 + 3 * CIFAR_SIDE * CIFAR_SIDE;
+const CIFAR_PLANE: usize = CIFAR_SIDE * CIFAR_SIDE;
+pub(super) const CIFAR_RECORD: usize = 1 + 3 * CIFAR_PLANE;
+const CIFAR_CLASSES: usize = 10;
+
+/// Bytes read at a time.
+const CHUNK: usize = 1 << 16;
+
+/// The most bytes deflate can expand one compressed byte to: a gzip file claiming more data
+/// than this allows is refused before its buffer is reserved.
+const DEFLATE_MAX_RATIO: u64 = 1032;
+
+/// A pixel byte in [0, 1] (every reader scales the same way).
+fn pixel(v: u8) -> f32 {
+    v as f32 / 255.0
+}
 
 impl Dataset {
     /// The 8×8 handwritten digits (1,797 images `[8, 8, 1]`, 10 classes; UCI "Optical
     /// Recognition of Handwritten Digits", CC BY 4.0), pixels 0..16 scaled to [0, 1].
     pub fn digits() -> Dataset {
-        let read = |bytes: &[u8]| read_idx("<embedded digits>", GzDecoder::new(bytes), None);
+        let name = "<embedded digits>";
+        let open =
+            |bytes: &'static [u8]| Idx::from_reader(name, Box::new(GzDecoder::new(bytes)), None);
         // The embedded files are fixed and tested: failing here is a build defect.
-        let ((shape, images), (_, labels)) = read(DIGITS_IMAGES)
-            .and_then(|i| Ok((i, read(DIGITS_LABELS)?)))
-            .expect("the embedded digits are valid IDX files");
-        let x = images.iter().map(|&v| v as f32 / 16.0).collect();
-        let labels = labels.iter().map(|&l| l as u32).collect();
-        Dataset::checked("<embedded digits>", x, labels, shape[1] * shape[2], 10)
-            .and_then(|d| d.with_image_shape([shape[1], shape[2], 1]))
-            .expect("the embedded digits are a valid data set")
+        let read = || -> Result<Dataset, DataError> {
+            let (images, labels) = (open(DIGITS_IMAGES)?, open(DIGITS_LABELS)?);
+            let [_, h, w] = images.dims[..] else {
+                return Err(malformed(name, "the digits are not [N, H, W]".into()));
+            };
+            let labels = labels.read("the labels", |l| l as u32)?;
+            let x = images.read("the images", |v| v as f32 / 16.0)?;
+            Dataset::checked(name, name, x, labels, h * w, 10)?.with_image_shape([h, w, 1])
+        };
+        read().expect("the embedded digits are a valid data set")
     }
 
     /// MNIST-style IDX files: images `[N, H, W]` of unsigned bytes (scaled to [0, 1]) and
-    /// labels `[N]`; either may be gzip-compressed (`.gz`, recognized by its magic bytes).
-    /// The classes are 1 + the largest label.
-    pub fn from_idx(images: &Path, labels: &Path) -> Result<Dataset, DataError> {
-        let (ishape, pixels) = read_idx_file(images)?;
-        let (lshape, classes) = read_idx_file(labels)?;
-        let iname = images.display().to_string();
-        let lname = labels.display().to_string();
-        if ishape.len() != 3 {
+    /// labels `[N]`; either may be gzip-compressed (recognized by its magic bytes). The classes
+    /// are `classes` (checked against every label) or 1 + the largest label.
+    pub fn from_idx(
+        images: &Path,
+        labels: &Path,
+        classes: Option<usize>,
+    ) -> Result<Dataset, DataError> {
+        let classes = checked_classes(classes)?;
+        let (xi, yi) = (Idx::open(images)?, Idx::open(labels)?);
+        let [n, h, w] = xi.dims[..] else {
             return Err(malformed(
-                &iname,
-                format!("images must be [N, H, W], got {ishape:?}"),
+                &xi.name,
+                format!("images must be [N, H, W], got {:?}", xi.dims),
+            ));
+        };
+        if yi.dims != [n] {
+            return Err(malformed(
+                &yi.name,
+                format!("labels must be [{n}], got {:?}", yi.dims),
             ));
         }
-        if lshape.len() != 1 || lshape[0] != ishape[0] {
-            return Err(malformed(
-                &lname,
-                format!("labels must be [{}], got {lshape:?}", ishape[0]),
-            ));
-        }
-        let x = pixels.iter().map(|&v| v as f32 / 255.0).collect();
-        let labels: Vec<u32> = classes.iter().map(|&l| l as u32).collect();
-        let k = labels.iter().max().map_or(1, |&m| m as usize + 1);
-        Dataset::checked(&iname, x, labels, ishape[1] * ishape[2], k)?
-            .with_image_shape([ishape[1], ishape[2], 1])
+        let (iname, lname) = (xi.name.clone(), yi.name.clone());
+        let y = yi.read("the labels", |l| l as f64)?;
+        let (y, classes) = super::labels::labels(&lname, &y, None, classes)?;
+        let x = xi.read("the images", pixel)?;
+        Dataset::checked(&iname, &lname, x, y, h * w, classes)?.with_image_shape([h, w, 1])
     }
 
     /// CIFAR-10 binary batches (`data_batch_1.bin`...: records of a label byte and a 32×32
     /// RGB image stored as planes), concatenated in order, as `[32, 32, 3]` images in [0, 1].
-    pub fn from_cifar10(files: &[&Path]) -> Result<Dataset, DataError> {
-        let mut x = Vec::new();
-        let mut labels = Vec::new();
-        let plane = CIFAR_SIDE * CIFAR_SIDE;
+    /// The classes are `classes` (checked against every label) or 10.
+    pub fn from_cifar10(files: &[&Path], classes: Option<usize>) -> Result<Dataset, DataError> {
+        let classes = checked_classes(classes)?.unwrap_or(CIFAR_CLASSES);
+        let first = files
+            .first()
+            .map_or("<no files>".into(), |p| p.display().to_string());
+        // Every file's length first: the whole buffer is reserved once.
+        let mut opened = Vec::with_capacity(files.len());
+        let mut rows = 0usize;
         for path in files {
             let name = path.display().to_string();
-            let bytes = read_all(path)?;
-            if bytes.is_empty() || bytes.len() % CIFAR_RECORD != 0 {
+            let io = |source| DataError::Io {
+                path: name.clone(),
+                source,
+            };
+            let file = std::fs::File::open(path).map_err(io)?;
+            let len = file.metadata().map_err(io)?.len();
+            if len == 0 || len % CIFAR_RECORD as u64 != 0 {
                 return Err(malformed(
                     &name,
                     format!(
-                        "{} bytes is not a whole number of {CIFAR_RECORD}-byte CIFAR-10 records",
-                        bytes.len()
+                        "{len} bytes is not a whole number of {CIFAR_RECORD}-byte CIFAR-10 records"
                     ),
                 ));
             }
-            for (r, rec) in bytes.chunks_exact(CIFAR_RECORD).enumerate() {
-                if rec[0] >= 10 {
-                    return Err(DataError::LabelOutOfRange {
-                        path: name,
-                        row: r,
-                        label: rec[0] as f64,
-                        classes: 10,
-                    });
-                }
-                labels.push(rec[0] as u32);
-                let px = &rec[1..];
+            rows = usize::try_from(len / CIFAR_RECORD as u64)
+                .ok()
+                .and_then(|r| rows.checked_add(r))
+                .ok_or_else(|| malformed(&name, "too many records".into()))?;
+            opened.push((name, file, len / CIFAR_RECORD as u64));
+        }
+        let features = 3 * CIFAR_PLANE;
+        let values = rows
+            .checked_mul(features)
+            .ok_or_else(|| malformed(&first, "too many records".into()))?;
+        let mut x = super::buffer::<f32>(&first, "the images", values)?;
+        let mut y = super::buffer::<u32>(&first, "the labels", rows)?;
+        let mut rec = vec![0u8; CIFAR_RECORD];
+        for (name, file, records) in opened {
+            let mut r = std::io::BufReader::with_capacity(CHUNK, file);
+            for row in 0..records as usize {
+                r.read_exact(&mut rec).map_err(|source| DataError::Io {
+                    path: name.clone(),
+                    source,
+                })?;
+                y.push(label(&name, row, rec[0] as f64, Some(classes))?);
                 // Planes to channels-last.
-                for i in 0..plane {
-                    for c in 0..3 {
-                        x.push(px[c * plane + i] as f32 / 255.0);
-                    }
-                }
+                let px = &rec[1..];
+                x.extend(
+                    (0..CIFAR_PLANE)
+                        .flat_map(|i| (0..3).map(move |c| pixel(px[c * CIFAR_PLANE + i]))),
+                );
             }
         }
-        let name = files
-            .first()
-            .map_or("<no files>".into(), |p| p.display().to_string());
-        Dataset::checked(&name, x, labels, 3 * plane, 10)?
+        Dataset::checked(&first, &first, x, y, features, classes)?
             .with_image_shape([CIFAR_SIDE, CIFAR_SIDE, 3])
     }
 
     /// `.npy` images `[N, H, W, C]` (or `[N, H, W]`, one channel): unsigned bytes are scaled
-    /// to [0, 1], floats kept; labels `[N]` of integers. The classes are `classes` or 1 + the
-    /// largest label.
+    /// to [0, 1], other types kept; labels `[N]` of integers or one-hot `[N, classes]`, read
+    /// as for [`Dataset::from_npy`]. The classes are `classes` (checked against every label),
+    /// the one-hot columns, or 1 + the largest label.
     pub fn from_npy_images(
         images: &Path,
         labels: &Path,
         classes: Option<usize>,
     ) -> Result<Dataset, DataError> {
-        let (shape, values, bytes) = super::npy::read_npy_typed(images)?;
-        let iname = images.display().to_string();
-        let [n, h, w, c] = match shape[..] {
+        let xa = NpyArray::open(images)?;
+        let [n, h, w, c] = match xa.shape[..] {
             [n, h, w] => [n, h, w, 1],
             [n, h, w, c] => [n, h, w, c],
             _ => {
                 return Err(DataError::Npy {
-                    path: iname,
-                    why: format!("images must be [N, H, W, C] or [N, H, W], got {shape:?}"),
+                    path: xa.name,
+                    why: format!(
+                        "images must be [N, H, W, C] or [N, H, W], got {:?}",
+                        xa.shape
+                    ),
                 })
             }
         };
-        let (lshape, y) = super::npy::read_npy(labels)?;
-        if lshape != [n] {
-            return Err(DataError::Npy {
-                path: labels.display().to_string(),
-                why: format!("labels must be [{n}] integers, got shape {lshape:?}"),
-            });
-        }
-        let scale = if bytes { 1.0 / 255.0 } else { 1.0 };
-        let x: Vec<f64> = values.into_iter().map(|v| v * scale).collect();
-        let features = h * w * c;
-        Self::assemble(&labels.display().to_string(), x, features, y, None, classes)?
+        let features = h
+            .checked_mul(w)
+            .and_then(|v| v.checked_mul(c))
+            .ok_or_else(|| DataError::Npy {
+                path: xa.name.clone(),
+                why: format!("an image of {h} x {w} x {c} has more values than can be counted"),
+            })?;
+        let ya = NpyArray::open(labels)?;
+        let one_hot = ya.label_columns(n)?;
+        let (iname, lname) = (xa.name.clone(), ya.name.clone());
+        let y = ya.read("the labels", |v| v)?;
+        let x = if xa.bytes {
+            xa.read("the images", |v| pixel(v as u8))?
+        } else {
+            xa.read("the images", |v| v as f32)?
+        };
+        Self::assemble((&iname, x), features, (&lname, &y), one_hot, classes)?
             .with_image_shape([h, w, c])
     }
 }
@@ -147,109 +196,192 @@ fn malformed(path: &str, why: String) -> DataError {
     }
 }
 
-fn read_all(path: &Path) -> Result<Vec<u8>, DataError> {
-    std::fs::read(path).map_err(|source| DataError::Io {
-        path: path.display().to_string(),
-        source,
-    })
+/// An IDX array of unsigned bytes whose header has been read: magic `00 00 08 ndim`,
+/// big-endian u32 dimensions, then the data, which `read` takes whole.
+pub(super) struct Idx {
+    pub(super) name: String,
+    pub(super) dims: Vec<usize>,
+    count: usize,
+    reader: Box<dyn Read>,
+    gzip: bool,
 }
 
-/// An IDX file from disk, compressed or not.
-fn read_idx_file(path: &Path) -> Result<(Vec<usize>, Vec<u8>), DataError> {
-    let name = path.display().to_string();
-    let file = std::fs::File::open(path).map_err(|source| DataError::Io {
-        path: name.clone(),
-        source,
-    })?;
-    let size = file.metadata().map(|m| m.len()).ok();
-    let mut head = [0u8; 2];
-    let mut reader = std::io::BufReader::new(file);
-    let peeked = {
-        use std::io::BufRead;
-        let buf = reader.fill_buf().map_err(|source| DataError::Io {
+impl Idx {
+    /// An IDX file from disk, gzip-compressed (by its magic bytes) or not.
+    pub(super) fn open(path: &Path) -> Result<Idx, DataError> {
+        let name = path.display().to_string();
+        let io = |source| DataError::Io {
             path: name.clone(),
             source,
-        })?;
-        let n = buf.len().min(2);
-        head[..n].copy_from_slice(&buf[..n]);
-        n
-    };
-    if peeked == 2 && head == [0x1f, 0x8b] {
-        read_idx(&name, GzDecoder::new(reader), None)
-    } else {
-        read_idx(&name, reader, size)
+        };
+        let file = std::fs::File::open(path).map_err(io)?;
+        let size = file.metadata().map_err(io)?.len();
+        let mut reader = std::io::BufReader::with_capacity(CHUNK, file);
+        let head = std::io::BufRead::fill_buf(&mut reader).map_err(io)?;
+        if head.starts_with(&[0x1f, 0x8b]) {
+            let idx = Idx::from_reader(&name, Box::new(GzDecoder::new(reader)), None)?;
+            // Deflate's ratio bounds what a file this size can hold.
+            if idx.count as u64 > size.saturating_mul(DEFLATE_MAX_RATIO) {
+                return Err(malformed(
+                    &name,
+                    format!(
+                        "dimensions {:?} need {} bytes, more than {size} compressed bytes can hold",
+                        idx.dims, idx.count
+                    ),
+                ));
+            }
+            Ok(idx)
+        } else {
+            Idx::from_reader(&name, Box::new(reader), Some(size))
+        }
     }
-}
 
-/// An IDX array of unsigned bytes: magic `00 00 08 ndim`, big-endian u32 dimensions, data.
-/// `size` (the file's length, when known) bounds the data before it is allocated; a
-/// compressed stream is read no further than its header says.
-fn read_idx(
-    name: &str,
-    mut r: impl Read,
-    size: Option<u64>,
-) -> Result<(Vec<usize>, Vec<u8>), DataError> {
-    let io = |source| DataError::Io {
-        path: name.into(),
-        source,
-    };
-    let mut magic = [0u8; 4];
-    r.read_exact(&mut magic)
-        .map_err(|_| malformed(name, "too short for an IDX header".into()))?;
-    if magic[0] != 0 || magic[1] != 0 {
-        return Err(malformed(name, "not an IDX file (bad magic)".into()));
-    }
-    if magic[2] != 0x08 {
-        return Err(malformed(
-            name,
-            format!(
-                "IDX type 0x{:02x} is not supported (unsigned bytes, 0x08, are)",
-                magic[2]
-            ),
-        ));
-    }
-    let ndim = magic[3] as usize;
-    if ndim == 0 {
-        return Err(malformed(
-            name,
-            "an IDX array needs at least one dimension".into(),
-        ));
-    }
-    let mut dims = Vec::with_capacity(ndim);
-    for _ in 0..ndim {
-        let mut d = [0u8; 4];
-        r.read_exact(&mut d)
-            .map_err(|_| malformed(name, "truncated IDX header".into()))?;
-        dims.push(u32::from_be_bytes(d) as usize);
-    }
-    let count = dims
-        .iter()
-        .try_fold(1usize, |a, &d| a.checked_mul(d))
-        .ok_or_else(|| malformed(name, format!("dimensions {dims:?} overflow")))?;
-    let header = 4 + 4 * ndim as u64;
-    if let Some(size) = size {
-        if size.saturating_sub(header) < count as u64 {
+    /// Reads the header from `r`: a gzip stream when `size` is `None`, else raw data in a file
+    /// of `size` bytes, which must be exactly the header and the data.
+    fn from_reader(name: &str, mut r: Box<dyn Read>, size: Option<u64>) -> Result<Idx, DataError> {
+        let gzip = size.is_none();
+        let mut magic = [0u8; 4];
+        if let Err(e) = r.read_exact(&mut magic) {
+            return Err(fault(name, gzip, e, "too short for an IDX header"));
+        }
+        if magic[0] != 0 || magic[1] != 0 {
+            if gzip {
+                // Corrupt data decodes to garbage before the stream reports it: read on.
+                if let Err(e) = std::io::copy(&mut r, &mut std::io::sink()) {
+                    return Err(fault(name, gzip, e, ""));
+                }
+                return Err(malformed(
+                    name,
+                    "the decompressed data is not an IDX file (bad magic)".into(),
+                ));
+            }
+            return Err(malformed(name, "not an IDX file (bad magic)".into()));
+        }
+        if magic[2] != 0x08 {
             return Err(malformed(
                 name,
                 format!(
-                    "dimensions {dims:?} need {count} bytes, the file has {}",
-                    size.saturating_sub(header)
+                    "IDX type 0x{:02x} is not supported (unsigned bytes, 0x08, are)",
+                    magic[2]
                 ),
             ));
         }
+        let ndim = magic[3] as usize;
+        if ndim == 0 {
+            return Err(malformed(
+                name,
+                "an IDX array needs at least one dimension".into(),
+            ));
+        }
+        let mut dims = Vec::with_capacity(ndim);
+        for _ in 0..ndim {
+            let mut d = [0u8; 4];
+            if let Err(e) = r.read_exact(&mut d) {
+                return Err(fault(name, gzip, e, "truncated IDX header"));
+            }
+            dims.push(u32::from_be_bytes(d) as usize);
+        }
+        let count = dims
+            .iter()
+            .try_fold(1usize, |a, &d| a.checked_mul(d))
+            .ok_or_else(|| malformed(name, format!("dimensions {dims:?} overflow")))?;
+        if let Some(size) = size {
+            let data = size.saturating_sub(4 + 4 * ndim as u64);
+            if data < count as u64 {
+                return Err(malformed(
+                    name,
+                    format!("dimensions {dims:?} need {count} bytes, the file has {data}"),
+                ));
+            }
+            if data > count as u64 {
+                return Err(trailing(name, &dims, count, data - count as u64));
+            }
+        }
+        Ok(Idx {
+            name: name.into(),
+            dims,
+            count,
+            reader: r,
+            gzip,
+        })
     }
-    crate::memory::check_host_bytes("an IDX file's data", count as u64)
-        .map_err(|e| malformed(name, e.to_string()))?;
-    let mut data = Vec::new();
-    r.take(count as u64).read_to_end(&mut data).map_err(io)?;
-    if data.len() != count {
-        return Err(malformed(
-            name,
-            format!(
-                "dimensions {dims:?} need {count} bytes, the data has {}",
-                data.len()
-            ),
-        ));
+
+    /// The whole array through `map`, into one buffer of exactly its length (checked against
+    /// the memory available, reserved fallibly); a compressed stream must end with the data.
+    pub(super) fn read<T>(
+        mut self,
+        what: &'static str,
+        map: impl Fn(u8) -> T,
+    ) -> Result<Vec<T>, DataError> {
+        let mut out = super::buffer::<T>(&self.name, what, self.count)?;
+        let mut chunk = vec![0u8; CHUNK.min(self.count.max(1))];
+        let mut done = 0;
+        while done < self.count {
+            let n = (self.count - done).min(CHUNK);
+            let got = fill(&mut self.reader, &mut chunk[..n])
+                .map_err(|e| fault(&self.name, self.gzip, e, ""))?;
+            out.extend(chunk[..got].iter().map(|&b| map(b)));
+            done += got;
+            if got < n {
+                return Err(malformed(
+                    &self.name,
+                    format!(
+                        "dimensions {:?} need {} bytes, the data has {done}",
+                        self.dims, self.count
+                    ),
+                ));
+            }
+        }
+        if self.gzip {
+            // Reading to the end also checks the stream's checksum.
+            let mut rest = 0u64;
+            loop {
+                let got = fill(&mut self.reader, &mut chunk)
+                    .map_err(|e| fault(&self.name, true, e, ""))?;
+                rest += got as u64;
+                if got < chunk.len() {
+                    break;
+                }
+            }
+            if rest > 0 {
+                return Err(trailing(&self.name, &self.dims, self.count, rest));
+            }
+        }
+        Ok(out)
     }
-    Ok((dims, data))
+}
+
+/// Reads until `buf` is full or the stream ends; the bytes read.
+fn fill(r: &mut dyn Read, buf: &mut [u8]) -> std::io::Result<usize> {
+    let mut got = 0;
+    while got < buf.len() {
+        match r.read(&mut buf[got..]) {
+            Ok(0) => break,
+            Ok(n) => got += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(got)
+}
+
+/// A read that failed: a stream that ended early (`short`), corrupt gzip data, or I/O.
+fn fault(name: &str, gzip: bool, e: std::io::Error, short: &str) -> DataError {
+    match e.kind() {
+        std::io::ErrorKind::UnexpectedEof if !short.is_empty() => malformed(name, short.into()),
+        std::io::ErrorKind::InvalidInput | std::io::ErrorKind::InvalidData if gzip => {
+            malformed(name, format!("the gzip data is corrupt ({e})"))
+        }
+        _ => DataError::Io {
+            path: name.into(),
+            source: e,
+        },
+    }
+}
+
+fn trailing(name: &str, dims: &[usize], count: usize, extra: u64) -> DataError {
+    malformed(
+        name,
+        format!("{extra} bytes follow the {count} bytes of dimensions {dims:?}; the file is not one whole IDX array"),
+    )
 }

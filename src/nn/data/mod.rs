@@ -6,10 +6,13 @@ use crate::nn::shape::Shape;
 
 mod csv;
 mod error;
+mod format;
 mod images;
+mod labels;
 mod npy;
 
 pub use error::DataError;
+pub use format::FileFormat;
 pub use npy::write_npy_f32;
 
 /// Features and integer class labels. Built only through [`Dataset::new`] (or the loaders,
@@ -28,6 +31,27 @@ pub struct Dataset {
 /// The name errors give to data built in memory.
 const MEMORY: &str = "<memory>";
 
+/// An empty buffer with room for `len` values of `what` in `path`: checked against the host
+/// memory available, then reserved fallibly (an address-space limit gives an error, not an
+/// abort).
+fn buffer<T>(path: &str, what: &'static str, len: usize) -> Result<Vec<T>, DataError> {
+    let needed = (len as u64).saturating_mul(std::mem::size_of::<T>() as u64);
+    let fail = |source| DataError::HostMemory {
+        path: path.into(),
+        source,
+    };
+    crate::memory::check_host_bytes(what, needed).map_err(fail)?;
+    let mut v = Vec::new();
+    v.try_reserve_exact(len).map_err(|_| {
+        fail(crate::Error::HostMemory {
+            what,
+            needed,
+            available: crate::memory::available_host_bytes(),
+        })
+    })?;
+    Ok(v)
+}
+
 impl Dataset {
     /// Builds a data set from row-major features `[rows, features]` and one label per row,
     /// checking every invariant.
@@ -37,11 +61,14 @@ impl Dataset {
         features: usize,
         classes: usize,
     ) -> Result<Dataset, DataError> {
-        Self::checked(MEMORY, x, labels, features, classes)
+        Self::checked(MEMORY, MEMORY, x, labels, features, classes)
     }
 
+    /// As [`Dataset::new`], naming `x_path` in an error about the features and `label_path`
+    /// in one about the labels.
     pub(super) fn checked(
-        path: &str,
+        x_path: &str,
+        label_path: &str,
         x: Vec<f32>,
         labels: Vec<u32>,
         features: usize,
@@ -53,7 +80,7 @@ impl Dataset {
             ));
         }
         if labels.is_empty() {
-            return Err(DataError::Empty(path.into()));
+            return Err(DataError::Empty(label_path.into()));
         }
         if classes == 0 {
             return Err(DataError::Invalid(
@@ -71,7 +98,7 @@ impl Dataset {
         }
         if let Some(i) = x.iter().position(|v| !v.is_finite()) {
             return Err(DataError::NonFinite {
-                path: path.into(),
+                path: x_path.into(),
                 row: i / features,
                 column: i % features,
                 value: x[i],
@@ -79,7 +106,7 @@ impl Dataset {
         }
         if let Some(row) = labels.iter().position(|&l| l as usize >= classes) {
             return Err(DataError::LabelOutOfRange {
-                path: path.into(),
+                path: label_path.into(),
                 row,
                 label: labels[row] as f64,
                 classes,
@@ -216,6 +243,33 @@ impl Dataset {
     /// Splits off the last `fraction` of the rows for validation (Keras' `validation_split`),
     /// refusing a fraction outside (0, 1) or one that leaves either part empty.
     pub fn split_validation(&self, fraction: f64) -> Result<(Dataset, Dataset), DataError> {
+        let train = self.training_rows(fraction)?;
+        self.split(train)
+            .ok_or_else(|| DataError::Invalid("the split leaves a part empty".into()))
+    }
+
+    /// As [`Dataset::split_validation`], reusing this data set's memory for the training
+    /// rows: only the validation rows are copied (a large data set is not held twice).
+    pub fn into_validation_split(mut self, fraction: f64) -> Result<(Dataset, Dataset), DataError> {
+        let train = self.training_rows(fraction)?;
+        let at = train * self.features;
+        let mut x = buffer::<f32>(MEMORY, "the validation rows", self.x.len() - at)?;
+        x.extend_from_slice(&self.x[at..]);
+        self.x.truncate(at);
+        let labels = self.labels.split_off(train);
+        let validation = Dataset {
+            x,
+            labels,
+            features: self.features,
+            classes: self.classes,
+            shape: self.shape,
+        };
+        Ok((self, validation))
+    }
+
+    /// The rows a validation split of `fraction` leaves for training, refusing a fraction
+    /// outside (0, 1) or one that leaves either part empty.
+    fn training_rows(&self, fraction: f64) -> Result<usize, DataError> {
         if !(fraction > 0.0 && fraction < 1.0) {
             return Err(DataError::Invalid(format!(
                 "the validation split must lie strictly between 0 and 1, got {fraction}"
@@ -223,13 +277,14 @@ impl Dataset {
         }
         let rows = self.rows();
         let train = ((1.0 - fraction) * rows as f64).round() as usize;
-        self.split(train).ok_or_else(|| {
-            DataError::Invalid(format!(
+        if train == 0 || train >= rows {
+            return Err(DataError::Invalid(format!(
                 "a validation split of {fraction} of {rows} rows leaves {} training and {} validation rows; both need at least one",
                 train.min(rows),
                 rows - train.min(rows)
-            ))
-        })
+            )));
+        }
+        Ok(train)
     }
 
     /// The embedded data set: `rows` × `features`, 3 classes, deterministic for a seed.
