@@ -112,6 +112,12 @@ fn the_twin_of_conv_relu_bn_relu_is_valid() {
         without_batch_norm(&layers),
         parse_layers("conv:4:3:same,relu,maxpool:2,flatten,dense:10").unwrap()
     );
+    // A batch norm configured with its ReLU fused leaves the ReLU.
+    let fused = LayerSpec::BatchNormWith(wgpu_batchnorm::BatchNormConfig::keras(1).with_relu(true));
+    assert_eq!(
+        without_batch_norm(&[LayerSpec::Dense(4), fused, LayerSpec::Dense(2)]),
+        [LayerSpec::Dense(4), LayerSpec::Relu, LayerSpec::Dense(2)]
+    );
 }
 
 fn token() -> impl Strategy<Value = &'static str> {

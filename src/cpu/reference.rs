@@ -33,7 +33,7 @@ pub struct Gradients {
 
 /// Per-channel mean and biased variance of `x`, two-pass in f64 (a channel with a non-finite
 /// value, or whose squared deviations sum past f32's range, gets NaN for both: the engine's
-/// rule, [`super::finite_or_nan`]).
+/// rule, `finite_or_nan` in `cpu/mod.rs`).
 pub fn channel_moments<T: Copy + Into<f64> + Sync>(x: &[T], g: &Geometry) -> (Vec<f64>, Vec<f64>) {
     let n = g.per_channel() as f64;
     (0..g.channels)

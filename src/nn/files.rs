@@ -48,7 +48,8 @@ pub fn output_target(path: &Path) -> std::io::Result<PathBuf> {
 }
 
 /// Checks, before any work, that `path` can be written: a regular file (or nothing yet) in a
-/// directory that exists and accepts new files. Creates and removes a probe file.
+/// directory that exists and accepts new files. Creates and removes a probe file. The error
+/// says why without repeating `path`: the caller names the file.
 pub fn check_writable(path: &Path) -> std::io::Result<()> {
     let target = output_target(path)?;
     let probe = temporary_beside(&target, "probe");
@@ -70,7 +71,7 @@ fn temporary_beside(target: &Path, what: &str) -> PathBuf {
 }
 
 /// Writes `bytes` to `path` atomically: a complete new file or, on any error, the old state
-/// (no partial or empty file, no temporary left behind).
+/// (no partial or empty file, no temporary left behind). The error does not repeat `path`.
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let target = output_target(path)?;
     let tmp = temporary_beside(&target, "partial");

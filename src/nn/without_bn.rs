@@ -13,8 +13,10 @@ pub fn without_batch_norm(layers: &[LayerSpec]) -> Vec<LayerSpec> {
     let mut out: Vec<LayerSpec> = Vec::with_capacity(layers.len());
     for l in layers {
         match l {
-            LayerSpec::BatchNorm | LayerSpec::BatchNormWith(_) => {}
-            LayerSpec::Relu => {
+            LayerSpec::BatchNorm => {}
+            // A configuration with its ReLU fused keeps the ReLU.
+            LayerSpec::BatchNormWith(c) if !c.relu => {}
+            LayerSpec::Relu | LayerSpec::BatchNormWith(_) => {
                 // The layers a ReLU commutes with: relu(maxpool(x)) = maxpool(relu(x)), and
                 // flatten and dropout (a positive scale or zero) likewise.
                 let k = out.len()
