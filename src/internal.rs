@@ -24,5 +24,6 @@
 
 pub mod bench;
 
+pub use crate::memory::check_host_bytes;
 pub use crate::nn::files::{check_writable, write_atomically};
 pub use crate::nn::rng::Rng;

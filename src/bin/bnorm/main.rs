@@ -78,10 +78,15 @@ fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
 }
 
 fn check(rows: usize, channels: usize) -> Result<(), Box<dyn std::error::Error>> {
-    // The batch's size, checked and reserved (fallibly) before anything else.
+    // The batch's size, checked against the memory the check will hold at once (x, the GPU's
+    // y and the reference's y, in f32 and f64) and reserved (fallibly) before anything else.
     let len = rows
         .checked_mul(channels)
         .ok_or_else(|| format!("--rows {rows} x --channels {channels} values cannot be counted"))?;
+    wgpu_batchnorm::internal::check_host_bytes(
+        "the check's tensors (x and both outputs)",
+        (len as u64).saturating_mul(4 * 4),
+    )?;
     let mut x: Vec<f32> = Vec::new();
     x.try_reserve_exact(len)
         .map_err(|_| wgpu_batchnorm::Error::HostMemory {
