@@ -4,6 +4,7 @@
 //! `docs/ARCHITECTURE.md` says which file owns what and how to add a layer.
 
 pub mod data;
+mod contract;
 mod describe;
 mod error;
 mod files;
