@@ -71,12 +71,7 @@ fn on_ranks(
             let mut comm = wrap(r, member, own);
             let out = Sequential::new(&rank_ctx, run.input, &run.layers, run.seed, run.optimizer)
                 .and_then(|mut m| {
-                    m.fit_distributed(
-                        &run.data,
-                        &run.options,
-                        run.validation.as_ref(),
-                        &mut *comm,
-                    )
+                    m.fit_distributed(&run.data, &run.options, run.validation.as_ref(), &mut *comm)
                 })
                 .map_err(|e| {
                     let disagree = matches!(e.engine(), Some(Error::RanksDisagree { .. }));
@@ -146,7 +141,10 @@ fn ranks_that_disagree_all_return_the_same_error_naming_the_difference() {
         &train(pair(|r| r.layers = tutorial_layers(true, 12, 3))),
         "layer 1 (dense)",
     );
-    assert!(m.contains("kernel [20, 10]") && m.contains("kernel [20, 12]"), "{m}");
+    assert!(
+        m.contains("kernel [20, 10]") && m.contains("kernel [20, 12]"),
+        "{m}"
+    );
     assert_disagree(
         &train(pair(|r| r.layers = tutorial_layers(false, 10, 3))),
         "number of layers",
@@ -154,7 +152,11 @@ fn ranks_that_disagree_all_return_the_same_error_naming_the_difference() {
     // ReLU or none: the same layers, one fused differently.
     assert_disagree(
         &train(pair(|r| {
-            r.layers = vec![LayerSpec::Dense(10), LayerSpec::BatchNorm, LayerSpec::Dense(3)]
+            r.layers = vec![
+                LayerSpec::Dense(10),
+                LayerSpec::BatchNorm,
+                LayerSpec::Dense(3),
+            ]
         })),
         "layer 2 (batch_normalization)",
     );

@@ -28,7 +28,10 @@ pub(crate) fn fields(
         ("batch size".into(), options.batch_size.to_string()),
         ("shuffle".into(), options.shuffle.to_string()),
         ("seed".into(), options.seed.to_string()),
-        ("optimizer".into(), format!("{:?}", model.optimizer.config())),
+        (
+            "optimizer".into(),
+            format!("{:?}", model.optimizer.config()),
+        ),
         ("input shape".into(), model.input_shape().to_string()),
         ("number of layers".into(), model.defs.len().to_string()),
     ];

@@ -3,8 +3,8 @@
 //! cross-entropy, Adam and SGD, all on the GPU, with an f64 CPU twin of every piece.
 //! `docs/ARCHITECTURE.md` says which file owns what and how to add a layer.
 
-pub mod data;
 mod contract;
+pub mod data;
 mod describe;
 mod error;
 mod files;

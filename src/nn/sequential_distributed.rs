@@ -184,11 +184,7 @@ impl Sequential {
                         ctx.submit(std::mem::replace(&mut enc, new_encoder()))?;
                         let shape = [io.rows * positions, bn.config().channels];
                         let t = |b| TensorRef::new(b, &shape);
-                        sync_backward(
-                            bn,
-                            ex,
-                            Some((t(io.input), t(io.d_output), t(io.d_input))),
-                        )?;
+                        sync_backward(bn, ex, Some((t(io.input), t(io.d_output), t(io.d_input))))?;
                     }
                     None => layer.backward(&ctx, &mut enc, &io)?,
                 }
