@@ -181,8 +181,10 @@ fn bench(ctx: &Context, comm: Timed<MpiCollective<impl Communicator>>) -> Result
     }
     let per_step = t.elapsed().as_secs_f64() * 1e3 / steps as f64;
     let exchange = (sync.collective().spent - spent_before).as_secs_f64() * 1e3 / steps as f64;
-    // Two exchanges per phase (a 2-value header, then the payload), two phases.
-    let sent = 4 * 16 + c * (SYNC_FORWARD_BYTES_PER_CHANNEL + SYNC_BACKWARD_BYTES_PER_CHANNEL);
+    // Two exchanges per phase (a 2-value header, then the payload), two phases; MPI sends
+    // each exchange's 8-byte length before it.
+    let sent =
+        4 * (16 + 8) + c * (SYNC_FORWARD_BYTES_PER_CHANNEL + SYNC_BACKWARD_BYTES_PER_CHANNEL);
     if rank == 0 {
         println!(
             "ranks {ranks}: {per_step:.3} ms per step ({exchange:.3} ms in exchanges, {:.3} ms compute and readback); {sent} bytes sent per rank per step, {} received",

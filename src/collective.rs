@@ -1,9 +1,9 @@
-//! How the ranks of a synchronized batch norm talk: one operation, an all-gather of f64
-//! values in rank order, from which every rank computes the same merge in the same order
-//! (so the results are bit-identical on every rank and do not depend on timing). Two
-//! transports: [`ThreadGroup`], ranks as threads of one process (one `Context` each: several
-//! GPUs of one machine, or the Vulkan and GL adapters), and, with the `mpi` feature,
-//! [`MpiCollective`] over any MPI communicator (processes on one machine or many).
+//! How ranks talk (synchronized batch norm, data-parallel training): one operation, an
+//! all-gather of f64 values in rank order, from which every rank computes the same merge in
+//! the same order (so the results are bit-identical on every rank and do not depend on
+//! timing). Two transports: [`ThreadGroup`], ranks as threads of one process (one `Context`
+//! each: several GPUs of one machine, or the Vulkan and GL adapters), and, with the `mpi`
+//! feature, [`MpiCollective`] over any MPI communicator (processes on one machine or many).
 
 use std::sync::{Arc, Condvar, Mutex};
 
@@ -16,8 +16,9 @@ pub trait Collective {
     /// How many ranks take part.
     fn ranks(&self) -> usize;
     /// Every rank's `local`, concatenated in rank order. Every rank calls it the same number
-    /// of times with the same length (the synchronized layer exchanges a header first, so a
-    /// disagreement is an error on every rank rather than a hang).
+    /// of times; lengths that differ are an error on every rank (never a transport abort).
+    /// Synchronized batch norm and data-parallel training go through [`crate::Exchange`],
+    /// which adds a status header, so a rank that failed cannot leave the others waiting.
     fn all_gather(&mut self, local: &[f64]) -> Result<Vec<f64>>;
 }
 
@@ -42,8 +43,8 @@ struct Shared {
 #[derive(Debug)]
 struct Round {
     slots: Vec<Option<Vec<f64>>>,
-    /// The completed round's result, kept until every rank has read it.
-    done: Option<Arc<Result<Vec<f64>>>>,
+    /// The completed round's result (or what went wrong), kept until every rank has read it.
+    done: Option<Arc<std::result::Result<Vec<f64>, String>>>,
     unread: usize,
     /// Ranks that left the group.
     left: Vec<usize>,
@@ -74,6 +75,18 @@ impl ThreadGroup {
     }
 }
 
+/// The same words on every rank: each rank's length.
+fn different_lengths(lengths: impl Iterator<Item = usize>) -> String {
+    let each: Vec<String> = lengths
+        .enumerate()
+        .map(|(r, n)| format!("rank {r} sends {n} values"))
+        .collect();
+    format!(
+        "ranks exchange payloads of different lengths: {}",
+        each.join(", ")
+    )
+}
+
 fn broken() -> Error {
     Error::Collective("a rank's thread panicked during an exchange".into())
 }
@@ -100,9 +113,7 @@ impl Collective for ThreadGroup {
                 let slots: Vec<Vec<f64>> =
                     round.slots.iter_mut().filter_map(Option::take).collect();
                 let result = if slots.iter().any(|s| s.len() != local.len()) {
-                    Err(Error::Collective(
-                        "ranks exchanged payloads of different lengths".into(),
-                    ))
+                    Err(different_lengths(slots.iter().map(Vec::len)))
                 } else {
                     Ok(slots.concat())
                 };
@@ -119,7 +130,7 @@ impl Collective for ThreadGroup {
                 }
                 return match &*done {
                     Ok(v) => Ok(v.clone()),
-                    Err(e) => Err(Error::Collective(e.to_string())),
+                    Err(why) => Err(Error::Collective(why.clone())),
                 };
             }
             if let Some(&gone) = round.left.first() {
@@ -173,7 +184,24 @@ impl<C: mpi::topology::Communicator> Collective for MpiCollective<C> {
 
     fn all_gather(&mut self, local: &[f64]) -> Result<Vec<f64>> {
         use mpi::collective::CommunicatorCollectives;
-        let mut all = vec![0.0f64; local.len() * self.ranks()];
+        // The lengths first: MPI aborts the whole job on a receive buffer of the wrong size
+        // ("Message truncated"), so unequal lengths must be seen before the payload moves.
+        let mut lengths = vec![0u64; self.ranks()];
+        self.comm
+            .all_gather_into(&(local.len() as u64), &mut lengths[..]);
+        if lengths.iter().any(|&n| n != local.len() as u64) {
+            return Err(Error::Collective(different_lengths(
+                lengths.iter().map(|&n| n as usize),
+            )));
+        }
+        let total = local.len().checked_mul(self.ranks()).ok_or_else(|| {
+            Error::Collective(format!(
+                "{} ranks of {} values overflow this machine's sizes",
+                self.ranks(),
+                local.len()
+            ))
+        })?;
+        let mut all = vec![0.0f64; total];
         self.comm.all_gather_into(local, &mut all[..]);
         Ok(all)
     }

@@ -6,10 +6,21 @@ use thiserror::Error;
 #[derive(Debug, Error)]
 #[non_exhaustive]
 pub enum Error {
-    /// A collective exchange (synchronized batch norm) failed: a rank reported an error, the
-    /// ranks disagree on the layer, or the transport failed. Every rank returns it.
-    #[error("synchronized batch norm: {0}")]
+    /// An exchange between ranks (synchronized batch norm, data-parallel training) failed: a
+    /// rank reported an error, a rank left, or the transport failed. Every rank returns it.
+    /// The message says it all (no prefix: it is not always a batch-norm layer's exchange).
+    #[error("{0}")]
     Collective(String),
+    /// The ranks disagree on what they are about to exchange over (a layer's configuration,
+    /// the network, the training options, the data): every rank returns the same error,
+    /// before any exchange of values.
+    #[error("ranks disagree on {what}: {values}")]
+    RanksDisagree {
+        /// What differs: `epochs`, `layer 1`, `channels`...
+        what: String,
+        /// Each rank's value: `rank 0 has 1, rank 1 has 2`.
+        values: String,
+    },
     /// No adapter matched the request (or `WGPU_ADAPTER_NAME`).
     #[error("no GPU adapter found{}", .0.as_deref().map(|n| format!(" whose name contains {n:?} (WGPU_ADAPTER_NAME or ContextOptions::adapter_name; `bnorm info` lists them)")).unwrap_or_default())]
     NoAdapter(Option<String>),

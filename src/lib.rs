@@ -44,6 +44,7 @@ mod config;
 mod context;
 pub mod cpu;
 mod error;
+mod exchange;
 mod geometry;
 #[doc(hidden)]
 pub mod internal;
@@ -63,6 +64,7 @@ pub use collective::{Collective, ThreadGroup};
 pub use config::{BatchNormConfig, Convention, Layout, Mode, SingleSamplePolicy};
 pub use context::{Context, ContextOptions};
 pub use error::{Error, Result};
+pub use exchange::Exchange;
 pub use geometry::Geometry;
 #[cfg(feature = "mpi")]
 pub use mpi;

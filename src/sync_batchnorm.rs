@@ -8,14 +8,18 @@
 //! statistics that do not depend on timing; the global count drives the running statistics
 //! (and PyTorch's unbiased correction). Backward exchanges the per-channel (Σdy, Σdy·x̂) the
 //! same way (4 f64 per channel per rank). Each phase's GPU work is one submit. Every exchange
-//! starts with a header (status, channels), so a rank that failed makes every rank return an
-//! error instead of leaving the others waiting.
+//! starts with a status header ([`Exchange`]), so a rank that failed makes every rank return
+//! an error instead of leaving the others waiting; before its first exchange the ranks agree
+//! on the layer's configuration (channels, convention, momentum, epsilon...), so two ranks
+//! built differently get the same [`Error::RanksDisagree`] instead of merging mismatched
+//! statistics.
 
 use crate::batchnorm::LocalStatistics;
 use crate::collective::Collective;
 use crate::config::{BatchNormConfig, Mode, SingleSamplePolicy};
 use crate::cpu::Moments;
 use crate::error::{Error, Result};
+use crate::exchange::Exchange;
 use crate::tensor::{Tensor, TensorRef};
 use crate::{BatchNorm, Context};
 
@@ -29,6 +33,8 @@ pub struct SyncBatchNorm<C: Collective> {
     layer: BatchNorm,
     comm: C,
     ctx: Context,
+    /// The ranks have agreed on the configuration (before the first exchange).
+    agreed: bool,
 }
 
 impl<C: Collective> SyncBatchNorm<C> {
@@ -38,6 +44,7 @@ impl<C: Collective> SyncBatchNorm<C> {
             layer: BatchNorm::new(ctx, config)?,
             comm,
             ctx: ctx.clone(),
+            agreed: false,
         })
     }
 
@@ -64,7 +71,12 @@ impl<C: Collective> SyncBatchNorm<C> {
         tensors: Option<(TensorRef<'_>, TensorRef<'_>)>,
         mode: Mode,
     ) -> Result<()> {
-        sync_forward(&self.ctx, &mut self.layer, &mut self.comm, tensors, mode)
+        let exchanges = self.exchanges(mode);
+        let mut ex = Exchange::new(&mut self.comm);
+        if exchanges {
+            agree_once(&mut ex, &mut self.agreed, self.layer.config())?;
+        }
+        sync_forward(&self.ctx, &mut self.layer, &mut ex, tensors, mode)
     }
 
     /// Records and runs a synchronized backward of the last forward: `Some((x, dy, dx))`, or
@@ -74,17 +86,15 @@ impl<C: Collective> SyncBatchNorm<C> {
         &mut self,
         tensors: Option<(TensorRef<'_>, TensorRef<'_>, TensorRef<'_>)>,
     ) -> Result<()> {
-        sync_backward(&mut self.layer, &mut self.comm, tensors)
+        let mut ex = Exchange::new(&mut self.comm);
+        agree_once(&mut ex, &mut self.agreed, self.layer.config())?;
+        sync_backward(&mut self.layer, &mut ex, tensors)
     }
 
     /// Takes part in the current exchange as a rank that failed (so the others return an
     /// error instead of waiting), and returns the failure.
     fn fail<T>(&mut self, e: Error) -> Result<T> {
-        // An exchange of a failure returns that failure, after the header went out.
-        exchange(&self.layer, &mut self.comm, Err(e))?;
-        Err(Error::Collective(
-            "internal: a failed exchange succeeded".into(),
-        ))
+        Err(Exchange::new(&mut self.comm).fail(e))
     }
 
     /// Host in, host out: this rank's rows `x` of `shape` (zero rows allowed); returns `y`.
@@ -135,45 +145,44 @@ impl<C: Collective> SyncBatchNorm<C> {
     }
 }
 
-/// Exchanges a header (status, channels), then — when every rank is fine and they agree —
-/// the payload; returns every rank's payload in rank order.
-fn exchange(
-    layer: &BatchNorm,
-    comm: &mut (impl Collective + ?Sized),
-    local: Result<Vec<f64>>,
-) -> Result<Vec<Vec<f64>>> {
-    let c = layer.config().channels;
-    let (status, payload) = match &local {
-        Ok(p) => (0.0, p.clone()),
-        Err(_) => (1.0, Vec::new()),
-    };
-    let header = comm.all_gather(&[status, c as f64])?;
-    // This rank's own failure, after the others have heard of it.
-    local?;
-    for (r, h) in header.chunks_exact(2).enumerate() {
-        if h[0] != 0.0 {
-            return Err(Error::Collective(format!("rank {r} failed in this call")));
-        }
-        if h[1] != c as f64 {
-            return Err(Error::Collective(format!(
-                "rank {r} has {} channels, rank {} has {c}",
-                h[1],
-                comm.rank()
-            )));
-        }
+/// The ranks' agreement on the configuration, before this layer's first exchange.
+fn agree_once<C: Collective + ?Sized>(
+    ex: &mut Exchange<'_, C>,
+    agreed: &mut bool,
+    config: &BatchNormConfig,
+) -> Result<()> {
+    if !*agreed {
+        ex.agree(Ok::<_, Error>(config_fields(config)))?;
+        *agreed = true;
     }
-    let all = comm.all_gather(&payload)?;
-    Ok(all
-        .chunks_exact(payload.len().max(1))
-        .map(<[f64]>::to_vec)
-        .collect())
+    Ok(())
+}
+
+/// What two ranks' layers must share before they exchange statistics: every field of the
+/// configuration (a Keras layer and a PyTorch one, or 3 channels and 4, would merge
+/// mismatched numbers without a word).
+pub(crate) fn config_fields(c: &BatchNormConfig) -> Vec<(String, String)> {
+    [
+        ("channels", c.channels.to_string()),
+        ("layout", format!("{:?}", c.layout)),
+        ("convention", format!("{:?}", c.convention)),
+        ("momentum", format!("{:?}", c.momentum)),
+        ("epsilon", format!("{:?}", c.epsilon)),
+        ("center", c.center.to_string()),
+        ("scale", c.scale.to_string()),
+        ("single-sample policy", format!("{:?}", c.single_sample)),
+        ("fused ReLU", c.relu.to_string()),
+    ]
+    .into_iter()
+    .map(|(n, v)| (format!("the batch-norm layer's {n}"), v))
+    .collect()
 }
 
 /// A synchronized forward of `layer` over `comm` (see [`SyncBatchNorm::forward`]).
-pub(crate) fn sync_forward(
+pub(crate) fn sync_forward<C: Collective + ?Sized>(
     ctx: &Context,
     layer: &mut BatchNorm,
-    comm: &mut (impl Collective + ?Sized),
+    ex: &mut Exchange<'_, C>,
     tensors: Option<(TensorRef<'_>, TensorRef<'_>)>,
     mode: Mode,
 ) -> Result<()> {
@@ -198,7 +207,7 @@ pub(crate) fn sync_forward(
         },
         None => (None, Ok(LocalStatistics::empty(c))),
     };
-    let all = exchange(layer, comm, local.map(|l| l.pack()))?;
+    let all = ex.gather_equal(local.map(|l| l.pack()))?;
     let global = LocalStatistics::merge_ranks(&all, c);
     let n = global.count.first().copied().unwrap_or(0.0);
     if n == 0.0 {
@@ -214,9 +223,9 @@ pub(crate) fn sync_forward(
 }
 
 /// A synchronized backward of `layer` over `comm` (see [`SyncBatchNorm::backward`]).
-pub(crate) fn sync_backward(
+pub(crate) fn sync_backward<C: Collective + ?Sized>(
     layer: &mut BatchNorm,
-    comm: &mut (impl Collective + ?Sized),
+    ex: &mut Exchange<'_, C>,
     tensors: Option<(TensorRef<'_>, TensorRef<'_>, TensorRef<'_>)>,
 ) -> Result<()> {
     let c = layer.config().channels;
@@ -227,7 +236,7 @@ pub(crate) fn sync_backward(
         },
         None => (None, Ok(vec![[0.0; 4]; c])),
     };
-    let all = exchange(layer, comm, local.map(|s| s.concat()))?;
+    let all = ex.gather_equal(local.map(|s| s.concat()))?;
     // Summed in rank order: the same bits on every rank.
     let mut sums = vec![[0.0f64; 4]; c];
     for rank in &all {

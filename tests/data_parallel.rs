@@ -131,19 +131,27 @@ fn batches_too_small_for_the_ranks_are_refused() {
         shuffle: false,
         seed: 0,
     };
-    let mut members = ThreadGroup::new(3).unwrap();
-    let mut m = Sequential::new(
-        ctx(),
-        4,
-        &tutorial_layers(true, 5, 3),
-        0,
-        Optimizer::default(),
-    )
-    .unwrap();
-    // Checked before any exchange: every rank refuses alike, none waits.
-    let e = m
-        .fit_distributed(&data, &options, None, &mut members[0])
-        .unwrap_err();
-    assert!(e.to_string().contains("at least one row per rank"), "{e}");
-    assert_eq!(members[0].ranks(), 3);
+    // Every rank refuses alike (after agreeing on the options and rows), none waits: the
+    // ranks report through a channel, and a hang fails the test at the deadline.
+    let (tx, rx) = std::sync::mpsc::channel();
+    for mut comm in ThreadGroup::new(3).unwrap() {
+        let (tx, data, options) = (tx.clone(), data.clone(), options.clone());
+        thread::spawn(move || {
+            let layers = tutorial_layers(true, 5, 3);
+            let e = Sequential::new(ctx(), 4, &layers, 0, Optimizer::default())
+                .and_then(|mut m| m.fit_distributed(&data, &options, None, &mut comm))
+                .map(|_| ())
+                .map_err(|e| e.to_string());
+            let _ = tx.send((comm.ranks(), e));
+        });
+    }
+    drop(tx);
+    for _ in 0..3 {
+        let (ranks, e) = rx
+            .recv_timeout(std::time::Duration::from_secs(240))
+            .expect("a rank hung");
+        assert_eq!(ranks, 3);
+        let e = e.unwrap_err();
+        assert!(e.contains("at least one row per rank"), "{e}");
+    }
 }

@@ -231,6 +231,46 @@ fn a_failing_rank_makes_every_rank_fail() {
     }
 }
 
+/// Two ranks built with different configurations are told so, alike, before any statistics
+/// are merged: a Keras layer and a PyTorch one, 3 channels and 4.
+#[test]
+fn ranks_built_differently_disagree_before_exchanging() {
+    let _g = serial();
+    let configs = [
+        [
+            BatchNormConfig::keras(3),
+            BatchNormConfig::pytorch(3).with_layout(Layout::ChannelsLast),
+        ],
+        [BatchNormConfig::keras(3), BatchNormConfig::keras(4)],
+        [
+            BatchNormConfig::keras(3),
+            BatchNormConfig::keras(3).with_relu(true),
+        ],
+    ];
+    for (pair, what) in configs.iter().zip(["convention", "channels", "fused ReLU"]) {
+        let errors: Vec<String> = on_ranks(2, |comm| {
+            let config = pair[comm.rank()].clone();
+            let c = config.channels;
+            let mut bn = SyncBatchNorm::new(ctx(), config, comm).unwrap();
+            match bn.forward_host(&vec![1.0; 4 * c], &[4, c], Mode::Training) {
+                Err(e @ Error::RanksDisagree { .. }) => e.to_string(),
+                other => panic!("{what}: expected a disagreement, got {other:?}"),
+            }
+        })
+        .into_iter()
+        .map(|r| r.unwrap())
+        .collect();
+        assert_eq!(errors[0], errors[1]);
+        assert!(
+            errors[0].starts_with(&format!(
+                "ranks disagree on the batch-norm layer's {what}: rank 0 has "
+            )),
+            "{}",
+            errors[0]
+        );
+    }
+}
+
 /// Several adapters of one machine in one process: rank 0 on Vulkan (lavapipe), rank 1 on GL
 /// (llvmpipe), as two GPUs would be. The exchanged statistics are the same on both; each
 /// device finishes them with its own compiler, so the results agree to round-off.

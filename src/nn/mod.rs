@@ -5,6 +5,7 @@
 //! `docs/ARCHITECTURE.md` says which file owns what and how to add a layer.
 
 mod batch_plan;
+mod contract;
 pub mod data;
 mod describe;
 mod error;

@@ -147,6 +147,8 @@ impl Kernels {
 /// The optimizer on the GPU: its state (moments, the step counter) and one bind group over
 /// the network's parameters and gradients.
 pub(crate) struct GpuOptimizer {
+    /// What it was built from (the ranks of a data-parallel run compare it).
+    config: Optimizer,
     kernels: std::sync::Arc<Kernels>,
     adam: bool,
     len: usize,
@@ -212,6 +214,7 @@ impl GpuOptimizer {
             ],
         );
         Ok(GpuOptimizer {
+            config: optimizer,
             kernels,
             adam,
             len,
@@ -221,6 +224,11 @@ impl GpuOptimizer {
             m,
             v,
         })
+    }
+
+    /// The optimizer it runs.
+    pub fn config(&self) -> Optimizer {
+        self.config
     }
 
     /// The step counter (`[u32]`): the training loss increments it, the update and layers

@@ -11,7 +11,7 @@ use wgpu_batchnorm::nn::{
     check_network, save_weights, Dataset, FitOptions, History, LayerSpec, Optimizer, Sequential,
     Shape, Weight,
 };
-use wgpu_batchnorm::{Collective, Context};
+use wgpu_batchnorm::{Collective, Context, Exchange};
 
 use crate::model_args::{DataArgs, ModelArgs};
 use crate::plot::{self, Series, COLORS};
@@ -110,8 +110,15 @@ fn run(
     bn: bool,
     bar: &ProgressBar,
 ) -> Result<(History, f64, Vec<Weight>), Box<dyn std::error::Error>> {
-    let optimizer = optimizer(args)?;
-    let (input, layers) = args.model.network(data, bn)?;
+    // Under --distributed a rank that cannot build its network says so to the others, who are
+    // already waiting in the first exchange of `fit_distributed`.
+    let built = optimizer(args).and_then(|o| Ok((o, args.model.network(data, bn)?)));
+    let built = match (built, ctx, comm) {
+        (Ok(b), ctx, comm) => (b, ctx, comm),
+        (Err(e), _, Some(comm)) => return Err(Exchange::new(comm).fail(e)),
+        (Err(e), _, _) => return Err(e),
+    };
+    let ((optimizer, (input, layers)), ctx, comm) = built;
     let options = FitOptions {
         batch_size: plan.batch_size,
         epochs: plan.epochs,
@@ -136,7 +143,12 @@ fn run(
     // training loop is timed; the first epoch still builds each batch size's buffers.
     match ctx {
         Some(ctx) => {
-            let mut model = Sequential::new(ctx, input, &layers, args.seed, optimizer)?;
+            let model = Sequential::new(ctx, input, &layers, args.seed, optimizer);
+            let (mut model, comm) = match (model, comm) {
+                (Ok(m), comm) => (m, comm),
+                (Err(e), Some(comm)) => return Err(Exchange::new(comm).fail(e.into())),
+                (Err(e), None) => return Err(e.into()),
+            };
             if bn {
                 bar.suspend(|| say!("{}", model.summary()));
             }
@@ -219,9 +231,79 @@ fn check_args(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
     Ok(())
 }
 
+/// The runs of the table: with batch norm and without, or only without (`--no-bn`).
+fn runs(args: &Args) -> Vec<bool> {
+    if args.no_bn {
+        vec![false]
+    } else {
+        vec![true, false]
+    }
+}
+
+/// What a run needs once the arguments are checked and the data is loaded.
+struct Prepared {
+    plan: Plan,
+    data: Dataset,
+    val: Option<Dataset>,
+    ctx: Option<Context>,
+}
+
+/// Everything this process does on its own before training: the arguments, the output
+/// paths, the data, the device. Under --distributed it runs after joining the ranks, so a
+/// failure here reaches every rank instead of leaving the others waiting.
+fn prepare(args: &Args) -> Result<Prepared, Box<dyn std::error::Error>> {
+    check_args(args)?;
+    let all = args.data.load_for(&args.model, args.seed)?;
+    let cnn = args.model.is_cnn(&all);
+    let plan = Plan {
+        epochs: args.epochs.unwrap_or(if cnn { 10 } else { 5 }),
+        batch_size: args.batch_size.unwrap_or(if cnn { 16 } else { 32 }),
+        validation_split: args.validation_split.unwrap_or(if cnn { 0.2 } else { 0.0 }),
+    };
+    let (data, val) = if plan.validation_split > 0.0 {
+        let (a, b) = all.into_validation_split(plan.validation_split)?;
+        (a, Some(b))
+    } else {
+        (all, None)
+    };
+    // Both networks are checked before either trains (a table needs both).
+    for bn in runs(args) {
+        let (input, layers) = args.model.network(&data, bn)?;
+        check_network(input, &layers).map_err(|e| {
+            format!(
+                "the network {}: {e}",
+                if bn { "with BN" } else { "without BN" }
+            )
+        })?;
+    }
+    let ctx = match args.device.as_str() {
+        "gpu" => match Context::new() {
+            Ok(ctx) => Some(ctx),
+            // Every rank of a distributed run trains on its GPU: one on the CPU path would
+            // train alone while the others wait for it.
+            Err(e @ wgpu_batchnorm::Error::NoAdapter(_)) if args.distributed => {
+                return Err(format!("{e}: --distributed trains on a GPU on every rank").into())
+            }
+            // A machine with no adapter at all still runs the job, on the CPU path.
+            Err(e @ wgpu_batchnorm::Error::NoAdapter(_)) => {
+                eprintln!("warning: {e}; training on the CPU path instead");
+                None
+            }
+            Err(e) => return Err(e.into()),
+        },
+        _ => None,
+    };
+    Ok(Prepared {
+        plan,
+        data,
+        val,
+        ctx,
+    })
+}
+
 pub fn run_cli(args: Args) -> Result<(), Box<dyn std::error::Error>> {
-    check_args(&args)?;
-    // The processes of a distributed run: MPI's world (rank 0 speaks for all).
+    // The processes of a distributed run join MPI's world first (rank 0 speaks for all):
+    // whatever fails after this point is reported to every rank.
     #[cfg(feature = "mpi")]
     let universe = match args.distributed {
         true => Some(
@@ -244,46 +326,22 @@ pub fn run_cli(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     if !leader {
         crate::quiet();
     }
-    let all = args.data.load_for(&args.model, args.seed)?;
-    let cnn = args.model.is_cnn(&all);
-    let plan = Plan {
-        epochs: args.epochs.unwrap_or(if cnn { 10 } else { 5 }),
-        batch_size: args.batch_size.unwrap_or(if cnn { 16 } else { 32 }),
-        validation_split: args.validation_split.unwrap_or(if cnn { 0.2 } else { 0.0 }),
+    // Every rank reports whether it is ready; one that is not makes every rank fail here.
+    let prepared = match (prepare(&args), comm.as_mut()) {
+        (Ok(p), Some(c)) => {
+            Exchange::new(c).gather(Ok::<_, Box<dyn std::error::Error>>(Vec::new()))?;
+            p
+        }
+        (Err(e), Some(c)) => return Err(Exchange::new(c).fail(e)),
+        (p, None) => p?,
     };
-    let (data, val) = if plan.validation_split > 0.0 {
-        let (a, b) = all.into_validation_split(plan.validation_split)?;
-        (a, Some(b))
-    } else {
-        (all, None)
-    };
-    let runs: Vec<bool> = if args.no_bn {
-        vec![false]
-    } else {
-        vec![true, false]
-    };
-    // Both networks are checked before either trains (a table needs both).
-    for &bn in &runs {
-        let (input, layers) = args.model.network(&data, bn)?;
-        check_network(input, &layers).map_err(|e| {
-            format!(
-                "the network {}: {e}",
-                if bn { "with BN" } else { "without BN" }
-            )
-        })?;
-    }
-    let ctx = match args.device.as_str() {
-        "gpu" => match Context::new() {
-            Ok(ctx) => Some(ctx),
-            // A machine with no adapter at all still runs the job, on the CPU path.
-            Err(e @ wgpu_batchnorm::Error::NoAdapter(_)) => {
-                eprintln!("warning: {e}; training on the CPU path instead");
-                None
-            }
-            Err(e) => return Err(e.into()),
-        },
-        _ => None,
-    };
+    let Prepared {
+        plan,
+        data,
+        val,
+        ctx,
+    } = prepared;
+    let runs = runs(&args);
     match &ctx {
         Some(ctx) => say!("device: {}", ctx.describe()),
         None if args.device == "cpu-f64" => say!("device: CPU (f64 reference)"),
