@@ -5,6 +5,7 @@
 //! `docs/ARCHITECTURE.md` says which file owns what and how to add a layer.
 
 mod batch_plan;
+mod binding_limits;
 pub mod data;
 mod describe;
 mod error;
@@ -37,9 +38,11 @@ pub use data::{DataError, Dataset};
 pub use describe::{from_keras_json, parse_layers};
 pub use error::{Error, Result};
 pub use layers::activation::Activation;
+#[doc(hidden)]
+pub use layers::conv2d::cached_conv_geometries;
 pub use layers::conv2d::Conv2D;
 pub use layers::pool2d::Pool2D;
-pub use limits::MAX_TENSOR_ELEMENTS;
+pub use limits::{MAX_TENSOR_ELEMENTS, MAX_WINDOW};
 pub use optimizer::Optimizer;
 pub use registry::LayerSpec;
 pub use sequential::Sequential;

@@ -1,6 +1,7 @@
-//! `Sequential`: a small network trained on the GPU, as a loop over its layers. One training
-//! step (gather, forward, loss, backward, optimizer) is one encoder and one submit; loss and
-//! accuracy accumulate on the GPU and are read back once per epoch. Every parameter lives in
+//! `Sequential`: a small network trained on the GPU, as a loop over its layers. Training
+//! steps (gather, forward, loss, backward, optimizer) are recorded `STEPS_PER_SUBMIT` to an
+//! encoder and a submit; loss and accuracy accumulate on the GPU and are read back once per
+//! epoch. Every parameter lives in
 //! one buffer (each layer's region at a 256-byte aligned offset), which the optimizer updates
 //! in place: there is no other copy.
 
@@ -8,6 +9,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use crate::nn::batch_plan::{BatchPlan, PlanBuffers, Shared};
+use crate::nn::binding_limits;
 use crate::nn::data::Dataset;
 use crate::nn::error::{Error, Result};
 use crate::nn::gather::{DataIo, Gather, Start};
@@ -24,6 +26,10 @@ use crate::{Context, Mode};
 
 /// Largest batch of one evaluation / prediction submit.
 const EVAL_ROWS: usize = 1024;
+/// Training steps recorded into one encoder before it is submitted (a tutorial step is ~10
+/// passes; a CNN's ~20): enough to keep submits off the profile, few enough that an epoch
+/// of a thousand batch-1 steps records no more at once than an epoch of 16 steps.
+const STEPS_PER_SUBMIT: usize = 16;
 /// Batch sizes whose buffers are kept at once.
 const MAX_PLANS: usize = 16;
 /// Rows of a Dense layer's GEMM tile: a batch spans at most this many times the device's
@@ -86,12 +92,19 @@ impl Sequential {
     ) -> Result<Self> {
         let input = input_shape.len();
         let mut at = Vec::with_capacity(defs.len());
-        let mut len = 0usize;
+        let mut len = Some(0usize);
         for d in &defs {
-            at.push(len);
-            len += aligned(d.region_len());
+            at.push(len.unwrap_or(0));
+            len = len.and_then(|l| l.checked_add(aligned(d.region_len())));
         }
-        let bytes = len as u64 * 4;
+        // Parameters, gradients and both optimizer moments are each this large, and each is
+        // bound whole: checked before any is allocated.
+        let what = || {
+            let n = len.map_or("too many".into(), |n| n.to_string());
+            format!("the parameters ({n} values, with gradients and optimizer state as large)")
+        };
+        let bytes = binding_limits::floats(ctx, what, len)?;
+        let len = len.unwrap_or(0);
         let params = ctx.storage("nn.params", bytes)?;
         let grads = ctx.storage("nn.grads", bytes)?;
         for ((d, &a), (_, ordinal)) in defs.iter().zip(&at).zip(registry::names(&defs)) {
@@ -358,9 +371,12 @@ impl Sequential {
         }
     }
 
-    /// Trains one epoch of `data` in batches of `batch`: every step recorded into one encoder
-    /// and one submit, or a submit per step when `per_batch` wants each batch's loss (read
-    /// back and handed to it).
+    /// Trains one epoch of `data` in batches of `batch`: steps recorded into an encoder
+    /// submitted every `STEPS_PER_SUBMIT` steps, with at most two such submits in flight, or a
+    /// submit per step when `per_batch` wants each batch's loss (read back and handed to it).
+    /// What the device and the driver hold for recorded work is then bounded by the model
+    /// and the batch, not by the epoch's length; the GPU runs the same steps in the same
+    /// order, so the results are the same bits.
     pub(super) fn train_epoch(
         &mut self,
         data: &GpuData,
@@ -369,7 +385,17 @@ impl Sequential {
     ) -> Result<()> {
         let (mut start, mut b) = (0, 0);
         let mut enc = None;
+        let mut in_flight = None;
         while start < data.rows {
+            if b > 0 && b % STEPS_PER_SUBMIT == 0 {
+                if let Some(e) = enc.take() {
+                    let index = self.ctx.submit(e)?;
+                    // The chunk before this one: done before a third is recorded.
+                    if let Some(previous) = in_flight.replace(index) {
+                        self.ctx.wait(Some(previous))?;
+                    }
+                }
+            }
             let rows = batch.min(data.rows - start);
             let e = enc.get_or_insert_with(|| {
                 self.ctx
@@ -402,8 +428,14 @@ impl Sequential {
         mut probs: Option<&mut Vec<f32>>,
     ) -> Result<()> {
         let mut start = 0;
+        // Chunks whose activations fit the device's bindings.
+        let widths = self.defs.iter().map(|d| d.output_width());
+        let chunk = EVAL_ROWS.min(binding_limits::rows_fitting(
+            &self.ctx,
+            widths.chain([self.input]),
+        ));
         while start < data.rows {
-            let rows = EVAL_ROWS.min(data.rows - start);
+            let rows = chunk.min(data.rows - start);
             let plan = self.plan(rows)?;
             let ctx = self.ctx.clone();
             let probs = probs.as_deref_mut();
@@ -460,11 +492,16 @@ impl Sequential {
 
     /// Makes room for the per-batch losses of an epoch of `steps` batches.
     pub(super) fn reserve_batch_losses(&mut self, steps: usize) -> Result<()> {
-        let bytes = (BATCH_LOSSES + steps as u64 * 4).next_multiple_of(256);
+        let floats = steps.checked_add(BATCH_LOSSES as usize / 4);
+        let what = || format!("the losses of an epoch of {steps} batches (use larger batches)");
+        let bytes = binding_limits::floats(&self.ctx, what, floats)?.next_multiple_of(256);
         if bytes > self.metrics.size() {
             self.metrics = self.ctx.storage("nn.metrics", bytes)?;
-            // Every plan's losses and gathers bind the old buffer.
+            // Every plan's losses and gathers, and the one-workgroup step, bind the old buffer.
             self.forget_plans();
+            if let Some(step) = &mut self.fused {
+                step.set_metrics(&self.metrics);
+            }
         }
         Ok(())
     }
