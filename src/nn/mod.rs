@@ -26,6 +26,7 @@ mod registry;
 pub(crate) mod rng;
 mod sequential;
 mod sequential_distributed;
+mod sequential_epoch;
 pub(crate) mod sequential_fit;
 mod sequential_weights;
 mod shape;

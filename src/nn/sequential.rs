@@ -1,7 +1,7 @@
-//! `Sequential`: a small network trained on the GPU, as a loop over its layers. Training
-//! steps (gather, forward, loss, backward, optimizer) are recorded `STEPS_PER_SUBMIT` to an
-//! encoder and a submit; loss and accuracy accumulate on the GPU and are read back once per
-//! epoch. Every parameter lives in
+//! `Sequential`: a small network trained on the GPU, as a loop over its layers. A training
+//! step (gather, forward, loss, backward, optimizer) is recorded into the caller's encoder
+//! (`sequential_epoch.rs` submits an epoch's steps in chunks); loss and accuracy accumulate
+//! on the GPU and are read back once per epoch. Every parameter lives in
 //! one buffer (each layer's region at a 256-byte aligned offset), which the optimizer updates
 //! in place: there is no other copy.
 
@@ -26,18 +26,11 @@ use crate::{Context, Mode};
 
 /// Largest batch of one evaluation / prediction submit.
 const EVAL_ROWS: usize = 1024;
-/// Training steps recorded into one encoder before it is submitted (a tutorial step is ~10
-/// passes; a CNN's ~20): enough to keep submits off the profile, few enough that an epoch
-/// of a thousand batch-1 steps records no more at once than an epoch of 16 steps.
-const STEPS_PER_SUBMIT: usize = 16;
 /// Batch sizes whose buffers are kept at once.
 const MAX_PLANS: usize = 16;
 /// Rows of a Dense layer's GEMM tile: a batch spans at most this many times the device's
 /// workgroups per grid dimension.
 const ROWS_PER_GROUP: usize = 16;
-
-/// What `train_epoch` calls after each batch: (model, batch, loss).
-type BatchHook<'a> = dyn FnMut(&Sequential, usize, f64) + 'a;
 
 /// A Keras-style sequential classifier on the GPU.
 pub struct Sequential {
@@ -325,7 +318,7 @@ impl Sequential {
     /// Records one training step on the next batch of `data` (in its current order; the
     /// batch count on the GPU says which): gather, forward (batch statistics), loss,
     /// backward, optimizer. `first` starts the epoch's metrics.
-    fn record_step(
+    pub(super) fn record_step(
         &mut self,
         enc: &mut wgpu::CommandEncoder,
         data: &GpuData,
@@ -369,55 +362,6 @@ impl Sequential {
             }
             _ => Ok(false),
         }
-    }
-
-    /// Trains one epoch of `data` in batches of `batch`: steps recorded into an encoder
-    /// submitted every `STEPS_PER_SUBMIT` steps, with at most two such submits in flight, or a
-    /// submit per step when `per_batch` wants each batch's loss (read back and handed to it).
-    /// What the device and the driver hold for recorded work is then bounded by the model
-    /// and the batch, not by the epoch's length; the GPU runs the same steps in the same
-    /// order, so the results are the same bits.
-    pub(super) fn train_epoch(
-        &mut self,
-        data: &GpuData,
-        batch: usize,
-        mut per_batch: Option<&mut BatchHook<'_>>,
-    ) -> Result<()> {
-        let (mut start, mut b) = (0, 0);
-        let mut enc = None;
-        let mut in_flight = None;
-        while start < data.rows {
-            if b > 0 && b % STEPS_PER_SUBMIT == 0 {
-                if let Some(e) = enc.take() {
-                    let index = self.ctx.submit(e)?;
-                    // The chunk before this one: done before a third is recorded.
-                    if let Some(previous) = in_flight.replace(index) {
-                        self.ctx.wait(Some(previous))?;
-                    }
-                }
-            }
-            let rows = batch.min(data.rows - start);
-            let e = enc.get_or_insert_with(|| {
-                self.ctx
-                    .device()
-                    .create_command_encoder(&Default::default())
-            });
-            self.record_step(e, data, (rows, batch), start == 0)?;
-            if let Some(f) = per_batch.as_deref_mut() {
-                if let Some(e) = enc.take() {
-                    self.ctx.submit(e)?;
-                }
-                let at = BATCH_LOSSES + b as u64 * 4;
-                let loss = self.ctx.read_f32(&self.metrics, at, 1)?;
-                f(self, b, loss[0] as f64);
-            }
-            start += rows;
-            b += 1;
-        }
-        if let Some(e) = enc {
-            self.ctx.submit(e)?;
-        }
-        Ok(())
     }
 
     /// Inference over all of `data`: metrics into the evaluation slot, probabilities when
