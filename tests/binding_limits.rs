@@ -79,8 +79,7 @@ fn a_batch_past_the_binding_limit_is_refused_and_predictions_are_chunked() {
     };
     let e = gpu
         .fit(&data, &options, None, |_, _| {})
-        .err()
-        .expect("refused");
+        .expect_err("refused");
     let msg = e.to_string();
     assert!(matches!(e, nn::Error::DeviceLimit { .. }), "{msg}");
     assert!(
