@@ -32,8 +32,8 @@ fn distinct_conv_geometries_do_not_pile_up() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(100);
     let ctx = Context::new().unwrap();
-    let input = Shape::image(5, 5, 1);
-    let data = Dataset::synthetic(4, 25, 1);
+    let input = Shape::image(6, 6, 1);
+    let data = Dataset::synthetic(4, 36, 1);
     let (mut settled, mut most) = (None, 0);
     let started = std::time::Instant::now();
     for i in 0..cycles {
@@ -45,7 +45,7 @@ fn distinct_conv_geometries_do_not_pile_up() {
         let mut model =
             Sequential::new(&ctx, input, &layers, i as u64, Optimizer::sgd(0.01, 0.0)).unwrap();
         model.train_batch(&data).unwrap();
-        let probs = model.predict(&data.x()[..50]).unwrap();
+        let probs = model.predict(&data.x()[..72]).unwrap();
         assert_eq!(probs.len(), 6);
         most = most.max(cached_conv_geometries(&ctx));
         drop(model);
