@@ -493,7 +493,8 @@ impl Context {
         self.wait(Some(index))
     }
 
-    fn wait(&self, index: Option<wgpu::SubmissionIndex>) -> Result<()> {
+    /// Waits until the submission `index` (`None`: every submission) is done.
+    pub(crate) fn wait(&self, index: Option<wgpu::SubmissionIndex>) -> Result<()> {
         self.device
             .poll(wgpu::PollType::Wait {
                 submission_index: index,

@@ -26,4 +26,5 @@ pub mod bench;
 
 pub use crate::memory::check_host_bytes;
 pub use crate::nn::files::{check_writable, write_atomically};
+pub use crate::nn::layers::conv2d::cached_conv_geometries;
 pub use crate::nn::rng::Rng;

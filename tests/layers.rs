@@ -338,9 +338,9 @@ fn dense_backward_on_odd_sizes() {
     }
 }
 
-/// An epoch's steps are recorded into one encoder and one submit (the batch each step trains
-/// on comes from a count on the GPU, not a write between steps); per-batch callbacks ask for
-/// a submit per step instead. Both train identically.
+/// An epoch's steps (up to 16; more are submitted 16 at a time) are one encoder and one
+/// submit (the batch each step trains on comes from a count on the GPU, not a write between
+/// steps); per-batch callbacks ask for a submit per step instead. Both train identically.
 #[test]
 fn an_epoch_is_one_submit() {
     let _g = serial();

@@ -2,6 +2,7 @@
 //! and what every layer of a batch plan shares. (The engine's `src/plan.rs` is another thing:
 //! how one batch-norm call is cut into chunks and grids.)
 
+use crate::nn::binding_limits;
 use crate::nn::error::Result;
 use crate::nn::layer::{Io, LayerDef};
 use crate::nn::loss::{Loss, LossIo, LossMode};
@@ -70,13 +71,27 @@ impl BatchPlan {
         defs: &[Box<dyn LayerDef>],
         model: PlanBuffers<'_>,
     ) -> Result<BatchPlan> {
-        let floats = |n: usize| (rows * n * 4) as u64;
-        let x = ctx.storage("nn.x", floats(input))?;
-        let labels = ctx.storage("nn.labels", (rows * 4) as u64)?;
+        // Every buffer's size, checked against the device before any is allocated.
+        let batch = |n: usize, what: &dyn Fn() -> String| {
+            binding_limits::floats(
+                ctx,
+                || format!("a batch of {rows} rows of {} (use a smaller batch)", what()),
+                rows.checked_mul(n),
+            )
+        };
+        let input_bytes = batch(input, &|| format!("the input ({input} values per row)"))?;
+        let label_bytes = batch(1, &|| "labels".into())?;
+        let mut output_bytes = Vec::with_capacity(defs.len());
+        for (i, d) in defs.iter().enumerate() {
+            let what = || format!("layer {i}'s output {}", d.output_shape());
+            output_bytes.push(batch(d.output_width(), &what)?);
+        }
+        let x = ctx.storage("nn.x", input_bytes)?;
+        let labels = ctx.storage("nn.labels", label_bytes)?;
         let mut acts = Vec::new();
         let mut dacts = Vec::new();
-        let scratch = ctx.storage("nn.dx0", floats(input))?;
-        for d in defs {
+        let scratch = ctx.storage("nn.dx0", input_bytes)?;
+        for (d, &bytes) in defs.iter().zip(&output_bytes) {
             if d.is_view() {
                 // The same memory under another shape: the previous buffers, shared.
                 let before =
@@ -85,8 +100,8 @@ impl BatchPlan {
                 dacts.push(before(&dacts, &scratch));
                 continue;
             }
-            acts.push(ctx.storage("nn.act", floats(d.output_width()))?);
-            dacts.push(ctx.storage("nn.dact", floats(d.output_width()))?);
+            acts.push(ctx.storage("nn.act", bytes)?);
+            dacts.push(ctx.storage("nn.dact", bytes)?);
         }
         let last = defs.len() - 1;
         let loss = |mode, at: u64| {

@@ -41,6 +41,19 @@ pub enum Error {
         /// What went wrong.
         why: String,
     },
+    /// A buffer the network binds is larger than the device allows: refused before anything
+    /// is allocated.
+    #[error("model too large for the device: {what} needs {needed} bytes, more than one buffer binding holds on this device ({limit} = {max} bytes)")]
+    DeviceLimit {
+        /// What needs the buffer, in words (names the layer or the batch).
+        what: String,
+        /// Bytes needed.
+        needed: u128,
+        /// The wgpu limit that was hit.
+        limit: &'static str,
+        /// The limit's value, bytes.
+        max: u64,
+    },
     /// Training diverged: the loss became NaN or infinite (Keras' `TerminateOnNaN` stops here).
     #[error("training diverged: the loss became NaN or infinite in epoch {epoch}{}; lower the learning rate or check the data", .batch.map(|b| format!(", batch {b}")).unwrap_or_default())]
     NonFiniteLoss {

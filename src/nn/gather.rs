@@ -6,7 +6,7 @@
 use bytemuck::{Pod, Zeroable};
 
 use crate::nn::error::Result;
-use crate::nn::layer::ELEM_WG;
+use crate::nn::layer::{gpu_u32, ELEM_WG};
 use crate::pipeline::{self, bind, dispatch, groups_1d, Kernel, Region, Slot};
 use crate::Context;
 
@@ -92,10 +92,10 @@ impl Gather {
         let uniform = ctx.uniform(
             "nn.gather",
             &Uniform {
-                rows: rows as u32,
-                cols: cols as u32,
+                rows: gpu_u32("gathered rows", rows)?,
+                cols: gpu_u32("input features", cols)?,
                 start: 0,
-                batch: batch as u32,
+                batch: gpu_u32("batch size", batch)?,
             },
         )?;
         let group = bind(
@@ -122,7 +122,8 @@ impl Gather {
 
     /// Sets the start row of an inference gather (applied at the next submit).
     pub fn set_start(&self, ctx: &Context, start: usize) -> Result<()> {
-        Ok(ctx.write(&self.uniform, START_AT, bytemuck::bytes_of(&(start as u32)))?)
+        let start = gpu_u32("start row", start)?;
+        Ok(ctx.write(&self.uniform, START_AT, bytemuck::bytes_of(&start))?)
     }
 
     /// Records the gather.

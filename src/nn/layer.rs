@@ -10,7 +10,7 @@
 
 use std::fmt::Debug;
 
-use crate::nn::error::Result;
+use crate::nn::error::{Error, Result};
 use crate::nn::init::glorot_uniform;
 use crate::nn::real::Real;
 use crate::nn::shape::Shape;
@@ -27,6 +27,17 @@ pub(crate) const ALIGN_FLOATS: usize = 64;
 /// `n` rounded up to the region alignment.
 pub(crate) fn aligned(n: usize) -> usize {
     n.div_ceil(ALIGN_FLOATS) * ALIGN_FLOATS
+}
+
+/// `v` as the u32 a shader takes. Sizes are proven to fit where the layer is defined
+/// (`registry.rs`) and batch sizes where a plan is made, so this refuses only what those
+/// checks missed, in words, and never truncates.
+pub(crate) fn gpu_u32(what: &str, v: usize) -> Result<u32> {
+    u32::try_from(v).map_err(|_| {
+        Error::Model(format!(
+            "{what} {v} exceeds the 32-bit sizes the GPU kernels take"
+        ))
+    })
 }
 
 /// How a parameter starts.

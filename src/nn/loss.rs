@@ -5,6 +5,7 @@
 use bytemuck::{Pod, Zeroable};
 
 use crate::nn::error::Result;
+use crate::nn::layer::gpu_u32;
 use crate::pipeline::{self, bind, dispatch, Kernel, Region, Slot};
 use crate::Context;
 
@@ -107,8 +108,8 @@ impl Loss {
         let u = ctx.uniform(
             "nn.loss",
             &Uniform {
-                rows: io.rows as u32,
-                classes: io.classes as u32,
+                rows: gpu_u32("loss rows", io.rows)?,
+                classes: gpu_u32("classes", io.classes)?,
                 mode: mode as u32,
                 inv_rows: 1.0 / io.rows as f32,
             },

@@ -5,6 +5,7 @@
 //! `docs/ARCHITECTURE.md` says which file owns what and how to add a layer.
 
 mod batch_plan;
+mod binding_limits;
 mod contract;
 pub mod data;
 mod describe;
@@ -15,7 +16,7 @@ mod gpu_data;
 mod init;
 mod keras_json;
 mod layer;
-mod layers;
+pub(crate) mod layers;
 mod limits;
 mod loss;
 mod loss_cpu;
@@ -27,6 +28,7 @@ mod registry;
 pub(crate) mod rng;
 mod sequential;
 mod sequential_distributed;
+mod sequential_epoch;
 pub(crate) mod sequential_fit;
 mod sequential_weights;
 mod shape;
@@ -43,7 +45,7 @@ pub use keras_json::from_keras_json;
 pub use layers::activation::Activation;
 pub use layers::conv2d::Conv2D;
 pub use layers::pool2d::Pool2D;
-pub use limits::MAX_TENSOR_ELEMENTS;
+pub use limits::{MAX_TENSOR_ELEMENTS, MAX_WINDOW};
 pub use optimizer::Optimizer;
 pub use registry::{check_network, LayerSpec};
 pub use sequential::Sequential;

@@ -5,7 +5,7 @@
 use bytemuck::{Pod, Zeroable};
 
 use crate::nn::error::{Error, Result};
-use crate::nn::layer::ELEM_WG;
+use crate::nn::layer::{gpu_u32, ELEM_WG};
 use crate::pipeline::{self, bind, dispatch, groups_1d, Kernel, Slot};
 use crate::Context;
 
@@ -189,7 +189,7 @@ impl GpuOptimizer {
         let u = ctx.uniform(
             "nn.optimizer",
             &Uniform {
-                len: len as u32,
+                len: gpu_u32("parameters", len)?,
                 _pad: 0,
                 lr: lr as f32,
                 beta1: beta1 as f32,

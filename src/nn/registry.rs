@@ -13,8 +13,8 @@ use crate::nn::layers::dense::Dense;
 use crate::nn::layers::dropout::Dropout;
 use crate::nn::layers::flatten::Flatten;
 use crate::nn::layers::pool2d::{Pool, Pool2D, PoolKind};
-use crate::nn::limits::MAX_TENSOR_ELEMENTS;
-use crate::nn::shape::{window, Shape};
+use crate::nn::limits::{MAX_TENSOR_ELEMENTS, MAX_WINDOW};
+use crate::nn::shape::{window, window_extent, Shape};
 use crate::BatchNormConfig;
 
 /// A layer as the user lists it (Keras `Sequential` style). The final Dense layer's outputs
@@ -93,6 +93,38 @@ fn check_shape(what: &str, shape: Shape) -> Result<()> {
     }
 }
 
+/// Refuses window parameters past [`MAX_WINDOW`], before any arithmetic on them.
+fn check_window_sizes(i: usize, layer: &str, sizes: [(&str, [usize; 2]); 2]) -> Result<()> {
+    for (what, pair) in sizes {
+        if let Some(v) = pair.iter().find(|&&v| v > MAX_WINDOW) {
+            return Err(Error::Model(format!(
+                "layer {i}: {layer} {what} {v} exceeds {MAX_WINDOW}, the largest the GPU kernels take (they compute window positions in 32-bit integers)"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Refuses windows whose positions reach past [`MAX_WINDOW`] (padding included) on an
+/// input of `[h, w]` with `out` outputs per axis.
+fn check_window_reach(
+    i: usize,
+    layer: &str,
+    (input, out): ([usize; 2], [usize; 2]),
+    (kernel, strides): ([usize; 2], [usize; 2]),
+) -> Result<()> {
+    for (axis, name) in ["rows", "columns"].iter().enumerate() {
+        let reach = window_extent(out[axis], kernel[axis], strides[axis]).unwrap_or(usize::MAX);
+        if reach > MAX_WINDOW {
+            return Err(Error::Model(format!(
+                "layer {i}: {layer} windows over {} {name} reach {reach} {name} with their padding, more than the {MAX_WINDOW} the GPU kernels index",
+                input[axis]
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// The definition of layer `i` (not a ReLU) on an input of `shape`.
 fn build(i: usize, l: &LayerSpec, shape: Shape) -> Result<Box<dyn LayerDef>> {
     let image = |what: &str| {
@@ -155,12 +187,16 @@ fn build(i: usize, l: &LayerSpec, shape: Shape) -> Result<Box<dyn LayerDef>> {
             let [h, w, cin] = image("Conv2D")?;
             let [kh, kw] = spec.kernel_size;
             let [sh, sw] = spec.strides;
+            let sizes = [("kernel size", spec.kernel_size), ("strides", spec.strides)];
+            check_window_sizes(i, "Conv2D", sizes)?;
             let windows = window(h, kh, sh, spec.padding).zip(window(w, kw, sw, spec.padding));
             let (Some(((oh, pt), (ow, pl))), true) = (windows, spec.filters > 0) else {
                 return Err(Error::Model(format!(
                     "layer {i}: {spec:?} does not fit an input of {shape} (filters, kernel and strides must be positive, and a `valid` kernel no larger than the input)"
                 )));
             };
+            let geometry = ([h, w], [oh, ow]);
+            check_window_reach(i, "Conv2D", geometry, (spec.kernel_size, spec.strides))?;
             let kernel = [kh, kw, cin, spec.filters]
                 .iter()
                 .try_fold(1usize, |a, &b| a.checked_mul(b));
@@ -180,6 +216,16 @@ fn build(i: usize, l: &LayerSpec, shape: Shape) -> Result<Box<dyn LayerDef>> {
         }
         LayerSpec::MaxPool2D(p) | LayerSpec::AvgPool2D(p) => {
             let input = image("pooling")?;
+            let (kind, layer) = if matches!(l, LayerSpec::MaxPool2D(_)) {
+                (PoolKind::Max, "MaxPooling2D")
+            } else {
+                (PoolKind::Average, "AveragePooling2D")
+            };
+            check_window_sizes(
+                i,
+                layer,
+                [("pool size", p.pool_size), ("strides", p.strides)],
+            )?;
             let [kh, kw] = p.pool_size;
             let [sh, sw] = p.strides;
             let windows =
@@ -189,11 +235,8 @@ fn build(i: usize, l: &LayerSpec, shape: Shape) -> Result<Box<dyn LayerDef>> {
                     "layer {i}: {p:?} does not fit an input of {shape} (pool size and strides must be positive, and a `valid` window no larger than the input)"
                 )));
             };
-            let kind = if matches!(l, LayerSpec::MaxPool2D(_)) {
-                PoolKind::Max
-            } else {
-                PoolKind::Average
-            };
+            let geometry = ([input[0], input[1]], [oh, ow]);
+            check_window_reach(i, layer, geometry, (p.pool_size, p.strides))?;
             Box::new(Pool {
                 kind,
                 window: *p,

@@ -1,6 +1,7 @@
-//! `Sequential`: a small network trained on the GPU, as a loop over its layers. One training
-//! step (gather, forward, loss, backward, optimizer) is one encoder and one submit; loss and
-//! accuracy accumulate on the GPU and are read back once per epoch. Every parameter lives in
+//! `Sequential`: a small network trained on the GPU, as a loop over its layers. A training
+//! step (gather, forward, loss, backward, optimizer) is recorded into the caller's encoder
+//! (`sequential_epoch.rs` submits an epoch's steps in chunks); loss and accuracy accumulate
+//! on the GPU and are read back once per epoch. Every parameter lives in
 //! one buffer (each layer's region at a 256-byte aligned offset), which the optimizer updates
 //! in place: there is no other copy.
 
@@ -8,6 +9,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use crate::nn::batch_plan::{BatchPlan, PlanBuffers, Shared};
+use crate::nn::binding_limits;
 use crate::nn::data::Dataset;
 use crate::nn::error::{Error, Result};
 use crate::nn::gather::{DataIo, Gather, Start};
@@ -29,9 +31,6 @@ const MAX_PLANS: usize = 16;
 /// Rows of a Dense layer's GEMM tile: a batch spans at most this many times the device's
 /// workgroups per grid dimension.
 const ROWS_PER_GROUP: usize = 16;
-
-/// What `train_epoch` calls after each batch: (model, batch, loss).
-type BatchHook<'a> = dyn FnMut(&Sequential, usize, f64) + 'a;
 
 /// A Keras-style sequential classifier on the GPU.
 pub struct Sequential {
@@ -86,12 +85,19 @@ impl Sequential {
     ) -> Result<Self> {
         let input = input_shape.len();
         let mut at = Vec::with_capacity(defs.len());
-        let mut len = 0usize;
+        let mut len = Some(0usize);
         for d in &defs {
-            at.push(len);
-            len += aligned(d.region_len());
+            at.push(len.unwrap_or(0));
+            len = len.and_then(|l| l.checked_add(aligned(d.region_len())));
         }
-        let bytes = len as u64 * 4;
+        // Parameters, gradients and both optimizer moments are each this large, and each is
+        // bound whole: checked before any is allocated.
+        let what = || {
+            let n = len.map_or("too many".into(), |n| n.to_string());
+            format!("the parameters ({n} values, with gradients and optimizer state as large)")
+        };
+        let bytes = binding_limits::floats(ctx, what, len)?;
+        let len = len.unwrap_or(0);
         let params = ctx.storage("nn.params", bytes)?;
         let grads = ctx.storage("nn.grads", bytes)?;
         for ((d, &a), (_, ordinal)) in defs.iter().zip(&at).zip(registry::names(&defs)) {
@@ -312,7 +318,7 @@ impl Sequential {
     /// Records one training step on the next batch of `data` (in its current order; the
     /// batch count on the GPU says which): gather, forward (batch statistics), loss,
     /// backward, optimizer. `first` starts the epoch's metrics.
-    fn record_step(
+    pub(super) fn record_step(
         &mut self,
         enc: &mut wgpu::CommandEncoder,
         data: &GpuData,
@@ -358,42 +364,6 @@ impl Sequential {
         }
     }
 
-    /// Trains one epoch of `data` in batches of `batch`: every step recorded into one encoder
-    /// and one submit, or a submit per step when `per_batch` wants each batch's loss (read
-    /// back and handed to it).
-    pub(super) fn train_epoch(
-        &mut self,
-        data: &GpuData,
-        batch: usize,
-        mut per_batch: Option<&mut BatchHook<'_>>,
-    ) -> Result<()> {
-        let (mut start, mut b) = (0, 0);
-        let mut enc = None;
-        while start < data.rows {
-            let rows = batch.min(data.rows - start);
-            let e = enc.get_or_insert_with(|| {
-                self.ctx
-                    .device()
-                    .create_command_encoder(&Default::default())
-            });
-            self.record_step(e, data, (rows, batch), start == 0)?;
-            if let Some(f) = per_batch.as_deref_mut() {
-                if let Some(e) = enc.take() {
-                    self.ctx.submit(e)?;
-                }
-                let at = BATCH_LOSSES + b as u64 * 4;
-                let loss = self.ctx.read_f32(&self.metrics, at, 1)?;
-                f(self, b, loss[0] as f64);
-            }
-            start += rows;
-            b += 1;
-        }
-        if let Some(e) = enc {
-            self.ctx.submit(e)?;
-        }
-        Ok(())
-    }
-
     /// Inference over all of `data`: metrics into the evaluation slot, probabilities when
     /// `probs` is given.
     pub(super) fn run_inference(
@@ -402,8 +372,14 @@ impl Sequential {
         mut probs: Option<&mut Vec<f32>>,
     ) -> Result<()> {
         let mut start = 0;
+        // Chunks whose activations fit the device's bindings.
+        let widths = self.defs.iter().map(|d| d.output_width());
+        let chunk = EVAL_ROWS.min(binding_limits::rows_fitting(
+            &self.ctx,
+            widths.chain([self.input]),
+        ));
         while start < data.rows {
-            let rows = EVAL_ROWS.min(data.rows - start);
+            let rows = chunk.min(data.rows - start);
             let plan = self.plan(rows)?;
             let ctx = self.ctx.clone();
             let probs = probs.as_deref_mut();
@@ -460,11 +436,16 @@ impl Sequential {
 
     /// Makes room for the per-batch losses of an epoch of `steps` batches.
     pub(super) fn reserve_batch_losses(&mut self, steps: usize) -> Result<()> {
-        let bytes = (BATCH_LOSSES + steps as u64 * 4).next_multiple_of(256);
+        let floats = steps.checked_add(BATCH_LOSSES as usize / 4);
+        let what = || format!("the losses of an epoch of {steps} batches (use larger batches)");
+        let bytes = binding_limits::floats(&self.ctx, what, floats)?.next_multiple_of(256);
         if bytes > self.metrics.size() {
             self.metrics = self.ctx.storage("nn.metrics", bytes)?;
-            // Every plan's losses and gathers bind the old buffer.
+            // Every plan's losses and gathers, and the one-workgroup step, bind the old buffer.
             self.forget_plans();
+            if let Some(step) = &mut self.fused {
+                step.set_metrics(&self.metrics);
+            }
         }
         Ok(())
     }

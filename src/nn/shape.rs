@@ -105,7 +105,8 @@ pub enum Padding {
     Same,
 }
 
-/// One axis of a window: outputs and the padding before the first input.
+/// One axis of a window: outputs and the padding before the first input (`None` when the
+/// window does not fit, or its arithmetic overflows).
 pub(crate) fn window(n: usize, k: usize, s: usize, padding: Padding) -> Option<(usize, usize)> {
     if k == 0 || s == 0 || n == 0 {
         return None;
@@ -114,10 +115,16 @@ pub(crate) fn window(n: usize, k: usize, s: usize, padding: Padding) -> Option<(
         Padding::Valid => (n >= k).then(|| ((n - k) / s + 1, 0)),
         Padding::Same => {
             let out = n.div_ceil(s);
-            let total = ((out - 1) * s + k).saturating_sub(n);
+            let total = ((out - 1).checked_mul(s)?.checked_add(k)?).saturating_sub(n);
             Some((out, total / 2))
         }
     }
+}
+
+/// How far one axis of a window's positions reaches, padding included: `(out - 1) * s + k`
+/// (what the kernels' window arithmetic spans).
+pub(crate) fn window_extent(out: usize, k: usize, s: usize) -> Option<usize> {
+    out.checked_sub(1)?.checked_mul(s)?.checked_add(k)
 }
 
 #[cfg(test)]
@@ -134,5 +141,9 @@ mod tests {
         assert_eq!(window(6, 3, 2, Padding::Same), Some((3, 0)));
         assert_eq!(window(2, 3, 1, Padding::Valid), None);
         assert_eq!(window(2, 3, 1, Padding::Same), Some((2, 1)));
+        // Past the address space: refused, not wrapped (or a panic in debug builds).
+        assert_eq!(window(8, usize::MAX, 1, Padding::Same), None);
+        assert_eq!(window_extent(8, usize::MAX, 1), None);
+        assert_eq!(window_extent(4, 3, 2), Some(9));
     }
 }

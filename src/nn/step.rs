@@ -136,6 +136,13 @@ impl FusedStep {
         self.sizes.clear();
     }
 
+    /// Binds the model's new metrics buffer (grown for an epoch's batch losses) from the next
+    /// step on: the old one is no longer read.
+    pub fn set_metrics(&mut self, metrics: &wgpu::Buffer) {
+        self.buffers[5] = metrics.clone();
+        self.sizes.clear();
+    }
+
     /// Records one step of `rows` rows on the next batch of `data` (batches of `batch`
     /// rows): one dispatch. `false` (nothing recorded) when this network, batch size or data
     /// set cannot take it.

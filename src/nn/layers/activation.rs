@@ -9,7 +9,7 @@ use bytemuck::{Pod, Zeroable};
 use super::activation_cpu::CpuActivation;
 use super::elementwise::{slots, Binds};
 use crate::nn::error::Result;
-use crate::nn::layer::{CpuLayer, GpuLayer, Io, LayerDef, ELEM_WG};
+use crate::nn::layer::{gpu_u32, CpuLayer, GpuLayer, Io, LayerDef, ELEM_WG};
 use crate::nn::shape::Shape;
 use crate::pipeline::{self, Kernel};
 use crate::{Context, Mode};
@@ -125,7 +125,7 @@ impl GpuLayer for GpuActivation {
         let u = ctx.uniform(
             "nn.activation",
             &Uniform {
-                len: (io.rows * self.def.shape.len()) as u32,
+                len: gpu_u32("activation values", io.rows * self.def.shape.len())?,
                 kind: self.def.function.code(),
                 _pad: [0; 2],
             },

@@ -4,14 +4,14 @@
 //! gathered from the input tile by tile, never stored) and `shaders/nn/conv2d_backward.wgsl`
 //! (the whole backward in one dispatch). CPU twin: `conv2d_cpu.rs`.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex, Weak};
 
 use bytemuck::{Pod, Zeroable};
 
 use super::conv2d_cpu::CpuConv;
 use crate::nn::error::Result;
-use crate::nn::layer::{aligned, CpuLayer, GpuLayer, Init, Io, LayerDef, Param};
+use crate::nn::layer::{aligned, gpu_u32, CpuLayer, GpuLayer, Init, Io, LayerDef, Param};
 use crate::nn::shape::{Padding, Shape};
 use crate::pipeline::{self, bind, dispatch, Kernel, Region, Slot};
 use crate::{Context, Mode};
@@ -133,12 +133,44 @@ const CONSTANTS: [&str; 12] = [
     "H", "W", "CIN", "OH", "OW", "COUT", "KH", "KW", "SH", "SW", "PT", "PL",
 ];
 
+/// Geometries whose pipelines stay compiled after their last layer is dropped: a model
+/// rebuilt with the same shapes (a test's twin, the CLI's no-BN twin) reuses them. Past it,
+/// the least recently used go with their layers.
+const KEPT_GEOMETRIES: usize = 8;
+
+/// The specialized pipelines of a device: those of live layers (weak: they go when the last
+/// layer of their geometry is dropped) and the `KEPT_GEOMETRIES` most recently used (strong).
+/// A model's pipelines are held by its layers, so training never looks here.
+#[derive(Default)]
+struct ByGeometry {
+    live: HashMap<Key, Weak<[Kernel; 2]>>,
+    recent: VecDeque<(Key, Arc<[Kernel; 2]>)>,
+}
+
+impl ByGeometry {
+    fn get(&mut self, key: &Key) -> Option<Arc<[Kernel; 2]>> {
+        let k = self.live.get(key)?.upgrade()?;
+        self.keep(*key, k.clone());
+        Some(k)
+    }
+
+    /// Marks `key` most recently used, dropping the oldest past `KEPT_GEOMETRIES` and the
+    /// entries of geometries no layer holds any more.
+    fn keep(&mut self, key: Key, k: Arc<[Kernel; 2]>) {
+        self.recent.retain(|(r, _)| *r != key);
+        self.recent.push_front((key, k.clone()));
+        self.recent.truncate(KEPT_GEOMETRIES);
+        self.live.insert(key, Arc::downgrade(&k));
+        self.live.retain(|_, w| w.strong_count() > 0);
+    }
+}
+
 /// The two modules and their layouts, compiled once per device; a forward and a backward
 /// pipeline per geometry, specialized from them.
 struct Kernels {
     forward: (wgpu::ShaderModule, wgpu::BindGroupLayout),
     backward: (wgpu::ShaderModule, wgpu::BindGroupLayout),
-    by_geometry: Mutex<HashMap<Key, Arc<[Kernel; 2]>>>,
+    by_geometry: Mutex<ByGeometry>,
 }
 
 impl Kernels {
@@ -163,7 +195,7 @@ impl Kernels {
                 pipeline::module(device, "nn.conv2d_backward", &backward_source()),
                 pipeline::layout(device, "nn.conv2d_backward", &back_slots),
             ),
-            by_geometry: Mutex::new(HashMap::new()),
+            by_geometry: Mutex::default(),
         }
     }
 
@@ -173,7 +205,7 @@ impl Kernels {
             .by_geometry
             .lock()
             .ok()
-            .and_then(|m| m.get(&(g, direct)).cloned());
+            .and_then(|mut m| m.get(&(g, direct)));
         if let Some(k) = cached {
             return k;
         }
@@ -193,10 +225,26 @@ impl Kernels {
             build(&self.backward, &format!("conv2d_backward{suffix}")),
         ]);
         if let Ok(mut m) = self.by_geometry.lock() {
-            m.insert((g, direct), k.clone());
+            // Another thread may have built the same meanwhile: the first one stays.
+            match m.get(&(g, direct)) {
+                Some(first) => return first,
+                None => m.keep((g, direct), k.clone()),
+            }
         }
         k
     }
+
+    /// Geometries with compiled pipelines.
+    fn len(&self) -> usize {
+        self.by_geometry.lock().map_or(0, |m| m.live.len())
+    }
+}
+
+/// Geometries whose convolution pipelines `ctx` holds (the live layers' and the few kept):
+/// for tests of the cache's bound.
+#[doc(hidden)]
+pub fn cached_conv_geometries(ctx: &Context) -> usize {
+    ctx.cached(Kernels::new).len()
 }
 
 impl LayerDef for Conv {
@@ -248,7 +296,7 @@ impl LayerDef for Conv {
         let [h, w, cin] = self.input;
         let [kh, kw] = self.spec.kernel_size;
         let [sh, sw] = self.spec.strides;
-        let geometry = [
+        let sizes = [
             h,
             w,
             cin,
@@ -261,8 +309,11 @@ impl LayerDef for Conv {
             sw,
             self.pad[0],
             self.pad[1],
-        ]
-        .map(|v| v as u32);
+        ];
+        let mut geometry: Geometry = [0; 12];
+        for ((g, v), name) in geometry.iter_mut().zip(sizes).zip(CONSTANTS) {
+            *g = gpu_u32(&format!("Conv2D {name}"), v)?;
+        }
         Ok(Box::new(GpuConv {
             def: *self,
             kernels: ctx
@@ -310,9 +361,9 @@ impl GpuLayer for GpuConv {
         let u = ctx.uniform(
             "nn.conv2d",
             &Uniform {
-                batch: io.rows as u32,
+                batch: gpu_u32("Conv2D batch", io.rows)?,
                 flags,
-                bias_at: d.bias_at() as u32,
+                bias_at: gpu_u32("Conv2D bias offset", d.bias_at())?,
                 _pad: 0,
             },
         )?;
@@ -341,7 +392,9 @@ impl GpuLayer for GpuConv {
             ],
         );
         let max = ctx.plan_limits().max_groups_per_dim;
-        let grid = |n: usize| crate::plan::grid(n as u32, max);
+        let grid = |n: usize| {
+            Ok::<_, crate::nn::Error>(crate::plan::grid(gpu_u32("Conv2D workgroups", n)?, max))
+        };
         // Direct: a thread per position and DIRECT_CHANNELS channels (db: per channel), roles
         // in order (dK, db, dX). Tiled: the same roles in tiles of T x T values. The first
         // layer has no dX.
@@ -368,7 +421,7 @@ impl GpuLayer for GpuConv {
             Binds {
                 forward,
                 backward,
-                grids: [grid(forward_tiles), grid(backward_tiles)],
+                grids: [grid(forward_tiles)?, grid(backward_tiles)?],
             },
         );
         Ok(())

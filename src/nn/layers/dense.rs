@@ -10,7 +10,7 @@ use bytemuck::{Pod, Zeroable};
 
 use super::dense_cpu::CpuDense;
 use crate::nn::error::Result;
-use crate::nn::layer::{aligned, CpuLayer, GpuLayer, Init, Io, LayerDef, Param};
+use crate::nn::layer::{aligned, gpu_u32, CpuLayer, GpuLayer, Init, Io, LayerDef, Param};
 use crate::nn::shape::Shape;
 use crate::nn::step_code::{StepCode, StepIo};
 use crate::pipeline::{self, bind, dispatch, Kernel, Region, Slot};
@@ -198,6 +198,18 @@ impl LayerDef for Dense {
         _grads: &wgpu::Buffer,
         _at: usize,
     ) -> Result<Box<dyn GpuLayer>> {
+        // The forward GEMM takes a workgroup per tile of 16 units along one grid dimension.
+        let (tiles, max) = (
+            self.out.div_ceil(TILE as usize),
+            ctx.plan_limits().max_groups_per_dim,
+        );
+        if tiles > max as usize {
+            return Err(crate::nn::Error::Model(format!(
+                "Dense({}) needs {tiles} workgroups along one grid dimension on the GPU, more than the device's {max} (max_compute_workgroups_per_dimension): at most {} units",
+                self.out,
+                max as usize * TILE as usize
+            )));
+        }
         Ok(Box::new(GpuDense {
             def: *self,
             kernels: ctx.cached(Kernels::new),
@@ -233,20 +245,20 @@ impl GpuLayer for GpuDense {
         let forward_u = ctx.uniform(
             "nn.dense.gemm",
             &Gemm {
-                m: rows as u32,
-                n: out as u32,
-                k: inp as u32,
+                m: gpu_u32("Dense batch", rows)?,
+                n: gpu_u32("Dense units", out)?,
+                k: gpu_u32("Dense inputs", inp)?,
                 flags: BIAS | if relu { RELU } else { 0 },
             },
         )?;
         let back_u = ctx.uniform(
             "nn.dense.backward",
             &Back {
-                rows: rows as u32,
-                inp: inp as u32,
-                out: out as u32,
+                rows: gpu_u32("Dense batch", rows)?,
+                inp: gpu_u32("Dense inputs", inp)?,
+                out: gpu_u32("Dense units", out)?,
                 flags: if relu { BACK_RELU } else { 0 } | if io.first { BACK_FIRST } else { 0 },
-                bias_at: self.def.bias_at() as u32,
+                bias_at: gpu_u32("Dense bias offset", self.def.bias_at())?,
                 _pad: [0; 3],
             },
         )?;
@@ -293,7 +305,7 @@ impl GpuLayer for GpuDense {
             Binds {
                 forward,
                 backward,
-                backward_groups: backward_groups as u32,
+                backward_groups: gpu_u32("Dense workgroups", backward_groups)?,
             },
         );
         Ok(())

@@ -9,7 +9,7 @@ use bytemuck::{Pod, Zeroable};
 use super::dropout_cpu::CpuDropout;
 use super::elementwise::{slots, Binds};
 use crate::nn::error::Result;
-use crate::nn::layer::{CpuLayer, GpuLayer, Io, LayerDef, ELEM_WG};
+use crate::nn::layer::{gpu_u32, CpuLayer, GpuLayer, Io, LayerDef, ELEM_WG};
 use crate::nn::shape::Shape;
 use crate::pipeline::{self, Kernel};
 use crate::{Context, Mode};
@@ -104,9 +104,10 @@ struct GpuDropout {
 
 impl GpuLayer for GpuDropout {
     fn prepare(&mut self, ctx: &Context, io: &Io<'_>) -> Result<()> {
+        let len = gpu_u32("dropout values", io.rows * self.def.shape.len())?;
         let uniform = |back| {
             let u = Uniform {
-                len: (io.rows * self.def.shape.len()) as u32,
+                len,
                 seed: self.def.seed,
                 rate: self.def.rate,
                 scale: 1.0 / (1.0 - self.def.rate),

@@ -9,7 +9,7 @@ use bytemuck::{Pod, Zeroable};
 use super::elementwise::{slots, Binds};
 use super::pool2d_cpu::CpuPool;
 use crate::nn::error::Result;
-use crate::nn::layer::{CpuLayer, GpuLayer, Io, LayerDef, ELEM_WG};
+use crate::nn::layer::{gpu_u32, CpuLayer, GpuLayer, Io, LayerDef, ELEM_WG};
 use crate::nn::shape::{Padding, Shape};
 use crate::pipeline::{self, Kernel};
 use crate::{Context, Mode};
@@ -176,21 +176,22 @@ impl GpuLayer for GpuPool {
     fn prepare(&mut self, ctx: &Context, io: &Io<'_>) -> Result<()> {
         let d = &self.def;
         let [h, w, c] = d.input;
+        let n = |what: &str, v: usize| gpu_u32(&format!("pooling {what}"), v);
         let u = ctx.uniform(
             "nn.pool2d",
             &Uniform {
-                batch: io.rows as u32,
-                h: h as u32,
-                w: w as u32,
-                c: c as u32,
-                oh: d.out[0] as u32,
-                ow: d.out[1] as u32,
-                kh: d.window.pool_size[0] as u32,
-                kw: d.window.pool_size[1] as u32,
-                sh: d.window.strides[0] as u32,
-                sw: d.window.strides[1] as u32,
-                pt: d.pad[0] as u32,
-                pl: d.pad[1] as u32,
+                batch: n("batch", io.rows)?,
+                h: n("input height", h)?,
+                w: n("input width", w)?,
+                c: n("channels", c)?,
+                oh: n("output height", d.out[0])?,
+                ow: n("output width", d.out[1])?,
+                kh: n("pool height", d.window.pool_size[0])?,
+                kw: n("pool width", d.window.pool_size[1])?,
+                sh: n("vertical stride", d.window.strides[0])?,
+                sw: n("horizontal stride", d.window.strides[1])?,
+                pt: n("top padding", d.pad[0])?,
+                pl: n("left padding", d.pad[1])?,
                 kind: u32::from(d.kind != PoolKind::Max),
                 _pad: [0; 3],
             },
