@@ -527,3 +527,55 @@ fn outputs_may_not_overwrite_inputs_or_each_other() {
     assert!(!d.join("both.png").exists() && !d.join("b.json").exists());
     std::fs::remove_dir_all(&d).ok();
 }
+
+/// u8 features `[N, F]` that a convolutional network reads as images (`--input-shape`) are
+/// scaled to [0, 1] as every image reader scales them (they reached the network as 0..255).
+#[test]
+fn u8_features_read_as_images_are_scaled() {
+    let d = temp("u8");
+    let npy = |descr: &str, shape: &str, data: &[u8]| {
+        let mut h = format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': {shape}, }}");
+        while (10 + h.len() + 1) % 64 != 0 {
+            h.push(' ');
+        }
+        h.push('\n');
+        let mut b = b"\x93NUMPY\x01\x00".to_vec();
+        b.extend_from_slice(&(h.len() as u16).to_le_bytes());
+        b.extend_from_slice(h.as_bytes());
+        b.extend_from_slice(data);
+        b
+    };
+    let (x, y, w) = (d.join("x.npy"), d.join("y.npy"), d.join("w.safetensors"));
+    std::fs::write(&x, npy("|u1", "(4, 8)", &[255; 32])).unwrap();
+    std::fs::write(&y, npy("|u1", "(4,)", &[0, 1, 0, 1])).unwrap();
+    let (x, y, w) = (
+        x.to_str().unwrap(),
+        y.to_str().unwrap(),
+        w.to_str().unwrap(),
+    );
+    let net = [
+        "--data",
+        x,
+        "--labels",
+        y,
+        "--layers",
+        "conv:2:1,flatten,dense:2",
+        "--input-shape",
+        "2,2,2",
+        "--device",
+        "cpu",
+    ];
+    let train = [
+        &["train", "--epochs", "1", "--no-bn", "--save", w][..],
+        &net[..],
+    ]
+    .concat();
+    let (ok, _, err) = bnorm_within(120, &train);
+    assert!(ok, "{err}");
+    let predict = [&["predict", "--no-bn", "--weights", w][..], &net[..]].concat();
+    let (ok, out, err) = bnorm_within(120, &predict);
+    assert!(ok, "{err}");
+    let input = out.lines().find(|l| l.starts_with("input")).unwrap_or("");
+    assert!(input.contains("1.0000") && !input.contains("255"), "{out}");
+    std::fs::remove_dir_all(&d).ok();
+}
