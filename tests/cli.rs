@@ -364,3 +364,218 @@ fn input_shape_must_match_the_keras_model() {
     );
     std::fs::remove_file(&json).ok();
 }
+
+/// The data flags with an embedded set are honoured or refused in words (they were ignored,
+/// exit 0: `--data digits --classes 5` trained 10 classes).
+#[test]
+fn embedded_sets_honour_or_refuse_the_data_flags() {
+    let d = temp("embedded");
+    let labels = d.join("y.csv");
+    std::fs::write(&labels, "0\n").unwrap();
+    let labels = labels.to_str().unwrap();
+    let w = d.join("w.safetensors");
+    let w = w.to_str().unwrap();
+    let cases: Vec<(Vec<&str>, &str)> = vec![
+        (
+            vec!["train", "--data", "digits", "--classes", "5"],
+            "the embedded digits set has 10 classes",
+        ),
+        (
+            vec!["train", "--classes", "2"],
+            "the embedded synthetic set has 3",
+        ),
+        (
+            vec!["train", "--classes", "0"],
+            "--classes must be at least 1",
+        ),
+        (
+            vec!["train", "--data", "digits", "--classes", "0"],
+            "--classes must be at least 1",
+        ),
+        (
+            vec!["train", "--data", "digits", "--labels", labels],
+            "carries its labels",
+        ),
+        (vec!["train", "--one-hot", "3"], "--one-hot is for CSV data"),
+        (
+            vec!["train", "--data", "digits", "--one-hot", "3"],
+            "--one-hot is for CSV data",
+        ),
+        (
+            vec![
+                "predict",
+                "--weights",
+                w,
+                "--data",
+                "digits",
+                "--classes",
+                "5",
+            ],
+            "the embedded digits set has 10 classes",
+        ),
+    ];
+    for (args, says) in cases {
+        let (ok, out, err) = bnorm_within(60, &args);
+        assert!(!ok, "{args:?} succeeded:\n{out}");
+        assert!(
+            err.contains(says),
+            "{args:?}: stderr does not say {says:?}:\n{err}"
+        );
+        assert!(!out.contains("Epoch"), "{args:?} trained:\n{out}");
+    }
+    // More classes than the labels need are honoured.
+    let (ok, out, err) = bnorm_within(
+        120,
+        &[
+            "train",
+            "--data",
+            "digits",
+            "--classes",
+            "12",
+            "--model",
+            "dense",
+            "--epochs",
+            "1",
+            "--device",
+            "cpu",
+            "--no-bn",
+        ],
+    );
+    assert!(ok, "{err}");
+    assert!(out.contains("x 12 classes"), "{out}");
+    std::fs::remove_dir_all(&d).ok();
+}
+
+/// An output on the path of an input or of another output is refused before anything runs
+/// (`--save` replaced the training data; `--save` and `--plot` on one path lost the weights).
+#[test]
+fn outputs_may_not_overwrite_inputs_or_each_other() {
+    let d = temp("outputs");
+    let x = d.join("xx.npy");
+    let y = d.join("yy.npy");
+    std::fs::write(
+        &x,
+        wgpu_batchnorm::nn::data::write_npy_f32(&[4, 2], &[1.0; 8]).unwrap(),
+    )
+    .unwrap();
+    std::fs::write(
+        &y,
+        wgpu_batchnorm::nn::data::write_npy_f32(&[4], &[0.0, 1.0, 0.0, 1.0]).unwrap(),
+    )
+    .unwrap();
+    let before = std::fs::read(&x).unwrap();
+    let json = d.join("m.json");
+    std::fs::write(&json, "{}").unwrap();
+    let (xs, ys, js) = (
+        x.to_str().unwrap(),
+        y.to_str().unwrap(),
+        json.to_str().unwrap(),
+    );
+    // The same file by another spelling.
+    let x_again = d.join(".").join("xx.npy");
+    let both = d.join("both.png");
+    let both = both.to_str().unwrap();
+    let bench = d.join("b.json");
+    let bench = bench.to_str().unwrap();
+    let cases: Vec<(Vec<&str>, &str)> = vec![
+        (
+            vec!["train", "--data", xs, "--labels", ys, "--save", xs],
+            "--save",
+        ),
+        (
+            vec![
+                "train",
+                "--data",
+                xs,
+                "--labels",
+                ys,
+                "--save",
+                x_again.to_str().unwrap(),
+            ],
+            "is the input --data",
+        ),
+        (
+            vec!["train", "--data", xs, "--labels", ys, "--plot", ys],
+            "is the input --labels",
+        ),
+        (
+            vec!["train", "--save", both, "--plot", both],
+            "is also the path of --save",
+        ),
+        (
+            vec!["train", "--model-json", js, "--save", js],
+            "is the input --model-json",
+        ),
+        (
+            vec!["bench", "--shapes", "8x4", "--json", bench, "--plot", bench],
+            "is also the path of --json",
+        ),
+    ];
+    for (args, says) in cases {
+        let (ok, out, err) = bnorm_within(60, &args);
+        assert!(!ok, "{args:?} succeeded:\n{out}");
+        assert!(
+            err.contains(says),
+            "{args:?}: stderr does not say {says:?}:\n{err}"
+        );
+    }
+    assert_eq!(
+        std::fs::read(&x).unwrap(),
+        before,
+        "the data was overwritten"
+    );
+    assert!(!d.join("both.png").exists() && !d.join("b.json").exists());
+    std::fs::remove_dir_all(&d).ok();
+}
+
+/// u8 features `[N, F]` that a convolutional network reads as images (`--input-shape`) are
+/// scaled to [0, 1] as every image reader scales them (they reached the network as 0..255).
+#[test]
+fn u8_features_read_as_images_are_scaled() {
+    let d = temp("u8");
+    let npy = |descr: &str, shape: &str, data: &[u8]| {
+        let mut h = format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': {shape}, }}");
+        while (10 + h.len() + 1) % 64 != 0 {
+            h.push(' ');
+        }
+        h.push('\n');
+        let mut b = b"\x93NUMPY\x01\x00".to_vec();
+        b.extend_from_slice(&(h.len() as u16).to_le_bytes());
+        b.extend_from_slice(h.as_bytes());
+        b.extend_from_slice(data);
+        b
+    };
+    let (x, y, w) = (d.join("x.npy"), d.join("y.npy"), d.join("w.safetensors"));
+    std::fs::write(&x, npy("|u1", "(4, 8)", &[255; 32])).unwrap();
+    std::fs::write(&y, npy("|u1", "(4,)", &[0, 1, 0, 1])).unwrap();
+    let (x, y, w) = (
+        x.to_str().unwrap(),
+        y.to_str().unwrap(),
+        w.to_str().unwrap(),
+    );
+    let net = [
+        "--data",
+        x,
+        "--labels",
+        y,
+        "--layers",
+        "conv:2:1,flatten,dense:2",
+        "--input-shape",
+        "2,2,2",
+        "--device",
+        "cpu",
+    ];
+    let train = [
+        &["train", "--epochs", "1", "--no-bn", "--save", w][..],
+        &net[..],
+    ]
+    .concat();
+    let (ok, _, err) = bnorm_within(120, &train);
+    assert!(ok, "{err}");
+    let predict = [&["predict", "--no-bn", "--weights", w][..], &net[..]].concat();
+    let (ok, out, err) = bnorm_within(120, &predict);
+    assert!(ok, "{err}");
+    let input = out.lines().find(|l| l.starts_with("input")).unwrap_or("");
+    assert!(input.contains("1.0000") && !input.contains("255"), "{out}");
+    std::fs::remove_dir_all(&d).ok();
+}

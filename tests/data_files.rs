@@ -68,26 +68,43 @@ fn csv_errors_say_what_and_where() {
     assert!(e.to_string().contains("\"abc\""), "{e}");
     let e =
         Dataset::from_csv(&write(&d, "label.csv", "1,2,0\n3,4,3\n"), Some(3), None).unwrap_err();
-    assert!(
-        matches!(
-            e,
-            DataError::LabelOutOfRange {
-                row: 1,
-                classes: 3,
-                ..
-            }
-        ),
-        "{e}"
-    );
+    // Errors about a row name its 1-based line, as the parse errors do.
+    assert!(matches!(e, DataError::Csv { line: 2, .. }), "{e}");
+    assert!(e.to_string().contains("label.csv:2: label 3"), "{e}");
     let e = Dataset::from_csv(&write(&d, "frac.csv", "1,2,0.5\n"), None, None).unwrap_err();
-    assert!(
-        matches!(e, DataError::LabelNotInteger { row: 0, .. }),
-        "{e}"
-    );
+    assert!(matches!(e, DataError::Csv { line: 1, .. }), "{e}");
+    assert!(e.to_string().contains("not a non-negative integer"), "{e}");
     // Said in words, not as a range `0..0` that was never given.
     assert!(!e.to_string().contains("0..0"), "{e}");
     let e = Dataset::from_csv(&write(&d, "onehot.csv", "1,1,1\n"), None, Some(2)).unwrap_err();
-    assert!(matches!(e, DataError::BadOneHot { row: 0, .. }), "{e}");
+    assert!(matches!(e, DataError::Csv { line: 1, .. }), "{e}");
+    assert!(e.to_string().contains("one-hot"), "{e}");
+    // A header and a comment move the lines away from the rows: the line is the file's.
+    let e = Dataset::from_csv(
+        &write(&d, "lines.csv", "a,b,label\n# note\n1,2,0\n3,4,7\n"),
+        Some(2),
+        None,
+    )
+    .unwrap_err();
+    assert!(
+        e.to_string()
+            .starts_with(&format!("{}:4: label 7", d.join("lines.csv").display())),
+        "{e}"
+    );
+    // Not UTF-8: one line with the line number, not the csv crate's doubled wording.
+    let p = d.join("bin.csv");
+    std::fs::write(&p, b"1,2,0\n\xff\xfe,3,1\n").unwrap();
+    let e = Dataset::from_csv(&p, None, None).unwrap_err().to_string();
+    assert!(
+        e.contains("bin.csv:2:") && e.contains("not valid UTF-8"),
+        "{e}"
+    );
+    assert!(!e.contains("CSV parse error") && !e.contains('\n'), "{e}");
+    // Counts in their number.
+    let e = Dataset::from_csv(&write(&d, "one.csv", "1,0\n2,1\n"), Some(1), None).unwrap_err();
+    assert!(e.to_string().contains("for 1 class "), "{e}");
+    let e = Dataset::from_csv(&write(&d, "onecol.csv", "1\n2\n"), None, None).unwrap_err();
+    assert!(e.to_string().contains("rows have 1 column and"), "{e}");
     let e = Dataset::from_csv(&write(&d, "empty.csv", "a,b\n"), None, None).unwrap_err();
     assert!(matches!(e, DataError::Empty(_)), "{e}");
     let e = Dataset::from_csv(&d.join("missing.csv"), None, None).unwrap_err();
@@ -142,6 +159,16 @@ fn npy_files_load_and_fail_clearly() {
         Dataset::from_npy(&x, &y, None),
         Err(DataError::Npy { .. })
     ));
+    // A header dictionary that does not parse: one line (it was the parser's multi-line
+    // report).
+    let mut b = b"\x93NUMPY\x01\x00\x36\x00not a dict at all".to_vec();
+    b.resize(8 + 2 + 0x35, b' ');
+    b.push(b'\n');
+    b.extend([0u8; 24]);
+    std::fs::write(&y, b).unwrap();
+    let e = Dataset::from_npy(&x, &y, None).unwrap_err().to_string();
+    assert!(e.contains("not a valid .npy header"), "{e}");
+    assert!(!e.contains('\n'), "{e}");
     // A NaN feature is reported against the features file (it named the labels file).
     std::fs::write(&y, write_npy_f32(&[3], &[0.0, 1.0, 1.0]).unwrap()).unwrap();
     std::fs::write(

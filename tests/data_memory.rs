@@ -260,3 +260,49 @@ fn sizes_from_flags_are_refused_before_allocating() {
         assert!(!err.contains("panicked"), "{args:?}: {err}");
     }
 }
+
+/// The most classes allowed, 2^24, on 40 rows: the logits of one batch (32 x 2^24 f32, 2 GiB)
+/// aborted under a 3 GB address-space limit ("memory allocation of 2147483648 bytes
+/// failed") because the memory check did not see the limit. It is refused in words before
+/// anything is allocated, and a class count that fits still trains under the same limit.
+#[test]
+fn the_largest_class_count_is_checked_against_the_address_space() {
+    if std::env::var(CHILD).is_ok() {
+        return;
+    }
+    let d = dir("classes");
+    let x = d.join("x.npy");
+    let mut b = npy_header("<f4", &[40, 4]);
+    b.extend((0..160).flat_map(|i| (i as f32 / 160.0).to_le_bytes()));
+    std::fs::write(&x, b).unwrap();
+    let y = d.join("y.npy");
+    let mut b = npy_header("|u1", &[40]);
+    b.extend((0..40).map(|i| (i % 3) as u8));
+    std::fs::write(&y, b).unwrap();
+    let (x, y) = (x.to_str().unwrap(), y.to_str().unwrap());
+    let train = |classes: &str| {
+        bnorm_limited(
+            3_000_000,
+            &[
+                "train",
+                "--device",
+                "cpu",
+                "--epochs",
+                "1",
+                "--data",
+                x,
+                "--labels",
+                y,
+                "--classes",
+                classes,
+            ],
+        )
+    };
+    let (code, err) = train("16777216");
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("not enough host memory"), "{err}");
+    assert!(!err.contains("memory allocation"), "{err}");
+    let (code, err) = train("1000");
+    assert_eq!(code, Some(0), "{err}");
+    std::fs::remove_dir_all(&d).ok();
+}

@@ -337,3 +337,131 @@ fn npy_images_name_the_right_file_and_read_labels_as_features_do() {
         .to_string();
     assert!(e.contains("img_nan.npy") && e.contains("follow"), "{e}");
 }
+
+/// A gzip is validated whole: every member of a multi-member file is read (only the first
+/// was), bytes after the last member are refused (they were accepted), and a corrupt body is
+/// reported as corrupt gzip (the garbage header it decodes to was reported as dimensions).
+#[test]
+fn gzip_files_are_read_and_checked_whole() {
+    let d = dir();
+    let pixels: Vec<u8> = (0..30 * 8 * 8).map(|i| (i % 251) as u8).collect();
+    let images = idx(&[30, 8, 8], &pixels);
+    let labels = d.join("gzw-labels-idx1-ubyte");
+    std::fs::write(&labels, idx(&[30], &[3; 30])).unwrap();
+    let (a, b) = images.split_at(700);
+    let multi = d.join("multi-images-idx3-ubyte.gz");
+    std::fs::write(&multi, [gz(a), gz(b)].concat()).unwrap();
+    let data = Dataset::from_idx(&multi, &labels, None).unwrap();
+    assert_eq!(data.rows(), 30);
+    assert_eq!(data.x()[1919], pixels[1919] as f32 / 255.0);
+    let trail = d.join("trail-images-idx3-ubyte.gz");
+    std::fs::write(&trail, [gz(&images), b"garbage!".to_vec()].concat()).unwrap();
+    let e = Dataset::from_idx(&trail, &labels, None).unwrap_err();
+    assert!(e.to_string().contains("follow the last member"), "{e}");
+    // Junk that starts like a gzip header is a corrupt member.
+    std::fs::write(&trail, [gz(&images), vec![0x1f, 0x8b, 0, 0]].concat()).unwrap();
+    let e = Dataset::from_idx(&trail, &labels, None).unwrap_err();
+    assert!(e.to_string().contains(".gz"), "{e}");
+    // Stored blocks: the header's bytes lie in the file as they are; 0xff over the three
+    // dimensions decodes to a header that overflows, and breaks the checksum.
+    let mut stored = {
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::none());
+        e.write_all(&images).unwrap();
+        e.finish().unwrap()
+    };
+    let at = 10 + 5 + 4;
+    assert_eq!(stored[at..at + 4], 30u32.to_be_bytes());
+    stored[at..at + 12].fill(0xff);
+    let corrupt = d.join("corrupt-images-idx3-ubyte.gz");
+    std::fs::write(&corrupt, stored).unwrap();
+    let e = Dataset::from_idx(&corrupt, &labels, None).unwrap_err();
+    assert!(e.to_string().contains("the gzip data is corrupt"), "{e}");
+}
+
+/// Headers that cannot be true (sizes that overflow) are said to be a corrupt or foreign file,
+/// and images files with no images are blamed, not the labels (they were: "labels must be
+/// [0], got [30]").
+#[test]
+fn lying_and_empty_idx_headers_name_the_images_file() {
+    let d = dir();
+    let labels = d.join("zl-labels-idx1-ubyte");
+    std::fs::write(&labels, idx(&[30], &[1; 30])).unwrap();
+    let zero = d.join("zero-images-idx3-ubyte");
+    std::fs::write(&zero, idx(&[0, 8, 8], &[])).unwrap();
+    let e = Dataset::from_idx(&zero, &labels, None).unwrap_err();
+    let text = e.to_string();
+    assert!(
+        text.contains("zero-images-idx3-ubyte") && text.contains("no images"),
+        "{text}"
+    );
+    assert!(!text.contains("zl-labels"), "{text}");
+    let lie = d.join("lie-images-idx3-ubyte");
+    std::fs::write(&lie, idx(&[u32::MAX, u32::MAX, u32::MAX], &[0; 8])).unwrap();
+    let e = Dataset::from_idx(&lie, &labels, None).unwrap_err();
+    assert!(e.to_string().contains("corrupt or not an IDX file"), "{e}");
+}
+
+/// The format is told from the content: compressed data that is not IDX is refused in
+/// words (a compressed CSV or .npy was read as IDX), an empty file is said to be empty (it
+/// was "the CSV x_empty.npy"), and a missing `.bin` is missing (it was "drop --labels").
+#[test]
+fn formats_are_told_from_the_content() {
+    use wgpu_batchnorm::nn::data::FileFormat;
+    let d = dir();
+    let csv = d.join("ok.csv.gz");
+    std::fs::write(&csv, gz(b"1,2,0\n3,4,1\n")).unwrap();
+    let npy = d.join("x.npy.gz");
+    std::fs::write(&npy, gz(&write_npy_f32(&[2, 2], &[1.0; 4]).unwrap())).unwrap();
+    let cifar = d.join("c.bin.gz");
+    std::fs::write(&cifar, gz(&[0u8; 3073])).unwrap();
+    for (path, says) in [(&csv, "CSV"), (&npy, ".npy"), (&cifar, "CIFAR-10")] {
+        let e = FileFormat::detect(path).unwrap_err().to_string();
+        assert!(e.contains(says) && e.contains("decompress it"), "{e}");
+    }
+    let gz_idx = d.join("fmt-images-idx3-ubyte.gz");
+    std::fs::write(&gz_idx, gz(&idx(&[1, 1, 1], &[7]))).unwrap();
+    assert_eq!(FileFormat::detect(&gz_idx).unwrap(), FileFormat::Idx);
+    let empty = d.join("x_empty.npy");
+    std::fs::write(&empty, b"").unwrap();
+    let e = FileFormat::detect(&empty).unwrap_err().to_string();
+    assert!(e.contains("x_empty.npy") && e.contains("empty"), "{e}");
+    let missing = FileFormat::detect(&d.join("foo.bin")).unwrap_err();
+    assert!(
+        matches!(&missing, DataError::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound),
+        "{missing}"
+    );
+}
+
+/// One rule for u8 data: scaled to [0, 1] when read as images, kept when read as features.
+/// u8 `.npy` features `[N, F]` read as images (what `--input-shape` makes of them) were kept
+/// as 0..255 while the same bytes as `[N, H, W, C]` were scaled.
+#[test]
+fn u8_data_is_scaled_whenever_it_is_read_as_images() {
+    let d = dir();
+    let u8_npy = |shape: &str, values: &[u8]| {
+        let mut header = format!("{{'descr': '|u1', 'fortran_order': False, 'shape': {shape}, }}");
+        while (10 + header.len() + 1) % 64 != 0 {
+            header.push(' ');
+        }
+        header.push('\n');
+        let mut b = b"\x93NUMPY\x01\x00".to_vec();
+        b.extend_from_slice(&(header.len() as u16).to_le_bytes());
+        b.extend_from_slice(header.as_bytes());
+        b.extend_from_slice(values);
+        b
+    };
+    let pixels: Vec<u8> = (0..2 * 8).map(|i| (i * 17) as u8).collect();
+    let (flat, image, l) = (d.join("u8f.npy"), d.join("u8i.npy"), d.join("u8y.npy"));
+    std::fs::write(&flat, u8_npy("(2, 8)", &pixels)).unwrap();
+    std::fs::write(&image, u8_npy("(2, 2, 2, 2)", &pixels)).unwrap();
+    std::fs::write(&l, write_npy_f32(&[2], &[1.0, 0.0]).unwrap()).unwrap();
+    let as_images = Dataset::from_npy_as_images(&flat, &l, None, [2, 2, 2]).unwrap();
+    let images = Dataset::from_npy_images(&image, &l, None).unwrap();
+    assert_eq!(as_images, images);
+    assert_eq!(as_images.shape(), Shape::image(2, 2, 2));
+    assert_eq!(as_images.x()[15], 255.0 / 255.0);
+    let features = Dataset::from_npy(&flat, &l, None).unwrap();
+    assert_eq!(features.x()[15], 255.0);
+    let e = Dataset::from_npy_as_images(&flat, &l, None, [3, 3, 1]).unwrap_err();
+    assert!(e.to_string().contains("[N, 9]"), "{e}");
+}

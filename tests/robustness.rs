@@ -114,7 +114,10 @@ fn huge_models_are_refused_before_allocating() {
     let p = d.join("big.csv");
     std::fs::write(&p, "1,2,0\n3,4,4000000000\n").unwrap();
     let e = Dataset::from_csv(&p, None, None).unwrap_err().to_string();
-    assert!(e.contains("row 1: label 4000000000 is out of range"), "{e}");
+    assert!(
+        e.contains("big.csv:2: label 4000000000 is out of range"),
+        "{e}"
+    );
     std::fs::remove_dir_all(&d).ok();
     // Shapes whose element count overflows say so in words.
     let e = Tensor::zeros(ctx(), &[1 << 32, 1 << 32, 3]).unwrap_err();

@@ -85,14 +85,16 @@ impl<T: Float> CpuNetwork<T> {
         Ok(())
     }
 
-    /// Parameters, gradients and Adam's two moments.
+    /// Parameters, gradients and Adam's two moments, and the transposed copy of the largest
+    /// tensor that a dense layer's backward pass makes.
     fn param_bytes(defs: &[Box<dyn LayerDef>]) -> u64 {
-        let values: usize = defs
-            .iter()
-            .flat_map(|d| d.params())
-            .map(|p| p.len())
-            .fold(0, usize::saturating_add);
-        (values as u64).saturating_mul(4 * std::mem::size_of::<T>() as u64)
+        let lens = || defs.iter().flat_map(|d| d.params()).map(|p| p.len());
+        let values: usize = lens().fold(0, usize::saturating_add);
+        let largest = lens().max().unwrap_or(0);
+        (values as u64)
+            .saturating_mul(4)
+            .saturating_add(largest as u64)
+            .saturating_mul(std::mem::size_of::<T>() as u64)
     }
 
     /// Activations, caches and gradients of one batch.
@@ -289,6 +291,11 @@ impl<T: Float> CpuNetwork<T> {
     /// (loss, accuracy) in inference mode.
     pub fn evaluate(&mut self, data: &Dataset) -> Result<(f64, f64)> {
         self.check(data)?;
+        // Every row at once: its activations and logits checked before they are allocated.
+        crate::memory::check_host_bytes(
+            "the activations of the rows evaluated",
+            Self::activation_bytes(self.input, &self.defs, data.rows()),
+        )?;
         let logits = self.forward(data.x(), data.rows(), false)?;
         let (loss, acc, _) = softmax_xent(&logits, data.labels(), self.classes());
         Ok((loss, acc))
@@ -305,6 +312,10 @@ impl<T: Float> CpuNetwork<T> {
             .into());
         }
         let rows = x.len() / self.input;
+        crate::memory::check_host_bytes(
+            "the activations of the rows predicted",
+            Self::activation_bytes(self.input, &self.defs, rows),
+        )?;
         let logits = self.forward(x, rows, false)?;
         Ok(softmax(&logits, self.classes()))
     }

@@ -73,6 +73,9 @@ pub fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         .map(|s| Pass::parse(s.trim()).ok_or_else(|| format!("bad pass {s:?}")))
         .collect::<Result<_, _>>()?;
     // Outputs are checked before the (long) measurements.
+    if let (Some(json), Some(png)) = (&args.json, &args.plot) {
+        crate::output_paths::check_distinct(&[], &[("--json", json), ("--plot", png)])?;
+    }
     if let Some(path) = &args.json {
         wgpu_batchnorm::internal::check_writable(path)
             .map_err(|e| format!("--json {}: {e}", path.display()))?;

@@ -11,6 +11,7 @@ macro_rules! say {
 mod bench;
 mod bench_train;
 mod model_args;
+mod output_paths;
 mod plot;
 mod predict;
 mod train;

@@ -59,10 +59,49 @@ pub struct ModelArgs {
 
 impl DataArgs {
     pub fn check(&self) -> Result<(), Error> {
+        if self.classes == Some(0) {
+            return Err("--classes must be at least 1".into());
+        }
         if self.labels.is_some() && self.data.is_none() {
             return Err("--labels needs --data (the features or images file)".into());
         }
+        // The embedded sets carry their labels, as integers.
+        if let Some(set) = self.embedded() {
+            if self.labels.is_some() {
+                return Err(format!("--labels: {set} carries its labels; drop --labels").into());
+            }
+            if self.one_hot.is_some() {
+                return Err(format!("--one-hot is for CSV data; {set} is not CSV").into());
+            }
+        }
         Ok(())
+    }
+
+    /// The embedded data set asked for, in words; `None` for a file.
+    fn embedded(&self) -> Option<&'static str> {
+        match self.data.as_deref() {
+            None => Some("the embedded synthetic set"),
+            Some("digits") => Some("the embedded digits set"),
+            Some(_) => None,
+        }
+    }
+
+    /// An embedded set with the classes of --classes (which must cover its labels).
+    fn embedded_classes(&self, data: Dataset) -> Result<Dataset, Error> {
+        let Some(k) = self.classes else {
+            return Ok(data);
+        };
+        if k < data.classes() {
+            let set = self.embedded().unwrap_or("the data");
+            return Err(format!(
+                "--classes {k}: {set} has {} classes (labels 0 to {}); give at least {}",
+                data.classes(),
+                data.classes() - 1,
+                data.classes()
+            )
+            .into());
+        }
+        Ok(data.with_classes(k)?)
     }
 
     /// What the data is, in a few words.
@@ -105,6 +144,16 @@ impl DataArgs {
         }
     }
 
+    /// The files read, each with its flag (an output may not be one of them).
+    pub fn inputs(&self) -> Vec<(&'static str, PathBuf)> {
+        let mut inputs: Vec<(&'static str, PathBuf)> = match self.embedded() {
+            Some(_) => Vec::new(),
+            None => self.files().into_iter().map(|p| ("--data", p)).collect(),
+        };
+        inputs.extend(self.labels.iter().map(|p| ("--labels", p.clone())));
+        inputs
+    }
+
     /// The files of --data: comma-separated CIFAR-10 batches, or one file.
     fn files(&self) -> Vec<PathBuf> {
         match self.data.as_deref() {
@@ -121,7 +170,20 @@ impl DataArgs {
         if let Some((_, shape)) = self.peek()? {
             model.check_input(shape)?;
         }
-        self.load(seed)
+        // Flat data that the network reads as images (a convolutional network's image input)
+        // is read as images: u8 scaled to [0, 1], as every image reader does.
+        let convolutional = model.model.as_deref() == Some("cnn")
+            || model.layers.is_some()
+            || model.model_json.is_some();
+        let image = match model.declared_input()? {
+            Some(Shape::Image {
+                height,
+                width,
+                channels,
+            }) if convolutional => Some([height, width, channels]),
+            _ => None,
+        };
+        self.load(seed, image)
     }
 
     /// The rows and per-sample shape the data's header declares, without loading it (`None`
@@ -135,12 +197,12 @@ impl DataArgs {
         Ok(format.peek(&refs)?)
     }
 
-    fn load(&self, seed: u64) -> Result<Dataset, Error> {
+    fn load(&self, seed: u64, image: Option<[usize; 3]>) -> Result<Dataset, Error> {
         let Some(data) = &self.data else {
-            return Ok(Dataset::synthetic(1000, 20, seed));
+            return self.embedded_classes(Dataset::synthetic(1000, 20, seed));
         };
         let Some(format) = self.format()? else {
-            return Ok(Dataset::digits());
+            return self.embedded_classes(Dataset::digits());
         };
         let files = self.files();
         let path = PathBuf::from(data);
@@ -153,7 +215,10 @@ impl DataArgs {
             (FileFormat::Idx, Some(labels)) => Dataset::from_idx(&path, labels, classes)?,
             // Features [N, F] or images [N, H, W(, C)], by the header.
             (FileFormat::Npy, Some(labels)) => match self.peek()? {
-                Some((_, Shape::Flat(_))) => Dataset::from_npy(&path, labels, classes)?,
+                Some((_, Shape::Flat(_))) => match image {
+                    Some(image) => Dataset::from_npy_as_images(&path, labels, classes, image)?,
+                    None => Dataset::from_npy(&path, labels, classes)?,
+                },
                 _ => Dataset::from_npy_images(&path, labels, classes)?,
             },
             _ => Dataset::from_csv(&path, classes, self.one_hot)?,
@@ -162,6 +227,14 @@ impl DataArgs {
 }
 
 impl ModelArgs {
+    /// The files read (--model-json), each with its flag.
+    pub fn inputs(&self) -> Vec<(&'static str, PathBuf)> {
+        self.model_json
+            .iter()
+            .map(|p| ("--model-json", p.clone()))
+            .collect()
+    }
+
     pub fn check(&self) -> Result<(), Error> {
         if self.hidden == 0 {
             return Err("--hidden must be at least 1".into());

@@ -1,7 +1,7 @@
 //! `bnorm train` (the default command): the tutorial's network (dense or convolutional, or
 //! the user's) with and without batch norm, from the same initial weights, side by side.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use indicatif::{ProgressBar, ProgressStyle};
@@ -196,6 +196,14 @@ fn cpu_fit<T: Float>(
 
 /// Everything that can be checked before any training: numbers, names, output paths.
 fn check_args(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
+    // First: an output on an input's path would destroy it whatever else is wrong.
+    let inputs: Vec<(&str, PathBuf)> = [args.data.inputs(), args.model.inputs()].concat();
+    let inputs: Vec<(&str, &Path)> = inputs.iter().map(|(f, p)| (*f, p.as_path())).collect();
+    let outputs: Vec<(&str, &Path)> = [("--save", &args.save), ("--plot", &args.plot)]
+        .into_iter()
+        .filter_map(|(f, p)| p.as_deref().map(|p| (f, p)))
+        .collect();
+    crate::output_paths::check_distinct(&inputs, &outputs)?;
     if args.epochs == Some(0) {
         return Err("--epochs must be at least 1".into());
     }

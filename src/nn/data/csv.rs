@@ -28,8 +28,10 @@ impl Dataset {
             .from_reader(std::io::BufReader::new(file));
         let mut rows: Vec<Vec<f64>> = Vec::new();
         let mut width = None;
+        // The line of each row: errors about a row name its line, as the parse errors do.
+        let mut lines: Vec<usize> = Vec::new();
         for record in reader.records() {
-            let record = record.map_err(|e| DataError::Invalid(format!("{name}: {e}")))?;
+            let record = record.map_err(|e| csv_error(&name, e))?;
             let line = record.position().map_or(0, |p| p.line() as usize);
             if record.iter().all(str::is_empty) {
                 continue;
@@ -69,6 +71,7 @@ impl Dataset {
                 });
             }
             rows.push(values);
+            lines.push(line);
         }
         if rows.is_empty() {
             return Err(DataError::Empty(name));
@@ -97,6 +100,7 @@ impl Dataset {
             .flat_map(|r| r[features..].iter().copied())
             .collect();
         Self::assemble((&name, x), features, (&name, &y), one_hot, classes)
+            .map_err(|e| at_line(e, &lines))
     }
 
     /// A data set from features `x` (`features` per row) read from `x_path` and labels `y`
@@ -115,4 +119,79 @@ impl Dataset {
         let (labels, classes) = super::labels::labels(label_path, y, one_hot, classes)?;
         Self::checked(x_path, label_path, x, labels, features, classes)
     }
+}
+
+/// A parse error of the csv crate, in one line with its 1-based line number.
+fn csv_error(name: &str, e: ::csv::Error) -> DataError {
+    let line = e.position().map_or(0, |p| p.line() as usize);
+    let why = match e.kind() {
+        ::csv::ErrorKind::Utf8 { err, .. } => {
+            format!("field {} is not valid UTF-8 text", err.field() + 1)
+        }
+        ::csv::ErrorKind::Io(io) => io.to_string(),
+        _ => e.to_string(),
+    };
+    DataError::Csv {
+        path: name.into(),
+        line,
+        why,
+    }
+}
+
+/// An error about a row (0-based) as one about its line in the file (1-based), so that every
+/// CSV error counts the same way.
+fn at_line(e: DataError, lines: &[usize]) -> DataError {
+    use super::labels::Shown;
+    let line = |row: usize| lines.get(row).copied().unwrap_or(0);
+    let (path, line, why) = match e {
+        DataError::LabelOutOfRange {
+            path,
+            row,
+            label,
+            classes,
+        } => (
+            path,
+            line(row),
+            format!(
+                "label {} is out of range for {} (labels 0 to {})",
+                Shown(label),
+                super::error::counted(classes, "class", "classes"),
+                classes.saturating_sub(1)
+            ),
+        ),
+        DataError::LabelNotInteger { path, row, label } => (
+            path,
+            line(row),
+            format!(
+                "label {} is not a non-negative integer class index",
+                Shown(label)
+            ),
+        ),
+        DataError::TooManyClasses { path, row, label } => (
+            path,
+            line(row),
+            format!(
+                "label {} is out of range: at most {} classes are supported",
+                Shown(label),
+                super::labels::MAX_CLASSES
+            ),
+        ),
+        DataError::BadOneHot { path, row } => (
+            path,
+            line(row),
+            "the one-hot label is not one 1 among 0s".into(),
+        ),
+        DataError::NonFinite {
+            path,
+            row,
+            column,
+            value,
+        } => (
+            path,
+            line(row),
+            format!("column {}: {value} is not a finite number", column + 1),
+        ),
+        e => return e,
+    };
+    DataError::Csv { path, line, why }
 }

@@ -4,6 +4,11 @@ use thiserror::Error;
 
 use super::labels::{Shown, MAX_CLASSES};
 
+/// `n` and the noun in its number: "1 class", "2 classes".
+pub(super) fn counted(n: usize, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
 /// What is wrong with a data file.
 #[derive(Debug, Error)]
 #[non_exhaustive]
@@ -41,7 +46,7 @@ pub enum DataError {
         cell: String,
     },
     /// A label outside `0..classes` or not an integer.
-    #[error("{path}: row {row}: label {} is out of range for {classes} classes (labels 0 to {})", Shown(*.label), .classes.saturating_sub(1))]
+    #[error("{path}: row {row}: label {} is out of range for {} (labels 0 to {})", Shown(*.label), counted(*.classes, "class", "classes"), .classes.saturating_sub(1))]
     LabelOutOfRange {
         /// The file.
         path: String,
@@ -90,7 +95,7 @@ pub enum DataError {
     #[error("{0}: no data rows")]
     Empty(String),
     /// The label columns leave no feature column.
-    #[error("{path}: rows have {columns} columns and {label_columns} of them are the label, which leaves no features")]
+    #[error("{path}: rows have {} and {label_columns} of them are the label, which leaves no features", counted(*.columns, "column", "columns"))]
     NoFeatureColumns {
         /// The file.
         path: String,
@@ -138,6 +143,16 @@ pub enum DataError {
         path: String,
         /// The allocation refused ([`crate::Error::HostMemory`]).
         source: crate::Error,
+    },
+    /// A CSV line that cannot be read (not UTF-8, a bad label).
+    #[error("{path}:{line}: {why}")]
+    Csv {
+        /// The file.
+        path: String,
+        /// 1-based line.
+        line: usize,
+        /// What is wrong.
+        why: String,
     },
     /// Arguments that cannot form a data set.
     #[error("invalid data set: {0}")]

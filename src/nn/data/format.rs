@@ -24,25 +24,58 @@ pub enum FileFormat {
 }
 
 impl FileFormat {
-    /// Tells a file's format from its first bytes (the `.npy` magic; IDX's `00 00`; gzip,
-    /// which holds IDX here) or, for CIFAR-10 batches, which have no header, from a `.bin`
-    /// name; anything else is read as CSV.
+    /// Tells a file's format from its first bytes (the `.npy` magic; IDX's `00 00`, plain or
+    /// in gzip) or, for CIFAR-10 batches, which have no header, from a `.bin` name; anything
+    /// else is read as CSV. A missing or empty file, and compressed data that is not IDX (a
+    /// compressed CSV, `.npy` or CIFAR-10 batch), are refused in words.
     pub fn detect(path: &Path) -> Result<FileFormat, DataError> {
         let name = path.display().to_string();
-        if name.to_ascii_lowercase().ends_with(".bin") {
-            return Ok(FileFormat::Cifar10);
-        }
         let io = |source| DataError::Io {
             path: name.clone(),
             source,
         };
+        let bad = |why: &str| DataError::Malformed {
+            path: name.clone(),
+            why: why.into(),
+        };
         let mut head = Vec::with_capacity(6);
+        // Opened first, whatever the name: a missing file is reported as missing.
         std::fs::File::open(path)
             .and_then(|f| f.take(6).read_to_end(&mut head))
             .map_err(io)?;
+        if head.is_empty() {
+            return Err(bad("the file is empty"));
+        }
+        let lower = name.to_ascii_lowercase();
+        if lower.ends_with(".bin") {
+            return Ok(FileFormat::Cifar10);
+        }
+        if head.starts_with(&[0x1f, 0x8b]) {
+            let mut inner = Vec::with_capacity(6);
+            let file = std::fs::File::open(path).map_err(io)?;
+            // A stream too corrupt to decode its first bytes is left to the IDX reader to
+            // report whole (it reads the stream to its checksum).
+            let _ = super::gzip::Members::new(std::io::BufReader::new(file))
+                .take(6)
+                .read_to_end(&mut inner);
+            let compressed = |what: &str| {
+                bad(&format!(
+                    "gzip-compressed {what} is not read (only IDX files may be compressed): decompress it first"
+                ))
+            };
+            return if lower.ends_with(".bin.gz") {
+                Err(compressed("CIFAR-10 data"))
+            } else if inner.starts_with(b"\x93NUMPY") {
+                Err(compressed(".npy data"))
+            } else if inner.len() >= 2 && !inner.starts_with(&[0, 0]) {
+                Err(compressed("CSV or other data that is not IDX"))
+            } else {
+                Ok(FileFormat::Idx)
+            };
+        }
         Ok(if head.starts_with(b"\x93NUMPY") {
             FileFormat::Npy
-        } else if head.starts_with(&[0x1f, 0x8b]) || head.starts_with(&[0, 0]) {
+        } else if head.starts_with(&[0, 0]) {
             FileFormat::Idx
         } else {
             FileFormat::Csv

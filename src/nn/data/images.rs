@@ -10,6 +10,8 @@ use std::path::Path;
 
 use flate2::read::GzDecoder;
 
+use super::gzip::{is_trailing, Members};
+
 use super::labels::{checked_classes, label};
 use super::npy::NpyArray;
 use super::{DataError, Dataset};
@@ -41,8 +43,9 @@ impl Dataset {
     /// Recognition of Handwritten Digits", CC BY 4.0), pixels 0..16 scaled to [0, 1].
     pub fn digits() -> Dataset {
         let name = "<embedded digits>";
-        let open =
-            |bytes: &'static [u8]| Idx::from_reader(name, Box::new(GzDecoder::new(bytes)), None);
+        let open = |bytes: &'static [u8]| {
+            Idx::from_reader(name, Box::new(GzDecoder::new(bytes)), Source::Gzip(None))
+        };
         // The embedded files are fixed and tested: failing here is a build defect.
         let read = || -> Result<Dataset, DataError> {
             let (images, labels) = (open(DIGITS_IMAGES)?, open(DIGITS_LABELS)?);
@@ -72,6 +75,12 @@ impl Dataset {
                 format!("images must be [N, H, W], got {:?}", xi.dims),
             ));
         };
+        if n == 0 {
+            return Err(malformed(
+                &xi.name,
+                "the images file holds no images (N = 0)".into(),
+            ));
+        }
         if yi.dims != [n] {
             return Err(malformed(
                 &yi.name,
@@ -168,6 +177,40 @@ impl Dataset {
                 })
             }
         };
+        Self::npy_images(xa, [n, h, w, c], labels, classes)
+    }
+
+    /// `.npy` features `[N, F]` read as images `[h, w, c]` (`h * w * c` must be `F`), by the
+    /// rule of every image reader: unsigned bytes are scaled to [0, 1], other types kept
+    /// (what `--input-shape` makes of flat data).
+    pub fn from_npy_as_images(
+        features: &Path,
+        labels: &Path,
+        classes: Option<usize>,
+        [h, w, c]: [usize; 3],
+    ) -> Result<Dataset, DataError> {
+        let xa = NpyArray::open(features)?;
+        let len = h.checked_mul(w).and_then(|v| v.checked_mul(c));
+        match xa.shape[..] {
+            [n, f] if Some(f) == len => Self::npy_images(xa, [n, h, w, c], labels, classes),
+            _ => Err(DataError::Npy {
+                why: format!(
+                    "features [N, {}] are needed for images {h} x {w} x {c}, got shape {:?}",
+                    len.map_or("more than can be counted".into(), |l| l.to_string()),
+                    xa.shape
+                ),
+                path: xa.name,
+            }),
+        }
+    }
+
+    /// The images of `xa` as `[n, h, w, c]`, with the labels of `labels`.
+    fn npy_images(
+        xa: NpyArray,
+        [n, h, w, c]: [usize; 4],
+        labels: &Path,
+        classes: Option<usize>,
+    ) -> Result<Dataset, DataError> {
         let features = h
             .checked_mul(w)
             .and_then(|v| v.checked_mul(c))
@@ -219,43 +262,66 @@ impl Idx {
         let mut reader = std::io::BufReader::with_capacity(CHUNK, file);
         let head = std::io::BufRead::fill_buf(&mut reader).map_err(io)?;
         if head.starts_with(&[0x1f, 0x8b]) {
-            let idx = Idx::from_reader(&name, Box::new(GzDecoder::new(reader)), None)?;
-            // Deflate's ratio bounds what a file this size can hold.
-            if idx.count as u64 > size.saturating_mul(DEFLATE_MAX_RATIO) {
-                return Err(malformed(
-                    &name,
-                    format!(
-                        "dimensions {:?} need {} bytes, more than {size} compressed bytes can hold",
-                        idx.dims, idx.count
-                    ),
-                ));
-            }
-            Ok(idx)
+            // Every member of a multi-member gzip (`cat a.gz b.gz`), nothing after the last.
+            let stream = Box::new(Members::new(reader));
+            Idx::from_reader(&name, stream, Source::Gzip(Some(size)))
         } else {
-            Idx::from_reader(&name, Box::new(reader), Some(size))
+            Idx::from_reader(&name, Box::new(reader), Source::Raw(size))
         }
     }
 
-    /// Reads the header from `r`: a gzip stream when `size` is `None`, else raw data in a file
-    /// of `size` bytes, which must be exactly the header and the data.
-    fn from_reader(name: &str, mut r: Box<dyn Read>, size: Option<u64>) -> Result<Idx, DataError> {
-        let gzip = size.is_none();
+    /// Reads the header from `r`. A compressed stream's header may be garbage decoded from
+    /// corrupt data: when it is refused, the stream is first read to its end, so that a bad
+    /// checksum is reported as corrupt gzip rather than as the garbage's dimensions.
+    fn from_reader(name: &str, mut r: Box<dyn Read>, source: Source) -> Result<Idx, DataError> {
+        let gzip = !matches!(source, Source::Raw(_));
+        match Idx::header(name, &mut r, source) {
+            Ok((dims, count)) => Ok(Idx {
+                name: name.into(),
+                dims,
+                count,
+                reader: r,
+                gzip,
+            }),
+            Err(e) if gzip => match std::io::copy(&mut r, &mut std::io::sink()) {
+                Err(io) => Err(fault(name, true, io, "")),
+                Ok(_) => Err(e),
+            },
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The dimensions and byte count of the header at the start of `r`, checked against the
+    /// bytes that can back them.
+    fn header(
+        name: &str,
+        r: &mut Box<dyn Read>,
+        source: Source,
+    ) -> Result<(Vec<usize>, usize), DataError> {
+        let gzip = !matches!(source, Source::Raw(_));
+        // What a decompressed header that fails a check probably is.
+        let lying = |why: String| match gzip {
+            true => malformed(
+                name,
+                format!("{why}: the decompressed data is corrupt or not an IDX file"),
+            ),
+            false => malformed(
+                name,
+                format!("{why}: the file is corrupt or not an IDX file"),
+            ),
+        };
         let mut magic = [0u8; 4];
         if let Err(e) = r.read_exact(&mut magic) {
             return Err(fault(name, gzip, e, "too short for an IDX header"));
         }
         if magic[0] != 0 || magic[1] != 0 {
-            if gzip {
-                // Corrupt data decodes to garbage before the stream reports it: read on.
-                if let Err(e) = std::io::copy(&mut r, &mut std::io::sink()) {
-                    return Err(fault(name, gzip, e, ""));
-                }
-                return Err(malformed(
+            return Err(match gzip {
+                true => malformed(
                     name,
                     "the decompressed data is not an IDX file (bad magic)".into(),
-                ));
-            }
-            return Err(malformed(name, "not an IDX file (bad magic)".into()));
+                ),
+                false => malformed(name, "not an IDX file (bad magic)".into()),
+            });
         }
         if magic[2] != 0x08 {
             return Err(malformed(
@@ -284,26 +350,28 @@ impl Idx {
         let count = dims
             .iter()
             .try_fold(1usize, |a, &d| a.checked_mul(d))
-            .ok_or_else(|| malformed(name, format!("dimensions {dims:?} overflow")))?;
-        if let Some(size) = size {
-            let data = size.saturating_sub(4 + 4 * ndim as u64);
-            if data < count as u64 {
-                return Err(malformed(
-                    name,
-                    format!("dimensions {dims:?} need {count} bytes, the file has {data}"),
-                ));
+            .ok_or_else(|| lying(format!("dimensions {dims:?} overflow")))?;
+        match source {
+            Source::Raw(size) => {
+                let data = size.saturating_sub(4 + 4 * ndim as u64);
+                if data < count as u64 {
+                    return Err(lying(format!(
+                        "dimensions {dims:?} need {count} bytes, the file has {data}"
+                    )));
+                }
+                if data > count as u64 {
+                    return Err(trailing(name, &dims, count, data - count as u64));
+                }
             }
-            if data > count as u64 {
-                return Err(trailing(name, &dims, count, data - count as u64));
+            // Deflate's ratio bounds what a file this size can hold.
+            Source::Gzip(Some(size)) if count as u64 > size.saturating_mul(DEFLATE_MAX_RATIO) => {
+                return Err(lying(format!(
+                    "dimensions {dims:?} need {count} bytes, more than {size} compressed bytes can hold"
+                )));
             }
+            Source::Gzip(_) => {}
         }
-        Ok(Idx {
-            name: name.into(),
-            dims,
-            count,
-            reader: r,
-            gzip,
-        })
+        Ok((dims, count))
     }
 
     /// The whole array through `map`, into one buffer of exactly its length (checked against
@@ -351,6 +419,15 @@ impl Idx {
     }
 }
 
+/// Where an IDX stream comes from.
+#[derive(Clone, Copy)]
+enum Source {
+    /// A plain file of this many bytes, which must be exactly the header and the data.
+    Raw(u64),
+    /// A gzip stream, from a file of this many bytes when known.
+    Gzip(Option<u64>),
+}
+
 /// Reads until `buf` is full or the stream ends; the bytes read.
 fn fill(r: &mut dyn Read, buf: &mut [u8]) -> std::io::Result<usize> {
     let mut got = 0;
@@ -367,6 +444,9 @@ fn fill(r: &mut dyn Read, buf: &mut [u8]) -> std::io::Result<usize> {
 
 /// A read that failed: a stream that ended early (`short`), corrupt gzip data, or I/O.
 fn fault(name: &str, gzip: bool, e: std::io::Error, short: &str) -> DataError {
+    if is_trailing(&e) {
+        return malformed(name, format!("{e}; the file is not one whole gzip stream"));
+    }
     match e.kind() {
         std::io::ErrorKind::UnexpectedEof if !short.is_empty() => malformed(name, short.into()),
         std::io::ErrorKind::InvalidInput | std::io::ErrorKind::InvalidData if gzip => {

@@ -68,7 +68,9 @@ pub(super) fn labels(
             }
             if let Some(c) = classes.filter(|&c| c != k) {
                 return Err(DataError::Invalid(format!(
-                    "{path}: the one-hot labels have {k} columns, but {c} classes were asked for"
+                    "{path}: the one-hot labels have {}, but {} were asked for",
+                    super::error::counted(k, "column", "columns"),
+                    super::error::counted(c, "class", "classes")
                 )));
             }
             y.chunks_exact(k)

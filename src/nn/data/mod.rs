@@ -7,6 +7,7 @@ use crate::nn::shape::Shape;
 mod csv;
 mod error;
 mod format;
+mod gzip;
 mod images;
 mod labels;
 mod npy;
@@ -144,6 +145,22 @@ impl Dataset {
             )));
         }
         self.shape = Shape::image(h, w, c);
+        Ok(self)
+    }
+
+    /// The same data with `classes` classes (more than its labels need, e.g. to match a
+    /// model), refusing a count below 1 + its largest label or past the most supported.
+    pub fn with_classes(mut self, classes: usize) -> Result<Dataset, DataError> {
+        labels::checked_classes(Some(classes))?;
+        let needed = self.labels.iter().max().map_or(1, |&m| m as usize + 1);
+        if classes < needed {
+            return Err(DataError::Invalid(format!(
+                "{} classes are asked for, but the labels go up to {}",
+                classes,
+                needed - 1
+            )));
+        }
+        self.classes = classes;
         Ok(self)
     }
 

@@ -74,8 +74,15 @@ impl NpyArray {
         let file = std::fs::File::open(path).map_err(io)?;
         let length = file.metadata().map_err(io)?.len();
         let mut reader = BufReader::new(file);
-        let header = npyz::NpyHeader::from_reader(&mut reader)
-            .map_err(|e| bad(format!("not a .npy file: {e}")))?;
+        let header = npyz::NpyHeader::from_reader(&mut reader).map_err(|e| {
+            // A header dictionary that does not parse comes with the parser's multi-line
+            // report; one line says it.
+            let e = e.to_string();
+            match e.contains('\n') {
+                true => bad("not a valid .npy header (its dictionary does not parse)".into()),
+                false => bad(format!("not a .npy file: {e}")),
+            }
+        })?;
         let start = reader.stream_position().map_err(io)?;
         let npy = npyz::NpyFile::with_header(header, std::io::empty());
         if npy.order() == npyz::Order::Fortran && npy.shape().len() > 1 {
