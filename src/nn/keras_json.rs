@@ -300,11 +300,17 @@ impl<'a> Fields<'a> {
                 let config_ok = match o.get("config") {
                     None | Some(Value::Null) => true,
                     Some(Value::Object(c)) => c.iter().all(|(k, v)| {
-                        v.is_null() || (k == "seed" && v.is_i64() && want == "GlorotUniform")
+                        v.is_null() || (k == "seed" && v.is_number() && want == "GlorotUniform")
                     }),
                     Some(_) => false,
                 };
-                (class == Some(want) || class == Some(snake))
+                // A seed that is a number but not one Keras takes is refused as such.
+                if let Some(seed) = o.get("config").and_then(|c| c.get("seed")) {
+                    if config_ok && class_is(class, want, snake) && !seed.is_null() {
+                        seed_ok(seed).map_err(|why| self.err(key, format!("seed {why}")))?;
+                    }
+                }
+                class_is(class, want, snake)
                     && matches!(o.get("registered_name"), None | Some(Value::Null))
                     && config_ok
             }
@@ -353,6 +359,24 @@ impl<'a> Fields<'a> {
                 ),
             )),
         }
+    }
+}
+
+/// Whether an initializer's class is `want` (its CamelCase or snake_case name).
+fn class_is(class: Option<&str>, want: &str, snake: &str) -> bool {
+    class == Some(want) || class == Some(snake)
+}
+
+/// `Ok` for a seed Keras takes: an integer of a signed 64-bit range (this crate draws its
+/// own; the seed is read only to refuse what Keras itself would).
+fn seed_ok(v: &Value) -> std::result::Result<(), String> {
+    match v {
+        _ if v.is_i64() => Ok(()),
+        _ if v.is_u64() => Err(format!(
+            "{v} is out of range: a seed is a signed 64-bit integer (at most {})",
+            i64::MAX
+        )),
+        _ => Err(format!("{v} is not an integer")),
     }
 }
 
@@ -581,11 +605,17 @@ impl Walk {
                 f.unset("noise_shape", "a noise shape (masks shared across axes)")?;
                 // Any seed: the masks are this crate's own draws.
                 if let Some(v) = f.value("seed") {
-                    if !v.is_i64() && !v.is_u64() {
-                        return Err(f.err("seed", format!("{v} is not an integer")));
-                    }
+                    seed_ok(v).map_err(|why| f.err("seed", why))?;
                 }
-                out.push(LayerSpec::Dropout(rate as f32));
+                // Checked as stored: a rate just below 1 in f64 can round to 1 in f32.
+                let stored = rate as f32;
+                if !(0.0..1.0).contains(&stored) {
+                    return Err(f.err(
+                        "rate",
+                        format!("{rate} rounds to {stored} in float32, not in [0, 1)"),
+                    ));
+                }
+                out.push(LayerSpec::Dropout(stored));
             }
             other => {
                 return Err(f.err(
