@@ -48,7 +48,7 @@ pub use optimizer::Optimizer;
 pub use registry::{check_network, LayerSpec};
 pub use sequential::Sequential;
 pub use shape::{Padding, Shape};
-pub use spec::{Callbacks, FitOptions, History, LayerTrace, Weight};
+pub use spec::{check_classes, Callbacks, FitOptions, History, LayerTrace, Weight};
 pub use weights::{load_weights, save_weights};
 pub use without_bn::without_batch_norm;
 

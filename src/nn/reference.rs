@@ -169,6 +169,7 @@ impl<T: Float> CpuNetwork<T> {
     }
 
     fn check(&self, data: &Dataset) -> Result<()> {
+        crate::nn::spec::check_outputs(self.classes(), data)?;
         data.check_for(self.input, self.classes())
     }
 

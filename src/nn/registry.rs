@@ -158,7 +158,7 @@ fn build(i: usize, l: &LayerSpec, shape: Shape) -> Result<Box<dyn LayerDef>> {
             let windows = window(h, kh, sh, spec.padding).zip(window(w, kw, sw, spec.padding));
             let (Some(((oh, pt), (ow, pl))), true) = (windows, spec.filters > 0) else {
                 return Err(Error::Model(format!(
-                    "layer {i}: {spec:?} does not fit an input of {shape} (filters, kernel and strides must be positive, and a `valid` kernel no larger than the input)"
+                    "layer {i}: {l} does not fit an input of {shape} (filters, kernel and strides must be positive, and a `valid` kernel no larger than the input)"
                 )));
             };
             let kernel = [kh, kw, cin, spec.filters]
@@ -186,7 +186,7 @@ fn build(i: usize, l: &LayerSpec, shape: Shape) -> Result<Box<dyn LayerDef>> {
                 window(input[0], kh, sh, p.padding).zip(window(input[1], kw, sw, p.padding));
             let Some(((oh, pt), (ow, pl))) = windows else {
                 return Err(Error::Model(format!(
-                    "layer {i}: {p:?} does not fit an input of {shape} (pool size and strides must be positive, and a `valid` window no larger than the input)"
+                    "layer {i}: {l} does not fit an input of {shape} (pool size and strides must be positive, and a `valid` window no larger than the input)"
                 )));
             };
             let kind = if matches!(l, LayerSpec::MaxPool2D(_)) {
@@ -217,7 +217,12 @@ fn build(i: usize, l: &LayerSpec, shape: Shape) -> Result<Box<dyn LayerDef>> {
             })
         }
         LayerSpec::Flatten => Box::new(Flatten { len: shape.len() }),
-        other => return Err(Error::Model(format!("layer {i}: invalid {other:?}"))),
+        LayerSpec::Dropout(rate) => {
+            return Err(Error::Model(format!(
+                "layer {i}: Dropout(rate {rate}): the rate must lie in [0, 1)"
+            )))
+        }
+        other => return Err(Error::Model(format!("layer {i}: {other} is invalid"))),
     })
 }
 
