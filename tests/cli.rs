@@ -364,3 +364,186 @@ fn input_shape_must_match_the_keras_model() {
     );
     std::fs::remove_file(&json).ok();
 }
+
+/// The QA probe's cases: each refused before training, in words (no panic, no Rust `Debug`
+/// form, no saturated count printed as if it were one).
+#[test]
+fn probe_cases_are_refused_in_words() {
+    let cases: Vec<(Vec<&str>, &[&str])> = vec![
+        // Panicked (a multiply overflow sizing the progress bar).
+        (
+            vec![
+                "train",
+                "--device",
+                "cpu",
+                "--epochs",
+                "9223372036854775808",
+            ],
+            &["--epochs", "history", "2^64 or more"],
+        ),
+        // A history that cannot be held is refused before training.
+        (
+            vec!["train", "--device", "cpu", "--epochs", "1000000000000"],
+            &["--epochs", "not enough host memory"],
+        ),
+        (
+            vec!["bench", "--cpu-only", "--shapes", "99999999999x99999999"],
+            &["2^64 or more bytes"],
+        ),
+        (
+            vec![
+                "train",
+                "--device",
+                "cpu",
+                "--data",
+                "digits",
+                "--layers",
+                "conv:4:9,flatten,dense:10",
+            ],
+            &["Conv2D(4, 9x9, stride 1, valid) does not fit"],
+        ),
+        (
+            vec![
+                "train",
+                "--device",
+                "cpu",
+                "--model",
+                "cnn",
+                "--input-shape",
+                "2,2,1",
+            ],
+            &["MaxPooling2D(2x2, stride 2, valid) does not fit"],
+        ),
+        // Named by its place in the list, with what it received (it said "give the model
+        // an image input shape" of an image model).
+        (
+            vec![
+                "train", "--device", "cpu", "--data", "digits", "--layers", "flatten,gap,dense:10",
+            ],
+            &["layer 1: GlobalAveragePooling2D after Flatten receives a vector of 64 features; it needs a feature map"],
+        ),
+        // Reported as "label 2 is out of range for 2 classes" once training had started.
+        (
+            vec![
+                "train",
+                "--device",
+                "cpu",
+                "--data",
+                "digits",
+                "--layers",
+                "flatten,dense:2",
+            ],
+            &["the last Dense layer has 2 outputs but the data has 10 classes"],
+        ),
+        // Flags that were silently ignored.
+        (
+            vec![
+                "train",
+                "--device",
+                "cpu",
+                "--hidden",
+                "5",
+                "--layers",
+                "dense:5,dense:3",
+            ],
+            &["--hidden does not apply to --layers"],
+        ),
+        (
+            vec![
+                "train", "--device", "cpu", "--hidden", "5", "--model", "cnn",
+            ],
+            &["--hidden does not apply to --model cnn"],
+        ),
+        (
+            vec![
+                "train", "--device", "cpu", "--hidden", "5", "--data", "digits",
+            ],
+            &["--hidden does not apply to the cnn model"],
+        ),
+        (
+            vec![
+                "train",
+                "--device",
+                "cpu",
+                "--model",
+                "dense",
+                "--input-shape",
+                "4,5,1",
+            ],
+            &["--input-shape does not apply to --model dense"],
+        ),
+        (
+            vec!["train", "--device", "cpu", "--momentum", "0.5"],
+            &["--momentum does not apply to adam"],
+        ),
+    ];
+    for (args, says) in cases {
+        let (ok, out, err) = bnorm_within(60, &args);
+        assert!(!ok, "{args:?} succeeded:\n{out}");
+        for s in says {
+            assert!(
+                err.contains(s),
+                "{args:?}: stderr does not say {s:?}:\n{err}"
+            );
+        }
+        for debug in ["panicked", "{ ", "18446744073709551615"] {
+            assert!(!err.contains(debug), "{args:?}:\n{err}");
+        }
+        assert!(!out.contains("Epoch"), "{args:?} trained:\n{out}");
+    }
+}
+
+/// The defaults follow the network: a --layers network without an image input, a conv or a
+/// pooling layer is not convolutional (it held out 20% and took batches of 16), one with a
+/// conv is; --momentum with sgd and --hidden with the dense model still apply.
+#[test]
+fn defaults_follow_the_network() {
+    let run = |args: &[&str]| {
+        let (ok, out, err) = bnorm_within(120, args);
+        assert!(ok, "{args:?}:\n{err}");
+        out
+    };
+    let dense = run(&[
+        "train",
+        "--device",
+        "cpu",
+        "--layers",
+        "dense:5,bn,dense:3",
+        "--epochs",
+        "1",
+    ]);
+    assert!(!dense.contains("held out"), "{dense}");
+    assert!(
+        dense.contains("(32 steps)"),
+        "1000 rows in batches of 32:\n{dense}"
+    );
+    let conv = run(&[
+        "train",
+        "--device",
+        "cpu",
+        "--data",
+        "digits",
+        "--layers",
+        "conv:2:3,flatten,dense:10",
+        "--epochs",
+        "1",
+        "--no-bn",
+    ]);
+    assert!(conv.contains("held out"), "{conv}");
+    let sgd = run(&[
+        "train",
+        "--device",
+        "cpu",
+        "--optimizer",
+        "sgd",
+        "--momentum",
+        "0.5",
+        "--hidden",
+        "4",
+        "--model",
+        "dense",
+        "--epochs",
+        "1",
+    ]);
+    assert!(sgd.contains("Epoch"), "{sgd}");
+}

@@ -582,3 +582,36 @@ fn values_are_checked_as_stored_and_seeds_in_range() {
     d["config"]["layers"][5]["config"]["seed"] = json!(i64::MAX);
     nn::from_keras_json(&d.to_string()).unwrap();
 }
+
+/// A model error names the Keras layer (its position in `config.layers` and its name), not
+/// the position among the importer's specs, and says what the layer received: GAP after
+/// Flatten read "layer 2: GlobalAveragePooling2D needs a feature map ... give the model an
+/// image input shape" for Keras layer 3 of an image model.
+#[test]
+fn model_errors_name_the_keras_layer_and_what_it_received() {
+    let (mut doc, _) = model_a();
+    let layers = doc["config"]["layers"].as_array_mut().unwrap();
+    layers.insert(
+        5,
+        json!({"class_name": "GlobalAveragePooling2D", "config": {"name": "my_gap"}}),
+    );
+    let text = doc.to_string();
+    let (input, specs, labels) = nn::from_keras_json_labeled(&text).unwrap();
+    assert_eq!(labels.len(), specs.len());
+    let e = nn::check_network_labeled(input, &specs, &labels)
+        .unwrap_err()
+        .to_string();
+    for says in [
+        "Keras layer 5 \"my_gap\" (GlobalAveragePooling2D)",
+        "after Flatten receives a vector of 128 features",
+    ] {
+        assert!(e.contains(says), "{e} does not say {says:?}");
+    }
+    assert!(!e.contains("image input shape"), "{e}");
+    // Without labels, the position among the specs (the Conv2D's ReLU is one of them).
+    let e = nn::check_network(input, &specs).unwrap_err().to_string();
+    assert!(
+        e.contains("layer 5: GlobalAveragePooling2D after Flatten"),
+        "{e}"
+    );
+}

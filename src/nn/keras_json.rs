@@ -20,6 +20,15 @@ const SUPPORTED: &str = "InputLayer, Dense, Conv2D, MaxPooling2D, AveragePooling
 
 /// The input shape and layers of a Keras `Sequential` model's `to_json()`.
 pub fn from_keras_json(text: &str) -> Result<(Shape, Vec<LayerSpec>)> {
+    from_keras_json_labeled(text).map(|(shape, layers, _)| (shape, layers))
+}
+
+/// As [`from_keras_json`], with each layer's Keras label (`Keras layer 3 "my_gap"
+/// (GlobalAveragePooling2D)`: its position in `config.layers`, its name and class), for
+/// [`check_network_labeled`](crate::nn::check_network_labeled) to name the user's layer
+/// rather than its position among the specs (a Conv2D with `relu` is two of them, and the
+/// InputLayer none).
+pub fn from_keras_json_labeled(text: &str) -> Result<(Shape, Vec<LayerSpec>, Vec<String>)> {
     let doc: Value = serde_json::from_str(text)
         .map_err(|e| Error::Model(format!("not a JSON document: {e}")))?;
     if doc["class_name"] != "Sequential" {
@@ -85,13 +94,19 @@ pub fn from_keras_json(text: &str) -> Result<(Shape, Vec<LayerSpec>)> {
             2
         },
     };
-    let mut out = Vec::new();
+    let (mut out, mut labels) = (Vec::new(), Vec::new());
     for (i, layer) in list.iter().enumerate() {
         let mut f = Fields::new(i, layer)?;
-        out.extend(walk.layer(&mut f, i + 1 == list.len())?);
+        let specs = walk.layer(&mut f, i + 1 == list.len())?;
+        labels.extend(
+            specs
+                .iter()
+                .map(|_| format!("Keras layer {i} {:?} ({})", f.name, f.class)),
+        );
+        out.extend(specs);
         f.finish()?;
     }
-    Ok((shape, out))
+    Ok((shape, out, labels))
 }
 
 /// One layer's config, with the fields read so far (so that the unread ones are refused).
