@@ -547,3 +547,52 @@ fn defaults_follow_the_network() {
     ]);
     assert!(sgd.contains("Epoch"), "{sgd}");
 }
+
+/// A `.npy` file of `values` (f32) and `shape` (numpy's layout: header padded to 64 bytes).
+fn npy_f32(shape: &[usize], values: &[f32]) -> Vec<u8> {
+    let dims: Vec<String> = shape.iter().map(|d| d.to_string()).collect();
+    let shape = match dims.len() {
+        1 => format!("({},)", dims[0]),
+        _ => format!("({})", dims.join(", ")),
+    };
+    let mut header = format!("{{'descr': '<f4', 'fortran_order': False, 'shape': {shape}, }}");
+    while (10 + header.len() + 1) % 64 != 0 {
+        header.push(' ');
+    }
+    header.push('\n');
+    let mut b = b"\x93NUMPY\x01\x00".to_vec();
+    b.extend_from_slice(&(header.len() as u16).to_le_bytes());
+    b.extend_from_slice(header.as_bytes());
+    b.extend(values.iter().flat_map(|v| v.to_le_bytes()));
+    b
+}
+
+/// A declared input whose count of values overflows is said to be 2^64 or more, not the
+/// saturated 18446744073709551615 (2^65 here).
+#[test]
+fn an_overflowing_input_count_is_not_printed_as_a_count() {
+    let d = temp("count");
+    let (x, y) = (d.join("x.npy"), d.join("y.npy"));
+    std::fs::write(&x, npy_f32(&[2, 3], &[0.0; 6])).unwrap();
+    std::fs::write(&y, npy_f32(&[2], &[0.0, 1.0])).unwrap();
+    let (ok, out, err) = bnorm_within(
+        60,
+        &[
+            "train",
+            "--device",
+            "cpu",
+            "--data",
+            x.to_str().unwrap(),
+            "--labels",
+            y.to_str().unwrap(),
+            "--layers",
+            "conv:4:3,flatten,dense:3",
+            "--input-shape",
+            "4294967296,4294967296,2",
+        ],
+    );
+    assert!(!ok, "{out}");
+    assert!(err.contains("the model takes 2^64 or more"), "{err}");
+    assert!(!err.contains("18446744073709551615"), "{err}");
+    std::fs::remove_dir_all(&d).ok();
+}
