@@ -460,6 +460,11 @@ fn probe_cases_are_refused_in_words() {
             ],
             &["--hidden does not apply to the cnn model"],
         ),
+        // Flat data given an image shape goes to the cnn model (the dense one ignored it).
+        (
+            vec!["train", "--device", "cpu", "--input-shape", "4,5,1", "--hidden", "3"],
+            &["--hidden does not apply to the cnn model"],
+        ),
         (
             vec![
                 "train",

@@ -39,7 +39,8 @@ pub struct DataArgs {
 #[derive(clap::Args, Clone)]
 pub struct ModelArgs {
     /// dense (the tutorial's Dense -> BN -> ReLU -> Dense) or cnn (the tutorial's
-    /// convolutional network); the default is cnn for image data, dense otherwise.
+    /// convolutional network); the default is cnn for image data (or --input-shape), dense
+    /// otherwise.
     #[arg(long)]
     pub model: Option<String>,
     /// A layer string instead, e.g.
@@ -282,7 +283,12 @@ impl ModelArgs {
                         })
                 })
             }
-            _ => matches!(data.shape(), Shape::Image { .. }),
+            // Image data, or flat data given an image shape (--input-shape), is read by the
+            // cnn model (the dense one would ignore --input-shape).
+            _ => matches!(
+                self.image_shape().ok().flatten().unwrap_or(data.shape()),
+                Shape::Image { .. }
+            ),
         }
     }
 
