@@ -252,6 +252,8 @@ impl<T: Float> CpuNetwork<T> {
         callbacks: &mut dyn Callbacks<Self>,
     ) -> Result<History> {
         options.validate()?;
+        // Before any work: the epoch count is the caller's, and so is the history's size.
+        options.check_history(train.rows())?;
         self.check(train)?;
         let rows = options.batch_size.min(train.rows());
         crate::memory::check_host_bytes(

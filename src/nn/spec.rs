@@ -102,30 +102,6 @@ fn history_bytes(epochs: usize, batches: usize) -> u128 {
     epochs as u128 * per_epoch
 }
 
-impl History {
-    /// An empty history with room for `epochs` epochs, reserved fallibly.
-    fn with_capacity(epochs: usize) -> Result<History> {
-        let mut h = History::default();
-        let full = |_| {
-            Error::from(crate::Error::HostMemory {
-                what: "the training history (per-epoch losses and accuracies)",
-                needed: u64::try_from(history_bytes(epochs, 0)).unwrap_or(u64::MAX),
-                available: crate::memory::available_host_bytes(),
-            })
-        };
-        for v in [
-            &mut h.loss,
-            &mut h.accuracy,
-            &mut h.val_loss,
-            &mut h.val_accuracy,
-        ] {
-            v.try_reserve_exact(epochs).map_err(full)?;
-        }
-        h.batch_loss.try_reserve_exact(epochs).map_err(full)?;
-        Ok(h)
-    }
-}
-
 /// Refuses data with a label the network's outputs cannot score (a last Dense narrower than
 /// the classes), in those words, before any training: `outputs` is the last layer's width.
 pub(crate) fn check_outputs(outputs: usize, data: &crate::nn::Dataset) -> Result<()> {
@@ -194,8 +170,7 @@ pub(crate) fn run_epochs<M: ?Sized>(
     mut epoch: impl FnMut(&mut M, &[u32], usize, &mut dyn Callbacks<M>) -> Result<EpochMetrics>,
     callbacks: &mut dyn Callbacks<M>,
 ) -> Result<History> {
-    options.check_history(rows)?;
-    let mut history = History::with_capacity(options.epochs)?;
+    let mut history = History::default();
     for e in 0..options.epochs {
         let m = epoch(model, &options.order(rows, e), e, callbacks)?;
         // The first batch whose loss is NaN or infinite, if any (the epoch's mean then is too).
