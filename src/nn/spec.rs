@@ -107,7 +107,7 @@ fn history_bytes(epochs: usize, batches: usize) -> u128 {
 pub(crate) fn check_outputs(outputs: usize, data: &crate::nn::Dataset) -> Result<()> {
     match data.labels().iter().max() {
         Some(&l) if l as usize >= outputs => Err(Error::Model(format!(
-            "the last Dense layer has {outputs} outputs but the data has {} classes (labels up to {l}): give it {} units",
+            "the last Dense layer has {outputs} outputs but the data has {} classes (label {l} among them): give it {} units",
             data.classes().max(l as usize + 1),
             data.classes().max(l as usize + 1)
         ))),
