@@ -45,10 +45,10 @@ pub use layers::conv2d::Conv2D;
 pub use layers::pool2d::Pool2D;
 pub use limits::MAX_TENSOR_ELEMENTS;
 pub use optimizer::Optimizer;
-pub use registry::{check_network, check_network_labeled, LayerSpec};
+pub use registry::{check_classes, check_network, check_network_labeled, LayerSpec};
 pub use sequential::Sequential;
 pub use shape::{Padding, Shape};
-pub use spec::{check_classes, Callbacks, FitOptions, History, LayerTrace, Weight};
+pub use spec::{Callbacks, FitOptions, History, LayerTrace, Weight};
 pub use weights::{load_weights, save_weights};
 pub use without_bn::without_batch_norm;
 

@@ -99,6 +99,16 @@ pub fn check_network(input: Shape, layers: &[LayerSpec]) -> Result<()> {
     resolve(input, layers).map(drop)
 }
 
+/// Checks a network's classes against the data before anything is built or trained: the
+/// last layer (a Dense, as [`check_network`] requires) must have an output for every class
+/// of the data.
+pub fn check_classes(layers: &[LayerSpec], data: &crate::nn::Dataset) -> Result<()> {
+    match layers.last() {
+        Some(LayerSpec::Dense(units)) => crate::nn::spec::check_outputs(*units, data),
+        _ => Ok(()),
+    }
+}
+
 /// Checks a network as [`check_network`] does, naming layer `i` in errors by `labels[i]`
 /// (an imported model's Keras position and name, see
 /// [`from_keras_json_labeled`](crate::nn::from_keras_json_labeled)).

@@ -115,16 +115,6 @@ pub(crate) fn check_outputs(outputs: usize, data: &crate::nn::Dataset) -> Result
     }
 }
 
-/// Checks a network's classes against the data before anything is built or trained: the
-/// last layer (a Dense, as [`check_network`](crate::nn::check_network) requires) must have
-/// an output for every class of the data.
-pub fn check_classes(layers: &[crate::nn::LayerSpec], data: &crate::nn::Dataset) -> Result<()> {
-    match layers.last() {
-        Some(crate::nn::LayerSpec::Dense(units)) => check_outputs(*units, data),
-        _ => Ok(()),
-    }
-}
-
 /// Hooks into `fit_with`, as Keras' callbacks: each sees the model (`weights()`,
 /// `gradients()` are readable from inside). (`fit` takes a plain per-epoch closure.)
 pub trait Callbacks<M: ?Sized> {
