@@ -90,7 +90,7 @@ pub enum Error {
     #[error("backward called before any forward pass")]
     BackwardBeforeForward,
     /// A buffer region cannot hold the tensor.
-    #[error("{what}: buffer region of {available} bytes cannot hold {needed} bytes")]
+    #[error("{what}: buffer region of {available} bytes cannot hold {} bytes", count(*.needed))]
     BufferTooSmall {
         /// Which argument.
         what: &'static str,
@@ -121,7 +121,7 @@ pub enum Error {
     #[error("{0}: input and output overlap in the same buffer")]
     Aliasing(&'static str),
     /// The tensor exceeds what the device can bind or dispatch.
-    #[error("tensor too large: {what} needs {needed}, the device limit {limit} is {max}")]
+    #[error("tensor too large: {what} needs {}, the device limit {limit} is {max}", count(*.needed))]
     TooLarge {
         /// What was too large.
         what: &'static str,
@@ -136,7 +136,7 @@ pub enum Error {
     #[error("shape {0:?} has more elements than this machine can address (their product overflows {bits} bits)", bits = usize::BITS)]
     ShapeOverflow(Vec<usize>),
     /// Host memory for a buffer could not be reserved, or would exceed what is available.
-    #[error("not enough host memory for {what}: needs {needed} bytes{}", .available.map(|a| format!(", {a} available")).unwrap_or_default())]
+    #[error("not enough host memory for {what}: needs {} bytes{}", count(*.needed), .available.map(|a| format!(", {a} available")).unwrap_or_default())]
     HostMemory {
         /// What was being allocated.
         what: &'static str,
@@ -161,3 +161,13 @@ pub enum Error {
 
 /// Result alias.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// A count in words: u64::MAX is what a saturated (overflowed) count reads, so its true value
+/// is 2^64 or more, not that number.
+fn count(n: u64) -> String {
+    if n == u64::MAX {
+        "2^64 or more".into()
+    } else {
+        n.to_string()
+    }
+}

@@ -579,3 +579,240 @@ fn u8_features_read_as_images_are_scaled() {
     assert!(input.contains("1.0000") && !input.contains("255"), "{out}");
     std::fs::remove_dir_all(&d).ok();
 }
+
+/// The QA probe's cases: each refused before training, in words (no panic, no Rust `Debug`
+/// form, no saturated count printed as if it were one).
+#[test]
+fn probe_cases_are_refused_in_words() {
+    let cases: Vec<(Vec<&str>, &[&str])> = vec![
+        // Panicked (a multiply overflow sizing the progress bar).
+        (
+            vec![
+                "train",
+                "--device",
+                "cpu",
+                "--epochs",
+                "9223372036854775808",
+            ],
+            &["--epochs", "history", "2^64 or more"],
+        ),
+        // A history that cannot be held is refused before training.
+        (
+            vec!["train", "--device", "cpu", "--epochs", "1000000000000"],
+            &["--epochs", "not enough host memory"],
+        ),
+        (
+            vec!["bench", "--cpu-only", "--shapes", "99999999999x99999999"],
+            &["2^64 or more bytes"],
+        ),
+        (
+            vec![
+                "train",
+                "--device",
+                "cpu",
+                "--data",
+                "digits",
+                "--layers",
+                "conv:4:9,flatten,dense:10",
+            ],
+            &["Conv2D(4, 9x9, stride 1, valid) does not fit"],
+        ),
+        (
+            vec![
+                "train",
+                "--device",
+                "cpu",
+                "--model",
+                "cnn",
+                "--input-shape",
+                "2,2,1",
+            ],
+            &["MaxPooling2D(2x2, stride 2, valid) does not fit"],
+        ),
+        // Named by its place in the list, with what it received (it said "give the model
+        // an image input shape" of an image model).
+        (
+            vec![
+                "train", "--device", "cpu", "--data", "digits", "--layers", "flatten,gap,dense:10",
+            ],
+            &["layer 1: GlobalAveragePooling2D after Flatten receives a vector of 64 features; it needs a feature map"],
+        ),
+        // Reported as "label 2 is out of range for 2 classes" once training had started.
+        (
+            vec![
+                "train",
+                "--device",
+                "cpu",
+                "--data",
+                "digits",
+                "--layers",
+                "flatten,dense:2",
+            ],
+            &["the last Dense layer has 2 outputs but the data has 10 classes"],
+        ),
+        // Flags that were silently ignored.
+        (
+            vec![
+                "train",
+                "--device",
+                "cpu",
+                "--hidden",
+                "5",
+                "--layers",
+                "dense:5,dense:3",
+            ],
+            &["--hidden does not apply to --layers"],
+        ),
+        (
+            vec![
+                "train", "--device", "cpu", "--hidden", "5", "--model", "cnn",
+            ],
+            &["--hidden does not apply to --model cnn"],
+        ),
+        (
+            vec![
+                "train", "--device", "cpu", "--hidden", "5", "--data", "digits",
+            ],
+            &["--hidden does not apply to the cnn model"],
+        ),
+        // Flat data given an image shape goes to the cnn model (the dense one ignored it).
+        (
+            vec!["train", "--device", "cpu", "--input-shape", "4,5,1", "--hidden", "3"],
+            &["--hidden does not apply to the cnn model"],
+        ),
+        (
+            vec![
+                "train",
+                "--device",
+                "cpu",
+                "--model",
+                "dense",
+                "--input-shape",
+                "4,5,1",
+            ],
+            &["--input-shape does not apply to --model dense"],
+        ),
+        (
+            vec!["train", "--device", "cpu", "--momentum", "0.5"],
+            &["--momentum does not apply to adam"],
+        ),
+    ];
+    for (args, says) in cases {
+        let (ok, out, err) = bnorm_within(60, &args);
+        assert!(!ok, "{args:?} succeeded:\n{out}");
+        for s in says {
+            assert!(
+                err.contains(s),
+                "{args:?}: stderr does not say {s:?}:\n{err}"
+            );
+        }
+        for debug in ["panicked", "{ ", "18446744073709551615"] {
+            assert!(!err.contains(debug), "{args:?}:\n{err}");
+        }
+        assert!(!out.contains("Epoch"), "{args:?} trained:\n{out}");
+    }
+}
+
+/// The defaults follow the network: a --layers network without an image input, a conv or a
+/// pooling layer is not convolutional (it held out 20% and took batches of 16), one with a
+/// conv is; --momentum with sgd and --hidden with the dense model still apply.
+#[test]
+fn defaults_follow_the_network() {
+    let run = |args: &[&str]| {
+        let (ok, out, err) = bnorm_within(120, args);
+        assert!(ok, "{args:?}:\n{err}");
+        out
+    };
+    let dense = run(&[
+        "train",
+        "--device",
+        "cpu",
+        "--layers",
+        "dense:5,bn,dense:3",
+        "--epochs",
+        "1",
+    ]);
+    assert!(!dense.contains("held out"), "{dense}");
+    assert!(
+        dense.contains("(32 steps)"),
+        "1000 rows in batches of 32:\n{dense}"
+    );
+    let conv = run(&[
+        "train",
+        "--device",
+        "cpu",
+        "--data",
+        "digits",
+        "--layers",
+        "conv:2:3,flatten,dense:10",
+        "--epochs",
+        "1",
+        "--no-bn",
+    ]);
+    assert!(conv.contains("held out"), "{conv}");
+    let sgd = run(&[
+        "train",
+        "--device",
+        "cpu",
+        "--optimizer",
+        "sgd",
+        "--momentum",
+        "0.5",
+        "--hidden",
+        "4",
+        "--model",
+        "dense",
+        "--epochs",
+        "1",
+    ]);
+    assert!(sgd.contains("Epoch"), "{sgd}");
+}
+
+/// A `.npy` file of `values` (f32) and `shape` (numpy's layout: header padded to 64 bytes).
+fn npy_f32(shape: &[usize], values: &[f32]) -> Vec<u8> {
+    let dims: Vec<String> = shape.iter().map(|d| d.to_string()).collect();
+    let shape = match dims.len() {
+        1 => format!("({},)", dims[0]),
+        _ => format!("({})", dims.join(", ")),
+    };
+    let mut header = format!("{{'descr': '<f4', 'fortran_order': False, 'shape': {shape}, }}");
+    while (10 + header.len() + 1) % 64 != 0 {
+        header.push(' ');
+    }
+    header.push('\n');
+    let mut b = b"\x93NUMPY\x01\x00".to_vec();
+    b.extend_from_slice(&(header.len() as u16).to_le_bytes());
+    b.extend_from_slice(header.as_bytes());
+    b.extend(values.iter().flat_map(|v| v.to_le_bytes()));
+    b
+}
+
+/// A declared input whose count of values overflows is said to be 2^64 or more, not the
+/// saturated 18446744073709551615 (2^65 here).
+#[test]
+fn an_overflowing_input_count_is_not_printed_as_a_count() {
+    let d = temp("count");
+    let (x, y) = (d.join("x.npy"), d.join("y.npy"));
+    std::fs::write(&x, npy_f32(&[2, 3], &[0.0; 6])).unwrap();
+    std::fs::write(&y, npy_f32(&[2], &[0.0, 1.0])).unwrap();
+    let (ok, out, err) = bnorm_within(
+        60,
+        &[
+            "train",
+            "--device",
+            "cpu",
+            "--data",
+            x.to_str().unwrap(),
+            "--labels",
+            y.to_str().unwrap(),
+            "--layers",
+            "conv:4:3,flatten,dense:3",
+            "--input-shape",
+            "4294967296,4294967296,2",
+        ],
+    );
+    assert!(!ok, "{out}");
+    assert!(err.contains("the model takes 2^64 or more"), "{err}");
+    assert!(!err.contains("18446744073709551615"), "{err}");
+    std::fs::remove_dir_all(&d).ok();
+}

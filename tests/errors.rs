@@ -235,3 +235,30 @@ fn a_row_past_the_binding_limit_names_the_limit() {
     );
     assert!(e.to_string().contains("max_storage_buffer_binding_size"));
 }
+
+/// The GPU model's fit refuses, before any epoch, a last Dense narrower than the data's
+/// classes (in those words) and epochs whose history cannot be held (as the CPU models do).
+#[test]
+fn gpu_fit_refuses_narrow_outputs_and_unholdable_epochs() {
+    use wgpu_batchnorm::nn::{Dataset, FitOptions, LayerSpec, Optimizer, Sequential};
+    let _guard = serial();
+    let data = Dataset::new(vec![0.5; 12], vec![0, 1, 2], 4, 3).unwrap();
+    let mut m = Sequential::new(ctx(), 4, &[LayerSpec::Dense(2)], 0, Optimizer::default()).unwrap();
+    let mut ran = 0;
+    let e = m
+        .fit(&data, &FitOptions::default(), None, |_, _| ran += 1)
+        .unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("the last Dense layer has 2 outputs but the data has 3 classes"),
+        "{e}"
+    );
+    let mut m = Sequential::new(ctx(), 4, &[LayerSpec::Dense(3)], 0, Optimizer::default()).unwrap();
+    let options = FitOptions {
+        epochs: usize::MAX,
+        ..FitOptions::default()
+    };
+    let e = m.fit(&data, &options, None, |_, _| ran += 1).unwrap_err();
+    assert!(e.to_string().contains("training history"), "{e}");
+    assert_eq!(ran, 0);
+}

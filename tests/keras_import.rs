@@ -83,7 +83,7 @@ fn model_b() -> (Value, Vec<Vec<LayerSpec>>) {
 /// The odd values every field is set to.
 fn odd_values() -> Vec<Value> {
     [
-        "0", "-1", "1", "2", "3", "0.5", "1e300", "null", "true", "false", "[]", "[1]", "[2, 2]",
+        "0", "-1", "1", "2", "3", "0.5", "0.99999999999", "18446744073709551615", "1e300", "null", "true", "false", "[]", "[1]", "[2, 2]",
         "[1, 1]", "[3]", "[1, 2]", "[1, 2, 3]", "[null, 8]", "[null, 8, 8, 1]", "{}",
         "\"x\"", "\"same\"", "\"valid\"", "\"SAME\"", "\"causal\"", "\"float32\"",
         "\"float16\"", "\"channels_last\"", "\"channels_first\"", "\"relu\"", "\"linear\"",
@@ -359,7 +359,8 @@ fn expect(
             same_or_refused(value.is_none_or(|v| v.as_f64() == Some(0.0)))
         }
         ("Dropout", "rate") => changed(&|m| match value.and_then(Value::as_f64) {
-            Some(r) if (0.0..1.0).contains(&r) => {
+            // Keras' float32 rate: the f64 in the file rounded.
+            Some(r) if (0.0..1.0).contains(&(r as f32)) => {
                 m[0] = LayerSpec::Dropout(r as f32);
                 true
             }
@@ -535,4 +536,82 @@ fn a_bad_batch_norm_config_names_its_layer() {
     )
     .unwrap_err();
     assert!(e.to_string().contains("layer 1"), "{e}");
+}
+
+/// Each float field is checked as the model stores it (f32), and a seed Keras would refuse
+/// is refused as out of range, naming the layer and the field (a Dropout rate of
+/// 0.99999999999 passed, became 1.0 and failed later as "invalid Dropout(1.0)"; a u64 seed
+/// read "not supported: only GlorotUniform").
+#[test]
+fn values_are_checked_as_stored_and_seeds_in_range() {
+    let (doc, _) = model_b();
+    let case = |i: usize, edit: &dyn Fn(&mut Value), field: &str, says: &[&str]| {
+        let mut d = doc.clone();
+        edit(&mut d["config"]["layers"][i]["config"]);
+        let e = nn::from_keras_json(&d.to_string()).unwrap_err();
+        let text = e.to_string();
+        assert!(
+            matches!(&e, Error::Keras { index: Some(x), field: f, .. } if f == field && *x == i),
+            "{field}: {text}"
+        );
+        for s in says {
+            assert!(text.contains(s), "{text} does not say {s:?}");
+        }
+        assert!(!text.contains("Dropout("), "{text}");
+    };
+    case(
+        5,
+        &|c| c["rate"] = json!(0.99999999999),
+        "rate",
+        &["\"dropout\"", "float32"],
+    );
+    case(
+        5,
+        &|c| c["seed"] = json!(u64::MAX),
+        "seed",
+        &["\"dropout\"", "out of range"],
+    );
+    case(
+        1,
+        &|c| c["kernel_initializer"] = json!({"module": "keras.initializers", "class_name": "GlorotUniform", "config": {"seed": u64::MAX}, "registered_name": null}),
+        "kernel_initializer",
+        &["\"conv2d\"", "seed", "out of range"],
+    );
+    // The largest seed Keras takes is taken.
+    let mut d = doc.clone();
+    d["config"]["layers"][5]["config"]["seed"] = json!(i64::MAX);
+    nn::from_keras_json(&d.to_string()).unwrap();
+}
+
+/// A model error names the Keras layer (its position in `config.layers` and its name), not
+/// the position among the importer's specs, and says what the layer received: GAP after
+/// Flatten read "layer 2: GlobalAveragePooling2D needs a feature map ... give the model an
+/// image input shape" for Keras layer 3 of an image model.
+#[test]
+fn model_errors_name_the_keras_layer_and_what_it_received() {
+    let (mut doc, _) = model_a();
+    let layers = doc["config"]["layers"].as_array_mut().unwrap();
+    layers.insert(
+        5,
+        json!({"class_name": "GlobalAveragePooling2D", "config": {"name": "my_gap"}}),
+    );
+    let text = doc.to_string();
+    let (input, specs, labels) = nn::from_keras_json_labeled(&text).unwrap();
+    assert_eq!(labels.len(), specs.len());
+    let e = nn::check_network_labeled(input, &specs, &labels)
+        .unwrap_err()
+        .to_string();
+    for says in [
+        "Keras layer 5 \"my_gap\" (GlobalAveragePooling2D)",
+        "after Flatten receives a vector of 128 features",
+    ] {
+        assert!(e.contains(says), "{e} does not say {says:?}");
+    }
+    assert!(!e.contains("image input shape"), "{e}");
+    // Without labels, the position among the specs (the Conv2D's ReLU is one of them).
+    let e = nn::check_network(input, &specs).unwrap_err().to_string();
+    assert!(
+        e.contains("layer 5: GlobalAveragePooling2D after Flatten"),
+        "{e}"
+    );
 }

@@ -183,3 +183,101 @@ fn check_network_refuses_what_the_models_refuse() {
     )
     .unwrap();
 }
+
+/// Model errors describe layers in words, never in Rust's `Debug` form
+/// (`Conv2D { filters: 4, kernel_size: [9, 9], ... }`, `Pool2D { pool_size: ...`,
+/// `Dropout(1.0)`).
+#[test]
+fn model_errors_describe_layers_in_words() {
+    let image = Shape::image(2, 2, 1);
+    let cases: Vec<(Shape, Vec<LayerSpec>, &str)> = vec![
+        (
+            image,
+            vec![
+                LayerSpec::Conv2D(Conv2D::new(4, 9)),
+                LayerSpec::Flatten,
+                LayerSpec::Dense(2),
+            ],
+            "Conv2D(4, 9x9, stride 1, valid)",
+        ),
+        (
+            image,
+            vec![
+                LayerSpec::MaxPool2D(Pool2D::new(3)),
+                LayerSpec::Flatten,
+                LayerSpec::Dense(2),
+            ],
+            "MaxPooling2D(3x3, stride 3, valid)",
+        ),
+        (
+            image,
+            vec![
+                LayerSpec::AvgPool2D(Pool2D::new(2)),
+                LayerSpec::AvgPool2D(Pool2D {
+                    strides: [1, 1],
+                    ..Pool2D::new(2)
+                }),
+                LayerSpec::Flatten,
+                LayerSpec::Dense(2),
+            ],
+            "AveragePooling2D(2x2, stride 1, valid)",
+        ),
+        (
+            Shape::Flat(4),
+            vec![LayerSpec::Dropout(1.0), LayerSpec::Dense(2)],
+            "Dropout(rate 1)",
+        ),
+        (
+            Shape::Flat(4),
+            vec![LayerSpec::Dense(0), LayerSpec::Dense(2)],
+            "Dense(0)",
+        ),
+    ];
+    for (input, layers, says) in cases {
+        let e = check_network(input, &layers).unwrap_err().to_string();
+        assert!(e.contains(says), "{e} does not say {says:?}");
+        assert!(!e.contains(" { ") && !e.contains("1.0)"), "{e}");
+    }
+}
+
+/// A last Dense narrower than the data's classes is refused by both models' fit before any
+/// training, in those words (it read "label 2 is out of range for 2 classes").
+#[test]
+fn a_last_dense_narrower_than_the_classes_is_refused_before_training() {
+    let data = nn::Dataset::new(vec![0.5; 12], vec![0, 1, 2], 4, 3).unwrap();
+    let layers = [LayerSpec::Dense(2)];
+    let says = "the last Dense layer has 2 outputs but the data has 3 classes";
+    assert!(nn::check_classes(&layers, &data)
+        .unwrap_err()
+        .to_string()
+        .contains(says));
+    let mut epochs = 0;
+    let mut m = nn::reference::CpuModelF32::new(4, &layers, 0, nn::Optimizer::default()).unwrap();
+    let e = m
+        .fit(&data, &nn::FitOptions::default(), None, |_, _| epochs += 1)
+        .unwrap_err();
+    assert!(e.to_string().contains(says), "{e}");
+    assert_eq!(epochs, 0);
+}
+
+/// Epochs whose history cannot be held are refused by `fit` with an error (it would abort
+/// allocating, or overflow counting), before any epoch runs.
+#[test]
+fn epochs_whose_history_cannot_be_held_are_refused() {
+    let data = nn::Dataset::synthetic(8, 4, 0);
+    let layers = [LayerSpec::Dense(3)];
+    for epochs in [usize::MAX, 1 << 62, 1_000_000_000_000] {
+        let options = nn::FitOptions {
+            epochs,
+            ..nn::FitOptions::default()
+        };
+        let e = options.check_history(data.rows()).unwrap_err();
+        assert!(e.to_string().contains("training history"), "{e}");
+        let mut m =
+            nn::reference::CpuModelF32::new(4, &layers, 0, nn::Optimizer::default()).unwrap();
+        let mut ran = 0;
+        let e = m.fit(&data, &options, None, |_, _| ran += 1).unwrap_err();
+        assert!(e.to_string().contains("training history"), "{e}");
+        assert_eq!(ran, 0);
+    }
+}

@@ -158,3 +158,65 @@ fn parse_token(t: &str) -> std::result::Result<LayerSpec, String> {
         other => return Err(format!("unknown layer {other:?} (expected {GRAMMAR})")),
     })
 }
+
+/// `2`, or `2x3` when the two sides differ.
+fn sides([h, w]: [usize; 2]) -> String {
+    if h == w {
+        h.to_string()
+    } else {
+        format!("{h}x{w}")
+    }
+}
+
+fn padding(p: Padding) -> &'static str {
+    match p {
+        Padding::Valid => "valid",
+        Padding::Same => "same",
+    }
+}
+
+/// A layer in words for messages (`Conv2D(4, 9x9, stride 1, valid)`), not its Rust form.
+impl std::fmt::Display for LayerSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let window = |p: &Pool2D| {
+            let [kh, kw] = p.pool_size;
+            format!(
+                "{kh}x{kw}, stride {}, {}",
+                sides(p.strides),
+                padding(p.padding)
+            )
+        };
+        match self {
+            LayerSpec::Dense(units) => write!(f, "Dense({units})"),
+            LayerSpec::BatchNorm => write!(f, "BatchNormalization"),
+            LayerSpec::BatchNormWith(c) => write!(
+                f,
+                "BatchNormalization(epsilon {}, momentum {}{}{}{})",
+                c.epsilon,
+                c.momentum.map_or("none".into(), |m| m.to_string()),
+                if c.center { "" } else { ", no center" },
+                if c.scale { "" } else { ", no scale" },
+                if c.relu { ", ReLU" } else { "" }
+            ),
+            LayerSpec::Relu => write!(f, "ReLU"),
+            LayerSpec::Activation(Activation::Sigmoid) => write!(f, "Activation(sigmoid)"),
+            LayerSpec::Activation(Activation::Tanh) => write!(f, "Activation(tanh)"),
+            LayerSpec::Dropout(rate) => write!(f, "Dropout(rate {rate})"),
+            LayerSpec::Conv2D(c) => {
+                let [kh, kw] = c.kernel_size;
+                write!(
+                    f,
+                    "Conv2D({}, {kh}x{kw}, stride {}, {}{})",
+                    c.filters,
+                    sides(c.strides),
+                    padding(c.padding),
+                    if c.use_bias { "" } else { ", no bias" }
+                )
+            }
+            LayerSpec::MaxPool2D(p) => write!(f, "MaxPooling2D({})", window(p)),
+            LayerSpec::AvgPool2D(p) => write!(f, "AveragePooling2D({})", window(p)),
+            LayerSpec::GlobalAvgPool2D => write!(f, "GlobalAveragePooling2D"),
+            LayerSpec::Flatten => write!(f, "Flatten"),
+        }
+    }
+}

@@ -171,6 +171,7 @@ impl<T: Float> CpuNetwork<T> {
     }
 
     fn check(&self, data: &Dataset) -> Result<()> {
+        crate::nn::spec::check_outputs(self.classes(), data)?;
         data.check_for(self.input, self.classes())
     }
 
@@ -253,6 +254,8 @@ impl<T: Float> CpuNetwork<T> {
         callbacks: &mut dyn Callbacks<Self>,
     ) -> Result<History> {
         options.validate()?;
+        // Before any work: the epoch count is the caller's, and so is the history's size.
+        options.check_history(train.rows())?;
         self.check(train)?;
         let rows = options.batch_size.min(train.rows());
         crate::memory::check_host_bytes(

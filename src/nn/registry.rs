@@ -49,6 +49,15 @@ pub enum LayerSpec {
 
 /// Checks the stack and builds its definitions, fusing each ReLU into the layer before it.
 pub(crate) fn resolve(input: Shape, layers: &[LayerSpec]) -> Result<Vec<Box<dyn LayerDef>>> {
+    resolve_labeled(input, layers, &|i| format!("layer {i}"))
+}
+
+/// As [`resolve`], each layer named in errors by `label(i)` (the user's name for spec `i`).
+fn resolve_labeled(
+    input: Shape,
+    layers: &[LayerSpec],
+    label: &dyn Fn(usize) -> String,
+) -> Result<Vec<Box<dyn LayerDef>>> {
     check_shape("the input", input)?;
     let mut out: Vec<Box<dyn LayerDef>> = Vec::new();
     let mut shape = input;
@@ -57,15 +66,23 @@ pub(crate) fn resolve(input: Shape, layers: &[LayerSpec]) -> Result<Vec<Box<dyn 
             LayerSpec::Relu => {
                 if !out.last_mut().is_some_and(|last| last.fuse_relu()) {
                     return Err(Error::Model(format!(
-                        "layer {i}: ReLU must follow a Dense, Conv2D or BatchNorm layer"
+                        "{}: ReLU must follow a Dense, Conv2D or BatchNorm layer",
+                        label(i)
                     )));
                 }
                 continue;
             }
-            _ => build(i, l, shape)?,
+            // Each message of `build` starts "layer {i}: "; it names the user's layer.
+            _ => build(i, l, shape, previous(&layers[..i])).map_err(|e| match e {
+                Error::Model(m) => match m.strip_prefix(&format!("layer {i}: ")) {
+                    Some(why) => Error::Model(format!("{}: {why}", label(i))),
+                    None => Error::Model(m),
+                },
+                e => e,
+            })?,
         };
         shape = def.output_shape();
-        check_shape(&format!("layer {i}'s output"), shape)?;
+        check_shape(&format!("{}'s output", label(i)), shape)?;
         out.push(def);
     }
     match out.last() {
@@ -80,6 +97,34 @@ pub(crate) fn resolve(input: Shape, layers: &[LayerSpec]) -> Result<Vec<Box<dyn 
 /// [`Sequential::new`](crate::nn::Sequential::new) and the CPU models refuse, this refuses.
 pub fn check_network(input: Shape, layers: &[LayerSpec]) -> Result<()> {
     resolve(input, layers).map(drop)
+}
+
+/// Checks a network's classes against the data before anything is built or trained: the
+/// last layer (a Dense, as [`check_network`] requires) must have an output for every class
+/// of the data.
+pub fn check_classes(layers: &[LayerSpec], data: &crate::nn::Dataset) -> Result<()> {
+    match layers.last() {
+        Some(LayerSpec::Dense(units)) => crate::nn::spec::check_outputs(*units, data),
+        _ => Ok(()),
+    }
+}
+
+/// Checks a network as [`check_network`] does, naming layer `i` in errors by `labels[i]`
+/// (an imported model's Keras position and name, see
+/// [`from_keras_json_labeled`](crate::nn::from_keras_json_labeled)).
+pub fn check_network_labeled(input: Shape, layers: &[LayerSpec], labels: &[String]) -> Result<()> {
+    let label = |i: usize| {
+        labels
+            .get(i)
+            .cloned()
+            .unwrap_or_else(|| format!("layer {i}"))
+    };
+    resolve_labeled(input, layers, &label).map(drop)
+}
+
+/// The last layer before these that is not a ReLU (fused into it), for messages.
+fn previous(layers: &[LayerSpec]) -> Option<&LayerSpec> {
+    layers.iter().rev().find(|l| **l != LayerSpec::Relu)
 }
 
 /// A shape every buffer of the network can index.
@@ -126,7 +171,12 @@ fn check_window_reach(
 }
 
 /// The definition of layer `i` (not a ReLU) on an input of `shape`.
-fn build(i: usize, l: &LayerSpec, shape: Shape) -> Result<Box<dyn LayerDef>> {
+fn build(
+    i: usize,
+    l: &LayerSpec,
+    shape: Shape,
+    previous: Option<&LayerSpec>,
+) -> Result<Box<dyn LayerDef>> {
     let image = |what: &str| {
         match shape {
         Shape::Image {
@@ -134,9 +184,15 @@ fn build(i: usize, l: &LayerSpec, shape: Shape) -> Result<Box<dyn LayerDef>> {
             width,
             channels,
         } => Ok([height, width, channels]),
-        Shape::Flat(_) => Err(Error::Model(format!(
-            "layer {i}: {what} needs a feature map [height, width, channels], got {shape}: give the model an image input shape"
-        ))),
+        // What it received, and from where: the input, or a layer that gives vectors.
+        Shape::Flat(n) => Err(Error::Model(match previous {
+            Some(p) => format!(
+                "layer {i}: {what} after {p} receives a vector of {n} features; it needs a feature map [height, width, channels]"
+            ),
+            None => format!(
+                "layer {i}: {what} needs a feature map [height, width, channels], but the input is a vector of {n} features: give the model an image input shape"
+            ),
+        })),
     }
     };
     Ok(match l {
@@ -192,7 +248,7 @@ fn build(i: usize, l: &LayerSpec, shape: Shape) -> Result<Box<dyn LayerDef>> {
             let windows = window(h, kh, sh, spec.padding).zip(window(w, kw, sw, spec.padding));
             let (Some(((oh, pt), (ow, pl))), true) = (windows, spec.filters > 0) else {
                 return Err(Error::Model(format!(
-                    "layer {i}: {spec:?} does not fit an input of {shape} (filters, kernel and strides must be positive, and a `valid` kernel no larger than the input)"
+                    "layer {i}: {l} does not fit an input of {shape} (filters, kernel and strides must be positive, and a `valid` kernel no larger than the input)"
                 )));
             };
             let geometry = ([h, w], [oh, ow]);
@@ -232,7 +288,7 @@ fn build(i: usize, l: &LayerSpec, shape: Shape) -> Result<Box<dyn LayerDef>> {
                 window(input[0], kh, sh, p.padding).zip(window(input[1], kw, sw, p.padding));
             let Some(((oh, pt), (ow, pl))) = windows else {
                 return Err(Error::Model(format!(
-                    "layer {i}: {p:?} does not fit an input of {shape} (pool size and strides must be positive, and a `valid` window no larger than the input)"
+                    "layer {i}: {l} does not fit an input of {shape} (pool size and strides must be positive, and a `valid` window no larger than the input)"
                 )));
             };
             let geometry = ([input[0], input[1]], [oh, ow]);
@@ -260,7 +316,12 @@ fn build(i: usize, l: &LayerSpec, shape: Shape) -> Result<Box<dyn LayerDef>> {
             })
         }
         LayerSpec::Flatten => Box::new(Flatten { len: shape.len() }),
-        other => return Err(Error::Model(format!("layer {i}: invalid {other:?}"))),
+        LayerSpec::Dropout(rate) => {
+            return Err(Error::Model(format!(
+                "layer {i}: Dropout(rate {rate}): the rate must lie in [0, 1)"
+            )))
+        }
+        other => return Err(Error::Model(format!("layer {i}: {other} is invalid"))),
     })
 }
 

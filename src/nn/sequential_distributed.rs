@@ -53,6 +53,7 @@ impl Sequential {
         let mut ex: Ranks<'_, '_> = Exchange::new(comm);
         let fields = options
             .validate()
+            .and_then(|()| options.check_history(train.rows()))
             .and_then(|()| contract::fields(self, train, options, validation));
         ex.agree(fields)?;
         // Every rank has the same options, rows and ranks now: this refusal is everyone's.

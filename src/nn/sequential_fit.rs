@@ -30,6 +30,8 @@ impl Sequential {
         callbacks: &mut dyn Callbacks<Self>,
     ) -> Result<History> {
         options.validate()?;
+        // Before any work: the epoch count is the caller's, and so is the history's size.
+        options.check_history(train.rows())?;
         let data = self.upload(train, true)?;
         let val = validation.map(|v| self.upload(v, false)).transpose()?;
         let steps = data.rows.div_ceil(options.batch_size);

@@ -46,6 +46,27 @@ impl FitOptions {
         Ok(())
     }
 
+    /// Refuses a number of epochs whose [`History`] (a loss, an accuracy, their validation
+    /// twins and each batch's loss, per epoch) could not be held in host memory: the epoch
+    /// count is the user's, and `fit` must fail in words, not abort allocating it.
+    pub fn check_history(&self, rows: usize) -> Result<()> {
+        let bytes = history_bytes(self.epochs, rows.div_ceil(self.batch_size.max(1)));
+        let needed = u64::try_from(bytes).unwrap_or(u64::MAX);
+        let refused = crate::Error::HostMemory {
+            what: "the training history (per-epoch losses and accuracies)",
+            needed,
+            available: crate::memory::available_host_bytes(),
+        };
+        if bytes > u128::from(u64::MAX) || usize::try_from(bytes).is_err() {
+            return Err(refused.into());
+        }
+        crate::memory::check_host_bytes(
+            "the training history (per-epoch losses and accuracies)",
+            needed,
+        )?;
+        Ok(())
+    }
+
     /// The row order of one epoch.
     pub fn order(&self, rows: usize, epoch: usize) -> Vec<u32> {
         if self.shuffle {
@@ -72,6 +93,26 @@ pub struct History {
     /// Mean loss of every batch, per epoch (what Keras' `on_train_batch_end` sees, before
     /// its running average over the epoch).
     pub batch_loss: Vec<Vec<f64>>,
+}
+
+/// Bytes of a [`History`] of `epochs` epochs of `batches` batches each (in u128: no overflow).
+fn history_bytes(epochs: usize, batches: usize) -> u128 {
+    let f = std::mem::size_of::<f64>() as u128;
+    let per_epoch = 4 * f + std::mem::size_of::<Vec<f64>>() as u128 + batches as u128 * f;
+    epochs as u128 * per_epoch
+}
+
+/// Refuses data with a label the network's outputs cannot score (a last Dense narrower than
+/// the classes), in those words, before any training: `outputs` is the last layer's width.
+pub(crate) fn check_outputs(outputs: usize, data: &crate::nn::Dataset) -> Result<()> {
+    match data.labels().iter().max() {
+        Some(&l) if l as usize >= outputs => Err(Error::Model(format!(
+            "the last Dense layer has {outputs} outputs but the data has {} classes (label {l} among them): give it {} units",
+            data.classes().max(l as usize + 1),
+            data.classes().max(l as usize + 1)
+        ))),
+        _ => Ok(()),
+    }
 }
 
 /// Hooks into `fit_with`, as Keras' callbacks: each sees the model (`weights()`,

@@ -254,7 +254,7 @@ fn forward_steps(rows: &[Row], case: &Case, reps: u32) -> u32 {
         .iter()
         .any(|r| &r.case == case && r.pass == Pass::Forward)
     {
-        reps + 1
+        reps.saturating_add(1)
     } else {
         0
     }

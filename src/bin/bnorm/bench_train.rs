@@ -40,7 +40,7 @@ pub fn run(gpu: Option<&Context>, epochs: usize) -> Result<(), Box<dyn std::erro
                 shuffle: true,
                 seed: 0,
             };
-            let steps = ROWS.div_ceil(batch) * epochs;
+            let steps = ROWS.div_ceil(batch).saturating_mul(epochs);
             // What one step records, counted on a step after the first (built once).
             let (per_step, gpu_ms) = match gpu {
                 Some(ctx) => {

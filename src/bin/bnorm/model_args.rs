@@ -6,11 +6,14 @@ use std::path::{Path, PathBuf};
 
 use wgpu_batchnorm::nn::data::FileFormat;
 use wgpu_batchnorm::nn::{
-    from_keras_json, parse_layers, tutorial_cnn, tutorial_layers, without_batch_norm, Dataset,
-    LayerSpec, Shape,
+    from_keras_json, from_keras_json_labeled, parse_layers, tutorial_cnn, tutorial_layers,
+    without_batch_norm, Dataset, LayerSpec, Shape,
 };
 
 type Error = Box<dyn std::error::Error>;
+
+/// An imported model: its input shape, its layers and each layer's Keras label.
+type Labeled = (Shape, Vec<LayerSpec>, Vec<String>);
 
 #[derive(clap::Args, Clone)]
 pub struct DataArgs {
@@ -36,13 +39,16 @@ pub struct DataArgs {
 #[derive(clap::Args, Clone)]
 pub struct ModelArgs {
     /// dense (the tutorial's Dense -> BN -> ReLU -> Dense) or cnn (the tutorial's
-    /// convolutional network); the default is cnn for image data, dense otherwise.
+    /// convolutional network); the default is cnn for image data (or --input-shape), dense
+    /// otherwise.
     #[arg(long)]
     pub model: Option<String>,
     /// A layer string instead, e.g.
     /// "conv:32:3:same,bn,relu,maxpool:2,flatten,dense:64,relu,dense:10" (without BN: the
     /// same with every bn removed, and a ReLU left with nothing to join moved back to the
-    /// conv or dense layer before it, or dropped).
+    /// conv or dense layer before it through maxpool, flatten and dropout, or dropped: a ReLU
+    /// follows only Dense, Conv2D or BN here, so after tanh, sigmoid or avgpool
+    /// (`tanh,bn,relu`) the twin has no ReLU there, though relu(tanh(x)) is not tanh(x)).
     #[arg(long)]
     pub layers: Option<String>,
     /// A Keras model.to_json() file instead (Sequential; supported layer kinds only).
@@ -52,9 +58,9 @@ pub struct ModelArgs {
     /// --model-json it must be the model's input shape.
     #[arg(long)]
     pub input_shape: Option<String>,
-    /// Hidden units of the dense model's first layer.
-    #[arg(long, default_value_t = 10)]
-    pub hidden: usize,
+    /// Hidden units of the dense model's first layer (default: 10; only for the dense model).
+    #[arg(long)]
+    pub hidden: Option<usize>,
 }
 
 impl DataArgs {
@@ -236,7 +242,7 @@ impl ModelArgs {
     }
 
     pub fn check(&self) -> Result<(), Error> {
-        if self.hidden == 0 {
+        if self.hidden == Some(0) {
             return Err("--hidden must be at least 1".into());
         }
         let given = [
@@ -255,6 +261,25 @@ impl ModelArgs {
         if let Some(l) = &self.layers {
             parse_layers(l)?;
         }
+        // A flag the chosen network does not read is refused, not ignored.
+        let network = match (&self.model, &self.layers, &self.model_json) {
+            (Some(m), _, _) => format!("--model {m}"),
+            (_, Some(_), _) => "--layers".into(),
+            (_, _, Some(_)) => "--model-json".into(),
+            _ => String::new(),
+        };
+        if self.hidden.is_some() && !network.is_empty() && network != "--model dense" {
+            return Err(format!(
+                "--hidden does not apply to {network}: it sets the hidden units of the dense model (--model dense)"
+            )
+            .into());
+        }
+        if self.input_shape.is_some() && network == "--model dense" {
+            return Err(
+                "--input-shape does not apply to --model dense: the dense model reads each sample as a vector of its features"
+                    .into(),
+            );
+        }
         self.image_shape()?;
         self.keras_model()?;
         Ok(())
@@ -262,13 +287,28 @@ impl ModelArgs {
 
     /// The --model-json file's input shape and layers, checked against --input-shape.
     fn keras_model(&self) -> Result<Option<(Shape, Vec<LayerSpec>)>, Error> {
+        Ok(self
+            .keras_labeled()?
+            .map(|(shape, layers, _)| (shape, layers)))
+    }
+
+    /// How errors name the layers of the network with BN: for --model-json each spec's Keras
+    /// layer (position and name); empty (their positions) otherwise.
+    pub fn labels(&self) -> Result<Vec<String>, Error> {
+        Ok(self
+            .keras_labeled()?
+            .map_or_else(Vec::new, |(_, _, labels)| labels))
+    }
+
+    /// The --model-json file's input shape, layers and their Keras labels.
+    fn keras_labeled(&self) -> Result<Option<Labeled>, Error> {
         let Some(path) = &self.model_json else {
             return Ok(None);
         };
         let text = std::fs::read_to_string(path)
             .map_err(|e| format!("--model-json {}: {e}", path.display()))?;
-        let (shape, layers) =
-            from_keras_json(&text).map_err(|e| format!("--model-json {}: {e}", path.display()))?;
+        let (shape, layers, labels) = from_keras_json_labeled(&text)
+            .map_err(|e| format!("--model-json {}: {e}", path.display()))?;
         if let Some(given) = self.image_shape()? {
             if given != shape {
                 return Err(format!(
@@ -278,7 +318,7 @@ impl ModelArgs {
                 .into());
             }
         }
-        Ok(Some((shape, layers)))
+        Ok(Some((shape, layers, labels)))
     }
 
     fn image_shape(&self) -> Result<Option<Shape>, Error> {
@@ -296,12 +336,32 @@ impl ModelArgs {
         }
     }
 
-    /// Whether the network is convolutional (what the epoch and split defaults follow).
+    /// Whether the network is convolutional (what the epoch, batch and split defaults
+    /// follow): the cnn model, or the user's network when it has an image input or a
+    /// convolution or pooling layer.
     pub fn is_cnn(&self, data: &Dataset) -> bool {
         match (&self.model, &self.layers, &self.model_json) {
             (Some(m), _, _) => m == "cnn",
-            (_, Some(_), _) | (_, _, Some(_)) => true,
-            _ => matches!(data.shape(), Shape::Image { .. }),
+            (_, Some(_), _) | (_, _, Some(_)) => {
+                self.build(data, true).is_ok_and(|(input, layers)| {
+                    matches!(input, Shape::Image { .. })
+                        || layers.iter().any(|l| {
+                            matches!(
+                                l,
+                                LayerSpec::Conv2D(_)
+                                    | LayerSpec::MaxPool2D(_)
+                                    | LayerSpec::AvgPool2D(_)
+                                    | LayerSpec::GlobalAvgPool2D
+                            )
+                        })
+                })
+            }
+            // Image data, or flat data given an image shape (--input-shape), is read by the
+            // cnn model (the dense one would ignore --input-shape).
+            _ => matches!(
+                self.image_shape().ok().flatten().unwrap_or(data.shape()),
+                Shape::Image { .. }
+            ),
         }
     }
 
@@ -322,8 +382,8 @@ impl ModelArgs {
         match self.declared_input()? {
             Some(model) if data.checked_len() != model.checked_len() => Err(format!(
                 "the data has {} values per sample {data}, the model takes {} {model}",
-                data.len(),
-                model.len()
+                values(data),
+                values(model)
             )
             .into()),
             Some(model) => same_images(data, model),
@@ -356,6 +416,9 @@ impl ModelArgs {
             return Ok((image, without_bn(parse_layers(l)?)));
         }
         if self.is_cnn(data) {
+            if self.hidden.is_some() {
+                return Err("--hidden does not apply to the cnn model (chosen for image data): it sets the hidden units of the dense model (--model dense)".into());
+            }
             if !matches!(image, Shape::Image { .. }) {
                 return Err(format!(
                     "the cnn model needs image data; {} features per row: give --input-shape H,W,C",
@@ -367,9 +430,17 @@ impl ModelArgs {
         }
         Ok((
             Shape::Flat(data.features()),
-            tutorial_layers(bn, self.hidden, classes),
+            tutorial_layers(bn, self.hidden.unwrap_or(10), classes),
         ))
     }
+}
+
+/// A shape's count of values in words: its product can overflow (an --input-shape is the
+/// user's), and a saturated count is not a count.
+fn values(shape: Shape) -> String {
+    shape
+        .checked_len()
+        .map_or_else(|| "2^64 or more".into(), |n| n.to_string())
 }
 
 /// Images must match a model's image input exactly: the same values in another arrangement

@@ -53,6 +53,13 @@ pub fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         .into());
     }
     let (input, layers) = args.model.network(&data, !args.no_bn)?;
+    // Refused naming the user's layers (an imported model's Keras position and name).
+    let labels = if args.no_bn {
+        Vec::new()
+    } else {
+        args.model.labels()?
+    };
+    wgpu_batchnorm::nn::check_network_labeled(input, &layers, &labels)?;
     let f = data.features();
     let one = &data.x()[args.sample * f..(args.sample + 1) * f];
     let ((loss, accuracy), probs, trace) = if args.device == "gpu" {

@@ -8,8 +8,8 @@ use indicatif::{ProgressBar, ProgressStyle};
 use wgpu_batchnorm::internal::check_writable;
 use wgpu_batchnorm::nn::reference::{CpuNetwork, Float};
 use wgpu_batchnorm::nn::{
-    check_network, save_weights, Dataset, FitOptions, History, LayerSpec, Optimizer, Sequential,
-    Shape, Weight,
+    check_classes, check_network_labeled, save_weights, Dataset, FitOptions, History, LayerSpec,
+    Optimizer, Sequential, Shape, Weight,
 };
 use wgpu_batchnorm::{Collective, Context, Exchange};
 
@@ -25,7 +25,8 @@ struct Plan {
 
 #[derive(clap::Args, Clone)]
 pub struct Args {
-    /// Passes over the data (default: 5, or 10 for a convolutional network).
+    /// Passes over the data (default: 5, or 10 for a convolutional network: the cnn model, or
+    /// a --layers / --model-json network with an image input or a conv or pooling layer).
     #[arg(long)]
     epochs: Option<usize>,
     /// Rows per training step, the last partial batch kept (default: 32, or 16 for a
@@ -39,9 +40,9 @@ pub struct Args {
     /// adam or sgd.
     #[arg(long, default_value = "adam")]
     optimizer: String,
-    /// SGD momentum.
-    #[arg(long, default_value_t = 0.0)]
-    momentum: f64,
+    /// SGD momentum (default: 0; only with --optimizer sgd).
+    #[arg(long)]
+    momentum: Option<f64>,
     /// Seed of the initial weights, the shuffles and the embedded data.
     #[arg(long, default_value_t = 42)]
     seed: u64,
@@ -60,7 +61,8 @@ pub struct Args {
     /// adapter exists.
     #[arg(long, default_value = "gpu")]
     device: String,
-    /// Save the trained (batch-norm) model's weights as safetensors.
+    /// Save the trained model's weights as safetensors: the model with batch norm, or with
+    /// --no-bn the one without.
     #[arg(long)]
     save: Option<PathBuf>,
     /// Draw loss and accuracy per epoch as a PNG (blue: with BN, orange: without; solid:
@@ -92,8 +94,11 @@ impl Default for Args {
 /// The optimizer the arguments ask for, checked.
 fn optimizer(args: &Args) -> Result<Optimizer, Box<dyn std::error::Error>> {
     let optimizer = match args.optimizer.as_str() {
+        "adam" if args.momentum.is_some() => {
+            return Err("--momentum does not apply to adam (it is SGD's): give --optimizer sgd, or drop --momentum".into())
+        }
         "adam" => Optimizer::adam(args.lr.unwrap_or(1e-3)),
-        "sgd" => Optimizer::sgd(args.lr.unwrap_or(1e-2), args.momentum),
+        "sgd" => Optimizer::sgd(args.lr.unwrap_or(1e-2), args.momentum.unwrap_or(0.0)),
         o => return Err(format!("unknown optimizer {o:?} (adam or sgd)").into()),
     };
     optimizer.validate()?;
@@ -274,15 +279,31 @@ fn prepare(args: &Args) -> Result<Prepared, Box<dyn std::error::Error>> {
     } else {
         (all, None)
     };
+    // The epochs' history must fit in memory (the epoch count is the user's).
+    let options = FitOptions {
+        batch_size: plan.batch_size,
+        epochs: plan.epochs,
+        ..FitOptions::default()
+    };
+    options.validate()?;
+    options
+        .check_history(data.rows())
+        .map_err(|e| format!("--epochs {}: {e}", plan.epochs))?;
     // Both networks are checked before either trains (a table needs both).
+    // Errors name the user's layers (an imported model's by their Keras position and name;
+    // the twin without BN has other positions).
+    let labels = args.model.labels()?;
     for bn in runs(args) {
         let (input, layers) = args.model.network(&data, bn)?;
-        check_network(input, &layers).map_err(|e| {
-            format!(
-                "the network {}: {e}",
-                if bn { "with BN" } else { "without BN" }
-            )
-        })?;
+        check_network_labeled(input, &layers, if bn { &labels } else { &[] })
+            .and_then(|()| check_classes(&layers, &data))
+            .and_then(|()| val.as_ref().map_or(Ok(()), |v| check_classes(&layers, v)))
+            .map_err(|e| {
+                format!(
+                    "the network {}: {e}",
+                    if bn { "with BN" } else { "without BN" }
+                )
+            })?;
     }
     let ctx = match args.device.as_str() {
         "gpu" => match Context::new() {
@@ -370,7 +391,7 @@ pub fn run_cli(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         ))
     );
     let bar = if leader {
-        ProgressBar::new((runs.len() * plan.epochs) as u64)
+        ProgressBar::new((runs.len() as u64).saturating_mul(plan.epochs as u64))
     } else {
         ProgressBar::hidden()
     };
@@ -395,7 +416,8 @@ pub fn run_cli(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     }
     bar.finish_and_clear();
 
-    let steps = data.rows().div_ceil(plan.batch_size) * plan.epochs;
+    // In u128: the product of two user numbers, only displayed.
+    let steps = data.rows().div_ceil(plan.batch_size) as u128 * plan.epochs as u128;
     let name = |bn: bool| if bn { "BN" } else { "noBN" };
     let mut header = format!("\n{:>5}", "Epoch");
     for (bn, _) in &results {
