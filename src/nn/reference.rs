@@ -171,7 +171,7 @@ impl<T: Float> CpuNetwork<T> {
     }
 
     fn check(&self, data: &Dataset) -> Result<()> {
-        crate::nn::spec::check_outputs(self.classes(), data)?;
+        crate::nn::registry::check_outputs(self.classes(), data)?;
         data.check_for(self.input, self.classes())
     }
 

@@ -99,12 +99,25 @@ pub fn check_network(input: Shape, layers: &[LayerSpec]) -> Result<()> {
     resolve(input, layers).map(drop)
 }
 
+/// Refuses data with a label the network's outputs cannot score (a last Dense narrower than
+/// the classes), in those words, before any training: `outputs` is the last layer's width.
+pub(crate) fn check_outputs(outputs: usize, data: &crate::nn::Dataset) -> Result<()> {
+    match data.labels().iter().max() {
+        Some(&l) if l as usize >= outputs => Err(Error::Model(format!(
+            "the last Dense layer has {outputs} outputs but the data has {} classes (label {l} among them): give it {} units",
+            data.classes().max(l as usize + 1),
+            data.classes().max(l as usize + 1)
+        ))),
+        _ => Ok(()),
+    }
+}
+
 /// Checks a network's classes against the data before anything is built or trained: the
 /// last layer (a Dense, as [`check_network`] requires) must have an output for every class
 /// of the data.
 pub fn check_classes(layers: &[LayerSpec], data: &crate::nn::Dataset) -> Result<()> {
     match layers.last() {
-        Some(LayerSpec::Dense(units)) => crate::nn::spec::check_outputs(*units, data),
+        Some(LayerSpec::Dense(units)) => check_outputs(*units, data),
         _ => Ok(()),
     }
 }

@@ -246,7 +246,7 @@ impl Sequential {
         if first_of_call {
             self.gathers.clear();
         }
-        crate::nn::spec::check_outputs(self.classes(), data)?;
+        crate::nn::registry::check_outputs(self.classes(), data)?;
         data.check_for(self.input, self.classes())?;
         self.next_data_id += 1;
         GpuData::upload(&self.ctx, data, self.next_data_id)

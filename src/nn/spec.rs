@@ -102,19 +102,6 @@ fn history_bytes(epochs: usize, batches: usize) -> u128 {
     epochs as u128 * per_epoch
 }
 
-/// Refuses data with a label the network's outputs cannot score (a last Dense narrower than
-/// the classes), in those words, before any training: `outputs` is the last layer's width.
-pub(crate) fn check_outputs(outputs: usize, data: &crate::nn::Dataset) -> Result<()> {
-    match data.labels().iter().max() {
-        Some(&l) if l as usize >= outputs => Err(Error::Model(format!(
-            "the last Dense layer has {outputs} outputs but the data has {} classes (label {l} among them): give it {} units",
-            data.classes().max(l as usize + 1),
-            data.classes().max(l as usize + 1)
-        ))),
-        _ => Ok(()),
-    }
-}
-
 /// Hooks into `fit_with`, as Keras' callbacks: each sees the model (`weights()`,
 /// `gradients()` are readable from inside). (`fit` takes a plain per-epoch closure.)
 pub trait Callbacks<M: ?Sized> {

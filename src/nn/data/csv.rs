@@ -141,7 +141,7 @@ fn csv_error(name: &str, e: ::csv::Error) -> DataError {
 /// An error about a row (0-based) as one about its line in the file (1-based), so that every
 /// CSV error counts the same way.
 fn at_line(e: DataError, lines: &[usize]) -> DataError {
-    use super::labels::Shown;
+    use super::error::Shown;
     let line = |row: usize| lines.get(row).copied().unwrap_or(0);
     let (path, line, why) = match e {
         DataError::LabelOutOfRange {
@@ -173,7 +173,7 @@ fn at_line(e: DataError, lines: &[usize]) -> DataError {
             format!(
                 "label {} is out of range: at most {} classes are supported",
                 Shown(label),
-                super::labels::MAX_CLASSES
+                super::error::MAX_CLASSES
             ),
         ),
         DataError::BadOneHot { path, row } => (

@@ -2,7 +2,25 @@
 
 use thiserror::Error;
 
-use super::labels::{Shown, MAX_CLASSES};
+/// The most classes a data set may have: a label is an exact integer in f32 up to 2^24, and a
+/// label past it is far more likely a corrupt value than a class.
+pub(super) const MAX_CLASSES: usize = 1 << 24;
+
+/// A label as the user would write it: an integer when it is one of moderate size, otherwise
+/// the shortest float form (`1e300`, `0.5`), never a 300-digit expansion.
+pub(super) struct Shown(pub f64);
+
+impl std::fmt::Display for Shown {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let v = self.0;
+        let a = v.abs();
+        if v.is_finite() && a != 0.0 && !(1e-4..1e16).contains(&a) {
+            write!(f, "{v:e}")
+        } else {
+            write!(f, "{v}")
+        }
+    }
+}
 
 /// `n` and the noun in its number: "1 class", "2 classes".
 pub(super) fn counted(n: usize, one: &str, many: &str) -> String {

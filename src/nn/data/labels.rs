@@ -2,11 +2,7 @@
 //! `[N, k]`, each checked against the classes asked for (or the largest supported), with the
 //! file and row of the first bad one.
 
-use super::DataError;
-
-/// The most classes a data set may have: a label is an exact integer in f32 up to 2^24, and a
-/// label past it is far more likely a corrupt value than a class.
-pub(super) const MAX_CLASSES: usize = 1 << 24;
+use super::error::{counted, DataError, MAX_CLASSES};
 
 /// The classes the caller asked for, checked: `Some(k)` with `1 <= k <= MAX_CLASSES`.
 pub(super) fn checked_classes(classes: Option<usize>) -> Result<Option<usize>, DataError> {
@@ -69,8 +65,8 @@ pub(super) fn labels(
             if let Some(c) = classes.filter(|&c| c != k) {
                 return Err(DataError::Invalid(format!(
                     "{path}: the one-hot labels have {}, but {} were asked for",
-                    super::error::counted(k, "column", "columns"),
-                    super::error::counted(c, "class", "classes")
+                    counted(k, "column", "columns"),
+                    counted(c, "class", "classes")
                 )));
             }
             y.chunks_exact(k)
@@ -98,20 +94,4 @@ pub(super) fn labels(
         .or(classes)
         .unwrap_or_else(|| labels.iter().max().map_or(1, |&m| m as usize + 1));
     Ok((labels, classes))
-}
-
-/// A label as the user would write it: an integer when it is one of moderate size, otherwise
-/// the shortest float form (`1e300`, `0.5`), never a 300-digit expansion.
-pub(super) struct Shown(pub f64);
-
-impl std::fmt::Display for Shown {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let v = self.0;
-        let a = v.abs();
-        if v.is_finite() && a != 0.0 && !(1e-4..1e16).contains(&a) {
-            write!(f, "{v:e}")
-        } else {
-            write!(f, "{v}")
-        }
-    }
 }
