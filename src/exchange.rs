@@ -23,7 +23,7 @@ const OK: f64 = 0.0;
 /// Header status: this rank failed; its message follows instead of a payload.
 const FAILED: f64 = 1.0;
 /// Bytes of a failure message or a contract value that travel (the rest is cut).
-const MAX_TEXT: usize = 400;
+const MAX_TEXT: usize = 1000;
 
 /// One rank's side of a sequence of exchanges over `comm`.
 pub struct Exchange<'a, C: Collective + ?Sized> {

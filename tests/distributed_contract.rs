@@ -205,11 +205,37 @@ fn ranks_that_agree_still_train_alike() {
 #[test]
 fn a_rank_with_invalid_options_makes_every_rank_fail() {
     let _g = serial();
-    let out = train(pair(|r| r.options.batch_size = 0));
+    // A network without batch norm: the message says nothing of batch norm.
+    let no_bn = |r: &mut Run| r.layers = tutorial_layers(false, 10, 3);
+    let mut runs = pair(|r| {
+        no_bn(r);
+        r.options.batch_size = 0;
+    });
+    no_bn(&mut runs[0]);
+    let out = train(runs);
     let (m1, _) = out[1].as_ref().unwrap_err();
     let (m0, disagree) = out[0].as_ref().unwrap_err();
     assert!(!disagree);
     assert_eq!(m0, &format!("rank 1 failed: {m1}"));
+    assert!(!m0.contains("batch norm"), "{m0}");
+}
+
+/// A plain all-gather of unequal lengths: one error, the same on every rank, said once.
+#[test]
+fn unequal_lengths_are_one_error_on_every_rank() {
+    let (tx, rx) = mpsc::channel();
+    for mut comm in ThreadGroup::new(2).unwrap() {
+        let tx = tx.clone();
+        thread::spawn(move || {
+            let local = vec![1.0; comm.rank() + 1];
+            let _ = tx.send(comm.all_gather(&local).map_err(|e| e.to_string()));
+        });
+    }
+    let want = "ranks exchange payloads of different lengths: rank 0 sends 1 values, rank 1 sends 2 values";
+    for _ in 0..2 {
+        let got = rx.recv_timeout(DEADLINE).expect("a rank hung");
+        assert_eq!(got, Err(want.to_string()));
+    }
 }
 
 /// Destroys its rank's device during exchange number `AFTER[rank]`: the rank's next GPU work
