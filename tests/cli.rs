@@ -2,17 +2,11 @@
 
 use std::process::Command;
 
-fn bnorm(args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_bnorm"))
-        .args(args)
-        .output()
-        .unwrap();
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
+use wgpu_batchnorm::nn::data::write_npy_f32;
+
+mod common;
+
+use common::bnorm;
 
 #[test]
 fn bench_checks_gpu_against_cpu_and_writes_json() {
@@ -126,6 +120,20 @@ fn bnorm_within(secs: u64, args: &[&str]) -> (bool, String, String) {
     (status.success(), out, err)
 }
 
+/// Runs `bnorm args` (60 s at most) and asserts that it fails saying each of `says` on
+/// stderr; returns (stdout, stderr) for the caller's own checks.
+fn refused(args: &[&str], says: &[&str]) -> (String, String) {
+    let (ok, out, err) = bnorm_within(60, args);
+    assert!(!ok, "{args:?} succeeded:\n{out}");
+    for s in says {
+        assert!(
+            err.contains(s),
+            "{args:?}: stderr does not say {s:?}:\n{err}"
+        );
+    }
+    (out, err)
+}
+
 fn temp(name: &str) -> std::path::PathBuf {
     let d = std::env::temp_dir().join(format!("bnorm-cli-{name}-{}", std::process::id()));
     std::fs::remove_dir_all(&d).ok();
@@ -218,12 +226,7 @@ fn bad_arguments_fail_before_the_work() {
         ),
     ];
     for (args, says) in cases {
-        let (ok, out, err) = bnorm_within(60, &args);
-        assert!(!ok, "{args:?} succeeded:\n{out}");
-        assert!(
-            err.contains(says),
-            "{args:?}: stderr does not say {says:?}:\n{err}"
-        );
+        let (out, err) = refused(&args, &[says]);
         assert!(!err.contains("panicked"), "{args:?}:\n{err}");
         assert!(
             !out.contains("Epoch"),
@@ -415,12 +418,7 @@ fn embedded_sets_honour_or_refuse_the_data_flags() {
         ),
     ];
     for (args, says) in cases {
-        let (ok, out, err) = bnorm_within(60, &args);
-        assert!(!ok, "{args:?} succeeded:\n{out}");
-        assert!(
-            err.contains(says),
-            "{args:?}: stderr does not say {says:?}:\n{err}"
-        );
+        let (out, _) = refused(&args, &[says]);
         assert!(!out.contains("Epoch"), "{args:?} trained:\n{out}");
     }
     // More classes than the labels need are honoured.
@@ -453,16 +451,8 @@ fn outputs_may_not_overwrite_inputs_or_each_other() {
     let d = temp("outputs");
     let x = d.join("xx.npy");
     let y = d.join("yy.npy");
-    std::fs::write(
-        &x,
-        wgpu_batchnorm::nn::data::write_npy_f32(&[4, 2], &[1.0; 8]).unwrap(),
-    )
-    .unwrap();
-    std::fs::write(
-        &y,
-        wgpu_batchnorm::nn::data::write_npy_f32(&[4], &[0.0, 1.0, 0.0, 1.0]).unwrap(),
-    )
-    .unwrap();
+    std::fs::write(&x, write_npy_f32(&[4, 2], &[1.0; 8]).unwrap()).unwrap();
+    std::fs::write(&y, write_npy_f32(&[4], &[0.0, 1.0, 0.0, 1.0]).unwrap()).unwrap();
     let before = std::fs::read(&x).unwrap();
     let json = d.join("m.json");
     std::fs::write(&json, "{}").unwrap();
@@ -512,12 +502,7 @@ fn outputs_may_not_overwrite_inputs_or_each_other() {
         ),
     ];
     for (args, says) in cases {
-        let (ok, out, err) = bnorm_within(60, &args);
-        assert!(!ok, "{args:?} succeeded:\n{out}");
-        assert!(
-            err.contains(says),
-            "{args:?}: stderr does not say {says:?}:\n{err}"
-        );
+        refused(&args, &[says]);
     }
     assert_eq!(
         std::fs::read(&x).unwrap(),
@@ -533,21 +518,9 @@ fn outputs_may_not_overwrite_inputs_or_each_other() {
 #[test]
 fn u8_features_read_as_images_are_scaled() {
     let d = temp("u8");
-    let npy = |descr: &str, shape: &str, data: &[u8]| {
-        let mut h = format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': {shape}, }}");
-        while (10 + h.len() + 1) % 64 != 0 {
-            h.push(' ');
-        }
-        h.push('\n');
-        let mut b = b"\x93NUMPY\x01\x00".to_vec();
-        b.extend_from_slice(&(h.len() as u16).to_le_bytes());
-        b.extend_from_slice(h.as_bytes());
-        b.extend_from_slice(data);
-        b
-    };
     let (x, y, w) = (d.join("x.npy"), d.join("y.npy"), d.join("w.safetensors"));
-    std::fs::write(&x, npy("|u1", "(4, 8)", &[255; 32])).unwrap();
-    std::fs::write(&y, npy("|u1", "(4,)", &[0, 1, 0, 1])).unwrap();
+    std::fs::write(&x, common::npy("|u1", &[4, 8], &[255; 32])).unwrap();
+    std::fs::write(&y, common::npy("|u1", &[4], &[0, 1, 0, 1])).unwrap();
     let (x, y, w) = (
         x.to_str().unwrap(),
         y.to_str().unwrap(),
@@ -698,14 +671,7 @@ fn probe_cases_are_refused_in_words() {
         ),
     ];
     for (args, says) in cases {
-        let (ok, out, err) = bnorm_within(60, &args);
-        assert!(!ok, "{args:?} succeeded:\n{out}");
-        for s in says {
-            assert!(
-                err.contains(s),
-                "{args:?}: stderr does not say {s:?}:\n{err}"
-            );
-        }
+        let (out, err) = refused(&args, says);
         for debug in ["panicked", "{ ", "18446744073709551615"] {
             assert!(!err.contains(debug), "{args:?}:\n{err}");
         }
@@ -768,33 +734,14 @@ fn defaults_follow_the_network() {
     assert!(sgd.contains("Epoch"), "{sgd}");
 }
 
-/// A `.npy` file of `values` (f32) and `shape` (numpy's layout: header padded to 64 bytes).
-fn npy_f32(shape: &[usize], values: &[f32]) -> Vec<u8> {
-    let dims: Vec<String> = shape.iter().map(|d| d.to_string()).collect();
-    let shape = match dims.len() {
-        1 => format!("({},)", dims[0]),
-        _ => format!("({})", dims.join(", ")),
-    };
-    let mut header = format!("{{'descr': '<f4', 'fortran_order': False, 'shape': {shape}, }}");
-    while (10 + header.len() + 1) % 64 != 0 {
-        header.push(' ');
-    }
-    header.push('\n');
-    let mut b = b"\x93NUMPY\x01\x00".to_vec();
-    b.extend_from_slice(&(header.len() as u16).to_le_bytes());
-    b.extend_from_slice(header.as_bytes());
-    b.extend(values.iter().flat_map(|v| v.to_le_bytes()));
-    b
-}
-
 /// A declared input whose count of values overflows is said to be 2^64 or more, not the
 /// saturated 18446744073709551615 (2^65 here).
 #[test]
 fn an_overflowing_input_count_is_not_printed_as_a_count() {
     let d = temp("count");
     let (x, y) = (d.join("x.npy"), d.join("y.npy"));
-    std::fs::write(&x, npy_f32(&[2, 3], &[0.0; 6])).unwrap();
-    std::fs::write(&y, npy_f32(&[2], &[0.0, 1.0])).unwrap();
+    std::fs::write(&x, write_npy_f32(&[2, 3], &[0.0; 6]).unwrap()).unwrap();
+    std::fs::write(&y, write_npy_f32(&[2], &[0.0, 1.0]).unwrap()).unwrap();
     let (ok, out, err) = bnorm_within(
         60,
         &[

@@ -2,19 +2,9 @@
 //! with and without batch norm (default settings: BN reaches 0.95 validation accuracy within
 //! 10 epochs), layer strings and Keras JSON, and `predict` on a saved model.
 
-use std::process::Command;
+mod common;
 
-fn bnorm(args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_bnorm"))
-        .args(args)
-        .output()
-        .unwrap();
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
+use common::bnorm;
 
 fn temp(name: &str) -> std::path::PathBuf {
     std::env::temp_dir().join(format!("bnorm-cnn-{}-{name}", std::process::id()))

@@ -198,7 +198,7 @@ fn shapes_are_checked_and_summarized() {
 #[test]
 fn a_cnn_epoch_records_what_it_should() {
     let _g = serial();
-    let (train, val) = Dataset::digits().split(100).unwrap();
+    let (train, val) = Dataset::digits().unwrap().split(100).unwrap();
     let (val, _) = val.split(20).unwrap();
     let mut model = Sequential::new(
         ctx(),

@@ -7,6 +7,8 @@ use std::process::Command;
 use wgpu_batchnorm::nn::data::write_npy_f32;
 use wgpu_batchnorm::nn::{DataError, Dataset};
 
+mod common;
+
 fn dir(name: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("bnorm-data-{name}-{}", std::process::id()));
     std::fs::create_dir_all(&d).unwrap();
@@ -385,32 +387,19 @@ fn files_from_other_tools_load() {
     assert_eq!(data.x(), &[1.5, 2.0, 3.0, 4.0]);
     assert_eq!(data.labels(), &[0, 1]);
     // Big-endian f8 features and i2 labels, as numpy writes them.
-    let npy = |descr: &str, shape: &str, payload: &[u8]| {
-        let mut header =
-            format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': {shape}, }}");
-        while (10 + header.len() + 1) % 64 != 0 {
-            header.push(' ');
-        }
-        header.push('\n');
-        let mut b = b"\x93NUMPY\x01\x00".to_vec();
-        b.extend_from_slice(&(header.len() as u16).to_le_bytes());
-        b.extend_from_slice(header.as_bytes());
-        b.extend_from_slice(payload);
-        b
-    };
     let x: Vec<u8> = [0.5f64, -2.0, 8.0, 1e3]
         .iter()
         .flat_map(|v| v.to_be_bytes())
         .collect();
     let y: Vec<u8> = [1i16, 0].iter().flat_map(|v| v.to_le_bytes()).collect();
     let (px, py) = (d.join("x.npy"), d.join("y.npy"));
-    std::fs::write(&px, npy(">f8", "(2, 2)", &x)).unwrap();
-    std::fs::write(&py, npy("<i2", "(2,)", &y)).unwrap();
+    std::fs::write(&px, common::npy(">f8", &[2, 2], &x)).unwrap();
+    std::fs::write(&py, common::npy("<i2", &[2], &y)).unwrap();
     let data = Dataset::from_npy(&px, &py, None).unwrap();
     assert_eq!(data.x(), &[0.5, -2.0, 8.0, 1000.0]);
     assert_eq!(data.labels(), &[1, 0]);
     // A header that claims more than the file holds is refused before allocating.
-    std::fs::write(&px, npy("<f4", "(4000000000, 4000000000)", &x)).unwrap();
+    std::fs::write(&px, common::npy("<f4", &[4000000000, 4000000000], &x)).unwrap();
     let e = Dataset::from_npy(&px, &py, None).unwrap_err().to_string();
     assert!(e.contains("cannot hold"), "{e}");
 }

@@ -10,39 +10,16 @@ use std::process::Command;
 
 use wgpu_batchnorm::nn::Dataset;
 
+mod common;
+
+use common::idx;
+
 const CHILD: &str = "BNORM_DATA_MEMORY_CHILD";
 
 fn dir(name: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("bnorm-memory-{name}-{}", std::process::id()));
     std::fs::create_dir_all(&d).unwrap();
     d
-}
-
-/// A `.npy` header for `descr` and `shape` (numpy's layout: padded to 64 bytes).
-fn npy_header(descr: &str, shape: &[usize]) -> Vec<u8> {
-    let dims: Vec<String> = shape.iter().map(|d| d.to_string()).collect();
-    let shape = match dims.len() {
-        1 => format!("({},)", dims[0]),
-        _ => format!("({})", dims.join(", ")),
-    };
-    let mut header = format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': {shape}, }}");
-    while (10 + header.len() + 1) % 64 != 0 {
-        header.push(' ');
-    }
-    header.push('\n');
-    let mut b = b"\x93NUMPY\x01\x00".to_vec();
-    b.extend_from_slice(&(header.len() as u16).to_le_bytes());
-    b.extend_from_slice(header.as_bytes());
-    b
-}
-
-fn idx(dims: &[u32], data: &[u8]) -> Vec<u8> {
-    let mut b = vec![0, 0, 8, dims.len() as u8];
-    for d in dims {
-        b.extend_from_slice(&d.to_be_bytes());
-    }
-    b.extend_from_slice(data);
-    b
 }
 
 /// A field of /proc/self/status in KiB (`None` where there is no procfs).
@@ -100,10 +77,10 @@ fn loading_images_peaks_near_the_final_buffer() {
     let rows = 4096;
     let px = pixels(rows);
     let labels: Vec<u8> = (0..rows).map(|i| (i % 10) as u8).collect();
-    let mut x = npy_header("|u1", &[rows, SIDE, SIDE, 1]);
+    let mut x = common::npy("|u1", &[rows, SIDE, SIDE, 1], &[]);
     x.extend_from_slice(&px);
     std::fs::write(d.join("x.npy"), x).unwrap();
-    let mut y = npy_header("|u1", &[rows]);
+    let mut y = common::npy("|u1", &[rows], &[]);
     y.extend_from_slice(&labels);
     std::fs::write(d.join("y.npy"), y).unwrap();
     let (xi, yi) = (
@@ -184,14 +161,14 @@ fn a_large_image_file_under_an_address_space_limit_is_an_error() {
     let d = dir("ulimit");
     let (rows, side) = (65536usize, 128usize);
     let x = d.join("big.npy");
-    let header = npy_header("|u1", &[rows, side, side, 2]);
+    let header = common::npy("|u1", &[rows, side, side, 2], &[]);
     let mut f = std::fs::File::create(&x).unwrap();
     f.write_all(&header).unwrap();
     f.set_len((header.len() + rows * side * side * 2) as u64)
         .unwrap();
     drop(f);
     let y = d.join("y.npy");
-    let mut labels = npy_header("|u1", &[rows]);
+    let mut labels = common::npy("|u1", &[rows], &[]);
     labels.extend((0..rows).map(|i| (i % 10) as u8));
     std::fs::write(&y, labels).unwrap();
     let limit = 4_000_000;
@@ -206,10 +183,10 @@ fn a_large_image_file_under_an_address_space_limit_is_an_error() {
     // The limit leaves room for a moderate file: 1024 images of 128 x 128 x 1 (16 MB) load,
     // and fail only at the validation split asked for, after the load.
     let small = d.join("small.npy");
-    let mut b = npy_header("|u1", &[1024, side, side, 1]);
+    let mut b = common::npy("|u1", &[1024, side, side, 1], &[]);
     b.extend(pixels(1024 * 4));
     std::fs::write(&small, b).unwrap();
-    let mut labels = npy_header("|u1", &[1024]);
+    let mut labels = common::npy("|u1", &[1024], &[]);
     labels.extend((0..1024).map(|i| (i % 10) as u8));
     std::fs::write(d.join("y1024.npy"), labels).unwrap();
     let (code, err) = bnorm_limited(
@@ -272,11 +249,11 @@ fn the_largest_class_count_is_checked_against_the_address_space() {
     }
     let d = dir("classes");
     let x = d.join("x.npy");
-    let mut b = npy_header("<f4", &[40, 4]);
+    let mut b = common::npy("<f4", &[40, 4], &[]);
     b.extend((0..160).flat_map(|i| (i as f32 / 160.0).to_le_bytes()));
     std::fs::write(&x, b).unwrap();
     let y = d.join("y.npy");
-    let mut b = npy_header("|u1", &[40]);
+    let mut b = common::npy("|u1", &[40], &[]);
     b.extend((0..40).map(|i| (i % 3) as u8));
     std::fs::write(&y, b).unwrap();
     let (x, y) = (x.to_str().unwrap(), y.to_str().unwrap());

@@ -102,7 +102,7 @@ fn data_parallel_training_follows_single_process_training() {
         );
     }
     // A CNN with batch norm over feature maps, on 2 ranks.
-    let digits = Dataset::digits().split(96).unwrap().0;
+    let digits = Dataset::digits().unwrap().split(96).unwrap().0;
     let cnn = [
         LayerSpec::Conv2D(Conv2D::new(4, 3).padding(Padding::Same)),
         LayerSpec::BatchNorm,

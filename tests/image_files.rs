@@ -8,19 +8,14 @@ use std::path::PathBuf;
 use wgpu_batchnorm::nn::data::write_npy_f32;
 use wgpu_batchnorm::nn::{DataError, Dataset, Shape};
 
+mod common;
+
+use common::idx;
+
 fn dir() -> PathBuf {
     let d = std::env::temp_dir().join(format!("bnorm-images-{}", std::process::id()));
     std::fs::create_dir_all(&d).unwrap();
     d
-}
-
-fn idx(dims: &[u32], data: &[u8]) -> Vec<u8> {
-    let mut b = vec![0, 0, 8, dims.len() as u8];
-    for d in dims {
-        b.extend_from_slice(&d.to_be_bytes());
-    }
-    b.extend_from_slice(data);
-    b
 }
 
 fn gz(bytes: &[u8]) -> Vec<u8> {
@@ -31,7 +26,7 @@ fn gz(bytes: &[u8]) -> Vec<u8> {
 
 #[test]
 fn the_digits_are_embedded() {
-    let d = Dataset::digits();
+    let d = Dataset::digits().unwrap();
     assert_eq!(d.rows(), 1797);
     assert_eq!(d.shape(), Shape::image(8, 8, 1));
     assert_eq!(d.classes(), 10);
@@ -289,19 +284,8 @@ fn npy_images_name_the_right_file_and_read_labels_as_features_do() {
     ));
     // Labels as f8, as numpy writes them for floats.
     let f8 = |values: &[f64]| {
-        let mut header = format!(
-            "{{'descr': '<f8', 'fortran_order': False, 'shape': ({},), }}",
-            values.len()
-        );
-        while (10 + header.len() + 1) % 64 != 0 {
-            header.push(' ');
-        }
-        header.push('\n');
-        let mut b = b"\x93NUMPY\x01\x00".to_vec();
-        b.extend_from_slice(&(header.len() as u16).to_le_bytes());
-        b.extend_from_slice(header.as_bytes());
-        b.extend(values.iter().flat_map(|v| v.to_le_bytes()));
-        b
+        let payload: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+        common::npy("<f8", &[values.len()], &payload)
     };
     for (big, shown) in [(4e9, "4000000000"), (1e300, "1e300")] {
         std::fs::write(&l, f8(&[0.0, big])).unwrap();
@@ -438,22 +422,10 @@ fn formats_are_told_from_the_content() {
 #[test]
 fn u8_data_is_scaled_whenever_it_is_read_as_images() {
     let d = dir();
-    let u8_npy = |shape: &str, values: &[u8]| {
-        let mut header = format!("{{'descr': '|u1', 'fortran_order': False, 'shape': {shape}, }}");
-        while (10 + header.len() + 1) % 64 != 0 {
-            header.push(' ');
-        }
-        header.push('\n');
-        let mut b = b"\x93NUMPY\x01\x00".to_vec();
-        b.extend_from_slice(&(header.len() as u16).to_le_bytes());
-        b.extend_from_slice(header.as_bytes());
-        b.extend_from_slice(values);
-        b
-    };
     let pixels: Vec<u8> = (0..2 * 8).map(|i| (i * 17) as u8).collect();
     let (flat, image, l) = (d.join("u8f.npy"), d.join("u8i.npy"), d.join("u8y.npy"));
-    std::fs::write(&flat, u8_npy("(2, 8)", &pixels)).unwrap();
-    std::fs::write(&image, u8_npy("(2, 2, 2, 2)", &pixels)).unwrap();
+    std::fs::write(&flat, common::npy("|u1", &[2, 8], &pixels)).unwrap();
+    std::fs::write(&image, common::npy("|u1", &[2, 2, 2, 2], &pixels)).unwrap();
     std::fs::write(&l, write_npy_f32(&[2], &[1.0, 0.0]).unwrap()).unwrap();
     let as_images = Dataset::from_npy_as_images(&flat, &l, None, [2, 2, 2]).unwrap();
     let images = Dataset::from_npy_images(&image, &l, None).unwrap();

@@ -50,7 +50,7 @@ fn layers() -> Vec<LayerSpec> {
 /// The golden run's training and validation rows: the embedded digits' first ones.
 fn data(g: &Value) -> (Dataset, Dataset) {
     let n = |k: &str| g[k].as_u64().unwrap() as usize;
-    let digits = Dataset::digits();
+    let digits = Dataset::digits().unwrap();
     let (head, _) = digits.split(n("train") + n("val")).unwrap();
     let labels: Vec<u32> = g["labels"]
         .as_array()

@@ -6,9 +6,7 @@
 
 mod common;
 
-use std::process::Command;
-
-use common::{ctx, serial};
+use common::{bnorm, ctx, serial};
 use proptest::prelude::*;
 use wgpu_batchnorm::nn::reference::{CpuModel, CpuModelF32};
 use wgpu_batchnorm::nn::{
@@ -169,18 +167,6 @@ fn the_largest_window_is_taken_whole() {
             "{msg}"
         );
     }
-}
-
-fn bnorm(args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_bnorm"))
-        .args(args)
-        .output()
-        .unwrap();
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
 }
 
 /// The case: a max-pool of 2^32 trained with loss 2.2910 on the GPU and 2.3570 on the

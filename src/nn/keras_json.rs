@@ -13,6 +13,18 @@ use crate::nn::registry::LayerSpec;
 use crate::nn::shape::Shape;
 use crate::BatchNormConfig;
 
+/// Fields of Dense and Conv2D that this crate does not implement: refused when set.
+const WEIGHTED_EXTRAS: &[&str] = &[
+    "kernel_regularizer",
+    "bias_regularizer",
+    "activity_regularizer",
+    "kernel_constraint",
+    "bias_constraint",
+    "lora_rank",
+    "lora_alpha",
+    "quantization_config",
+];
+
 /// The layer kinds this importer reads.
 const SUPPORTED: &str = "InputLayer, Dense, Conv2D, MaxPooling2D, AveragePooling2D, GlobalAveragePooling2D, Flatten, BatchNormalization, Activation, ReLU, Dropout";
 
@@ -166,16 +178,7 @@ impl Walk {
                 }
                 f.initializer("kernel_initializer", "GlorotUniform")?;
                 f.initializer("bias_initializer", "Zeros")?;
-                f.no_extras(&[
-                    "kernel_regularizer",
-                    "bias_regularizer",
-                    "activity_regularizer",
-                    "kernel_constraint",
-                    "bias_constraint",
-                    "lora_rank",
-                    "lora_alpha",
-                    "quantization_config",
-                ])?;
+                f.no_extras(WEIGHTED_EXTRAS)?;
                 out.push(LayerSpec::Dense(units));
                 out.extend(f.activation("activation", last)?);
                 self.rank = 2;
@@ -210,16 +213,7 @@ impl Walk {
                 } else {
                     f.get("bias_initializer"); // no bias: nothing to initialize
                 }
-                f.no_extras(&[
-                    "kernel_regularizer",
-                    "bias_regularizer",
-                    "activity_regularizer",
-                    "kernel_constraint",
-                    "bias_constraint",
-                    "lora_rank",
-                    "lora_alpha",
-                    "quantization_config",
-                ])?;
+                f.no_extras(WEIGHTED_EXTRAS)?;
                 out.push(LayerSpec::Conv2D(conv));
                 out.extend(f.activation("activation", last)?);
                 self.rank = 4;

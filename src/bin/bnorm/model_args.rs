@@ -208,7 +208,7 @@ impl DataArgs {
             return self.embedded_classes(Dataset::synthetic(1000, 20, seed));
         };
         let Some(format) = self.format()? else {
-            return self.embedded_classes(Dataset::digits());
+            return self.embedded_classes(Dataset::digits()?);
         };
         let files = self.files();
         let path = PathBuf::from(data);
